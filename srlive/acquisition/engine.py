@@ -1,0 +1,290 @@
+"""The acquisition engine: sets of raw frames on a Micro-Manager core, exactly and safely.
+
+The engine executes :class:`SetPlan` items (one SR image's worth of raw frames each). It
+uses hardware sequencing where the devices allow it (the SLM steps through an uploaded
+image sequence on each camera exposure, the camera runs a sequence acquisition, the laser
+is gated by the exposure) and software timing otherwise. Each frame is stamped with its
+metadata and every frame is accounted for: delivered, or counted as dropped. Subscribers
+(pipeline, writer, viewer, optimizer) listen to :class:`EngineEvents`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from psygnal import Signal, SignalGroup
+
+from srlive.acquisition.modalities import Modality
+from srlive.hardware.microscope import Microscope
+
+# frame metadata the engine adds beyond the store's standard columns
+EXTRA_FRAME_COLUMNS = ("k", "position", "c", "camera_time_ms")
+
+log = logging.getLogger(__name__)
+
+
+class DoseBudgetExceeded(RuntimeError):
+    """The per-sample light-dose budget would be exceeded by the next set."""
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """One set of raw frames: what to light, how, and where."""
+
+    index: int
+    t: int
+    modality: Modality
+    line: int
+    power_mw: float
+    exposure_ms: float
+    slm_images: tuple[np.ndarray, ...]
+    n_frames: int
+    position: int = 0
+    channel: str = ""
+    channel_index: int = 0
+    z_index: int = 0
+    x_um: float | None = None
+    y_um: float | None = None
+    z_um: float | None = None
+    min_start_s: float = 0.0
+
+    @property
+    def sample_key(self) -> int:
+        """Dose is budgeted per sample: one sample per stage position."""
+        return self.position
+
+
+@dataclass
+class FrameRecord:
+    """A frame and its metadata, as delivered to subscribers."""
+
+    image: np.ndarray
+    meta: dict[str, Any]
+
+
+@dataclass
+class EngineStats:
+    """Every frame accounted for."""
+
+    frames_acquired: int = 0
+    frames_dropped: int = 0
+    sets_completed: int = 0
+    dose_mj: dict[int, float] = field(default_factory=dict)
+    stopped_by: str | None = None
+
+
+class EngineEvents(SignalGroup):
+    """Signals the engine emits (from the acquisition thread)."""
+
+    frame_ready = Signal(object)  # FrameRecord
+    set_complete = Signal(object, object, object)  # SetPlan, frames (n, H, W), list[meta]
+    finished = Signal(object)  # EngineStats
+    error = Signal(object)  # the exception
+
+
+class Engine:
+    """Runs set plans on a :class:`Microscope`."""
+
+    def __init__(
+        self,
+        scope: Microscope,
+        *,
+        hardware_sequencing: bool = True,
+        dose_budget_mj: float | None = None,
+    ) -> None:
+        self.scope = scope
+        self.core = scope.core
+        self.hardware_sequencing = hardware_sequencing
+        self.dose_budget_mj = (
+            dose_budget_mj if dose_budget_mj is not None else scope.profile.limits.max_dose_mj
+        )
+        self.events = EngineEvents()
+        self.stats = EngineStats()
+        self._loaded_sequence: tuple[int, ...] | None = None
+        self._t0 = 0.0
+
+    # --- public --------------------------------------------------------------------
+    def run(self, plans: Iterable[SetPlan], stop: threading.Event | None = None) -> EngineStats:
+        """Execute the plans in order; the microscope is made safe however this ends."""
+        stop = stop or threading.Event()
+        self._t0 = time.perf_counter()
+        try:
+            for plan in plans:
+                if stop.is_set():
+                    self.stats.stopped_by = "stop requested"
+                    break
+                self._wait_until(plan.min_start_s, stop)
+                if stop.is_set():
+                    self.stats.stopped_by = "stop requested"
+                    break
+                self._check_dose(plan)
+                self._run_set(plan, stop)
+        except KeyboardInterrupt:
+            self.stats.stopped_by = "interrupted"
+            raise
+        except Exception as exc:
+            self.stats.stopped_by = f"error: {exc}"
+            self.events.error.emit(exc)
+            raise
+        finally:
+            self.scope.make_safe()
+            self._loaded_sequence = None
+            self.events.finished.emit(self.stats)
+        return self.stats
+
+    def uses_hardware_sequencing(self, plan: SetPlan) -> bool:
+        if not self.hardware_sequencing:
+            return False
+        if plan.modality.structured and len(set(map(id, plan.slm_images))) > 1:
+            return self.scope.slm_can_sequence(len(plan.slm_images))
+        return True
+
+    # --- internals -----------------------------------------------------------------
+    def _wait_until(self, start_s: float, stop: threading.Event) -> None:
+        delay = start_s - (time.perf_counter() - self._t0)
+        if delay > 0:
+            stop.wait(delay)
+
+    def _check_dose(self, plan: SetPlan) -> None:
+        if self.dose_budget_mj is None:
+            return
+        spent = self.stats.dose_mj.get(plan.sample_key, 0.0)
+        planned = plan.power_mw * plan.exposure_ms * plan.n_frames / 1000.0
+        if spent + planned > self.dose_budget_mj:
+            self.stats.stopped_by = "dose budget"
+            raise DoseBudgetExceeded(
+                f"light-dose budget of {self.dose_budget_mj:g} mJ for position {plan.position} "
+                f"would be exceeded ({spent:.3g} mJ used, next set needs {planned:.3g} mJ): "
+                "acquisition stopped"
+            )
+
+    def _prepare(self, plan: SetPlan) -> None:
+        scope, core = self.scope, self.core
+        xy = (plan.x_um, plan.y_um)
+        if None not in xy and scope.roles.xy_stage and tuple(core.getXYPosition()) != xy:
+            core.setXYPosition(*xy)
+        if plan.z_um is not None and scope.roles.z_stage:
+            core.setPosition(plan.z_um)
+        if core.getExposure() != plan.exposure_ms:
+            scope.set_exposure(plan.exposure_ms)
+        for line in scope.profile.laser_lines:
+            if line != plan.line:
+                scope.laser_off(line)
+        scope.set_power(plan.line, plan.power_mw)
+        scope.set_gated(plan.line, True)
+
+    def _run_set(self, plan: SetPlan, stop: threading.Event) -> None:
+        self._prepare(plan)
+        frames: list[np.ndarray] = []
+        metas: list[dict[str, Any]] = []
+        source = (
+            self._sequenced_frames(plan, stop)
+            if self.uses_hardware_sequencing(plan)
+            else self._software_frames(plan, stop)
+        )
+        for k, (image, core_meta) in enumerate(source):
+            meta = self._stamp(plan, k, core_meta)
+            record = FrameRecord(image, meta)
+            self.stats.frames_acquired += 1
+            self.events.frame_ready.emit(record)
+            frames.append(image)
+            metas.append(meta)
+        dose = plan.power_mw * plan.exposure_ms * len(frames) / 1000.0
+        self.stats.dose_mj[plan.sample_key] = self.stats.dose_mj.get(plan.sample_key, 0.0) + dose
+        if len(frames) == plan.n_frames:
+            self.stats.sets_completed += 1
+            self.events.set_complete.emit(plan, np.stack(frames), metas)
+        else:
+            self.stats.frames_dropped += len(frames)
+
+    def _stamp(self, plan: SetPlan, k: int, core_meta: Any) -> dict[str, Any]:
+        n_phases = plan.modality.n_phases
+        a, p = divmod(k, n_phases) if plan.modality.structured else (0, 0)
+        pattern = k % len(plan.slm_images) if plan.modality.structured else -1
+        meta: dict[str, Any] = {
+            "frame": self.stats.frames_acquired,
+            "event": plan.index,
+            "t": plan.t,
+            "a": a,
+            "p": p,
+            "k": k,
+            "position": plan.position,
+            "c": plan.channel_index,
+            "time_s": time.perf_counter() - self._t0,
+            "exposure_ms": plan.exposure_ms,
+            "slm_pattern": pattern,
+            "z_um": plan.z_um if plan.z_um is not None else self._z(),
+            "x_um": plan.x_um if plan.x_um is not None else 0.0,
+            "y_um": plan.y_um if plan.y_um is not None else 0.0,
+        }
+        for line in self.scope.profile.laser_lines:
+            meta[f"power_mw_{line}"] = plan.power_mw if line == plan.line else 0.0
+        if core_meta is not None:
+            try:
+                meta["camera_time_ms"] = float(core_meta.get("ElapsedTime-ms", "nan"))
+            except (AttributeError, TypeError, ValueError):
+                pass
+        return meta
+
+    def _z(self) -> float:
+        return float(self.core.getPosition()) if self.scope.roles.z_stage else 0.0
+
+    def _sequenced_frames(
+        self, plan: SetPlan, stop: threading.Event
+    ) -> Iterator[tuple[np.ndarray, Any]]:
+        """SLM image sequence + camera sequence acquisition; laser gated by the exposure."""
+        scope, core = self.scope, self.core
+        if plan.modality.structured:
+            key = tuple(id(img) for img in plan.slm_images)
+            if self._loaded_sequence != key:
+                scope.stop_slm_sequence()
+                scope.core.loadSLMSequence(scope.roles.slm, list(plan.slm_images))
+                self._loaded_sequence = key
+            core.startSLMSequence(scope.roles.slm)
+        elif plan.slm_images and scope.has_slm:
+            scope.show_slm(plan.slm_images[0])
+            self._loaded_sequence = None
+        scope.laser_on(plan.line)
+        core.startSequenceAcquisition(plan.n_frames, 0.0, True)
+        popped = 0
+        try:
+            while popped < plan.n_frames and not stop.is_set():
+                if core.getRemainingImageCount() > 0:
+                    image, meta = core.popNextImageAndMD()
+                    popped += 1
+                    yield np.array(image, copy=True), meta
+                elif not core.isSequenceRunning():
+                    if core.getRemainingImageCount() == 0:
+                        break
+                else:
+                    time.sleep(0.0002)
+        finally:
+            if core.isSequenceRunning():
+                core.stopSequenceAcquisition()
+            scope.laser_off(plan.line)
+            if plan.modality.structured:
+                scope.stop_slm_sequence()
+
+    def _software_frames(
+        self, plan: SetPlan, stop: threading.Event
+    ) -> Iterator[tuple[np.ndarray, Any]]:
+        """Show each SLM image, snap, repeat: software timing."""
+        scope, core = self.scope, self.core
+        self._loaded_sequence = None
+        for k in range(plan.n_frames):
+            if stop.is_set():
+                return
+            if plan.slm_images and scope.has_slm:
+                scope.show_slm(plan.slm_images[k % len(plan.slm_images)])
+            scope.laser_on(plan.line)
+            try:
+                core.snapImage()
+            finally:
+                scope.laser_off(plan.line)
+            yield np.array(core.getImage(), copy=True), None

@@ -1,0 +1,278 @@
+"""The main job: live acquisition of raw sets, reconstruction, display and OME-Zarr streaming."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from srlive.acquisition.engine import EXTRA_FRAME_COLUMNS, Engine, SetPlan
+from srlive.acquisition.modalities import Modality, get_modality, slm_images
+from srlive.hardware.connect import connect
+from srlive.hardware.microscope import Microscope
+from srlive.profiles import Profile, load_profile
+from srlive.recon.wiener_sim import WienerSIM
+from srlive.safety import interlock
+from srlive.storage.omezarr import AcquisitionStore
+
+log = logging.getLogger(__name__)
+
+UpdateCallback = Callable[[np.ndarray, np.ndarray | None, dict[str, Any]], None]
+
+
+@dataclass
+class RunSettings:
+    """What `srlive run` was asked to do."""
+
+    profile: str | None = None
+    modality: str = "sim9"
+    frames: int = 20
+    exposure_ms: float | None = None
+    power_mw: float | None = None
+    line: int | None = None
+    properties: list[tuple[str, str, str]] = field(default_factory=list)
+    out: Path | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class RunSummary:
+    """Machine-readable account of a run (printed by ``--json``)."""
+
+    output: str
+    modality: str
+    raw_frames_acquired: int = 0
+    raw_frames_stored: int = 0
+    raw_frames_dropped: int = 0
+    sr_images: int = 0
+    raw_path: str = "raw/0"
+    sr_path: str | None = "sr/0"
+    raw_axes: list[str] = field(default_factory=lambda: ["t", "ap", "y", "x"])
+    sr_axes: list[str] = field(default_factory=lambda: ["t", "y", "x"])
+    sequencing: str = "hardware"
+    interrupted: bool = False
+    wall_s: float = 0.0
+    raw_fps: float = 0.0
+    recon_ms_median: float | None = None
+    sim_parameters: dict[str, Any] | None = None
+    lasers_on_at_end: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_output_path(modality: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{modality}.zarr"
+
+
+def _camera_offset(scope: Microscope) -> float:
+    core, cam = scope.core, scope.roles.camera
+    if core.hasProperty(cam, "Offset"):
+        return float(core.getProperty(cam, "Offset"))
+    return 100.0
+
+
+class _Reconstructor:
+    """Wiener SIM with parameters estimated from the first set and refined later."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        modality: Modality,
+        frame_shape: tuple[int, int],
+        line: int,
+        offset_adu: float,
+    ) -> None:
+        self.sim = WienerSIM(
+            frame_shape,
+            profile.optics.pixel_nm,
+            profile.optics.na,
+            profile.optics.emission_for(line),
+            n_angles=modality.n_angles,
+            n_phases=modality.n_phases,
+            offset_adu=offset_adu,
+        )
+        self.calibrated = False
+        self.times_ms: list[float] = []
+
+    def __call__(self, raw_set: np.ndarray) -> np.ndarray:
+        frames = raw_set.reshape(-1, *raw_set.shape[-2:])
+        if not self.calibrated:
+            self.sim.calibrate(frames)
+            self.calibrated = True
+        start = time.perf_counter()
+        result = self.sim.reconstruct(frames)
+        self.times_ms.append((time.perf_counter() - start) * 1000.0)
+        return result
+
+
+def run_live(
+    settings: RunSettings,
+    *,
+    on_update: UpdateCallback | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Acquire ``settings.frames`` sets, reconstruct, display and store them."""
+    stop = stop or threading.Event()
+    profile = load_profile(settings.profile)
+    modality = get_modality(settings.modality)
+    line = settings.line or profile.defaults.laser_line
+    exposure = settings.exposure_ms or profile.defaults.exposure_ms
+    power = settings.power_mw if settings.power_mw is not None else profile.defaults.power_mw
+    profile.check_exposure(exposure)  # refuse before any device moves
+    profile.check_power(line, power)
+    out = Path(settings.out) if settings.out else default_output_path(modality.name)
+
+    scope = connect(profile)
+    try:
+        with interlock(scope):
+            return _acquire(
+                scope,
+                profile,
+                modality,
+                line,
+                exposure,
+                power,
+                settings,
+                out,
+                on_update,
+                stop,
+                progress,
+            )
+    finally:
+        scope.core.unloadAllDevices()
+
+
+def _acquire(
+    scope: Microscope,
+    profile: Profile,
+    modality: Modality,
+    line: int,
+    exposure: float,
+    power: float,
+    settings: RunSettings,
+    out: Path,
+    on_update: UpdateCallback | None,
+    stop: threading.Event,
+    progress: Callable[[int], None] | None,
+) -> RunSummary:
+    for label, prop, value in settings.properties:
+        scope.set_property(label, prop, value)
+    frame_shape = scope.frame_shape
+    images = tuple(slm_images(profile, modality, line, scope.slm_shape)) if scope.has_slm else ()
+    plans = [
+        SetPlan(
+            index=t,
+            t=t,
+            modality=modality,
+            line=line,
+            power_mw=power,
+            exposure_ms=exposure,
+            slm_images=images,
+            n_frames=modality.frames_per_set,
+        )
+        for t in range(settings.frames)
+    ]
+    engine = Engine(scope)
+    recon = (
+        _Reconstructor(profile, modality, frame_shape, line, _camera_offset(scope))
+        if modality.reconstruction == "wiener-sim"
+        else None
+    )
+    summary = RunSummary(
+        output=str(out),
+        modality=modality.name,
+        sequencing="hardware" if engine.uses_hardware_sequencing(plans[0]) else "software",
+        sr_path="sr/0" if recon else None,
+    )
+    store = AcquisitionStore.create(
+        out,
+        frame_shape=frame_shape,
+        pixel_nm=profile.optics.pixel_nm,
+        n_angles=modality.n_angles,
+        n_phases=modality.n_phases,
+        sr_shape=(frame_shape[0] * 2, frame_shape[1] * 2) if recon else None,
+        sr_pixel_nm=profile.optics.pixel_nm / 2 if recon else None,
+        laser_lines=profile.laser_lines,
+        profile=profile.model_dump(mode="json"),
+        run={
+            "modality": modality.name,
+            "frames": settings.frames,
+            "exposure_ms": exposure,
+            "laser_line": line,
+            "power_mw": power,
+            "set_properties": settings.properties,
+            "sequencing": summary.sequencing,
+        },
+        sr_method=modality.reconstruction,
+        overwrite=settings.overwrite,
+        extra_frame_columns=EXTRA_FRAME_COLUMNS,
+    )
+
+    def on_set(plan: SetPlan, frames: np.ndarray, metas: list[dict[str, Any]]) -> None:
+        raw_set = frames.reshape(modality.n_angles, modality.n_phases, *frames.shape[-2:])
+        store.write_set(plan.t, raw_set, metas)
+        summary.raw_frames_stored += len(frames)
+        sr = None
+        if recon is not None:
+            sr = recon(frames)
+            store.write_sr(
+                plan.t,
+                sr,
+                {"t": plan.t, "time_s": metas[-1]["time_s"], "recon_ms": recon.times_ms[-1]},
+            )
+            summary.sr_images += 1
+        if progress:
+            progress(plan.t + 1)
+        if on_update:
+            on_update(
+                frames.sum(axis=0, dtype=np.float32),
+                sr,
+                {
+                    "t": plan.t + 1,
+                    "of": settings.frames,
+                    "frames": engine.stats.frames_acquired,
+                    "dropped": engine.stats.frames_dropped,
+                    "recon_ms": recon.times_ms[-1] if recon else None,
+                    "status": f"{modality.name}, {summary.sequencing} sequencing",
+                },
+            )
+
+    engine.events.set_complete.connect(on_set)
+    complete = False
+    try:
+        engine.run(plans, stop)
+        complete = True
+    except KeyboardInterrupt:
+        log.warning("interrupted: lasers off, closing the store")
+    finally:
+        summary.lasers_on_at_end = [ln for ln in profile.laser_lines if scope.laser_is_on(ln)]
+        summary.interrupted = not complete or stop.is_set()
+        summary.raw_frames_acquired = engine.stats.frames_acquired
+        summary.raw_frames_dropped = summary.raw_frames_acquired - summary.raw_frames_stored
+        summary.wall_s = time.perf_counter() - engine._t0
+        summary.raw_fps = summary.raw_frames_acquired / summary.wall_s if summary.wall_s else 0.0
+        if recon is not None and recon.times_ms:
+            summary.recon_ms_median = float(np.median(recon.times_ms))
+            summary.sim_parameters = _params_dict(recon.sim.params)
+        store.close(complete=True)
+    return summary
+
+
+def _params_dict(params: Any) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {
+        "period_nm": [round(float(v), 3) for v in np.atleast_1d(params.period_nm)],
+        "angles_deg": [round(float(v), 3) for v in np.atleast_1d(params.angles_deg)],
+        "modulation": [round(float(v), 3) for v in np.atleast_1d(params.modulation)],
+    }

@@ -1,0 +1,217 @@
+"""The `srlive` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from srlive import __version__
+
+log = logging.getLogger("srlive")
+
+
+class UsageError(ValueError):
+    """Bad command-line input."""
+
+
+def _parse_set(text: str) -> tuple[str, str, str]:
+    """Parse ``LABEL.PROPERTY=VALUE``."""
+    key, sep, value = text.partition("=")
+    label, dot, prop = key.partition(".")
+    if not sep or not dot or not label or not prop:
+        raise argparse.ArgumentTypeError(f"expected LABEL.PROPERTY=VALUE, got {text!r}")
+    return label.strip(), prop.strip(), value.strip()
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="srlive", description="Live super-resolution microscopy through Micro-Manager."
+    )
+    parser.add_argument("--version", action="version", version=f"srlive {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="live super-resolution run (default: simulated microscope)")
+    run.add_argument("--profile", default=None, help="profile name or path (default: sim_default)")
+    run.add_argument("--modality", default="sim9", help="widefield | sim9")
+    run.add_argument("--frames", type=int, default=20, help="number of SR images (sets)")
+    run.add_argument("--exposure-ms", type=float, default=None)
+    run.add_argument("--power-mw", type=float, default=None)
+    run.add_argument("--line", type=int, default=None, help="laser line in nm")
+    run.add_argument(
+        "--set",
+        dest="properties",
+        action="append",
+        type=_parse_set,
+        default=[],
+        metavar="LABEL.PROPERTY=VALUE",
+        help="any Micro-Manager property (repeatable)",
+    )
+    run.add_argument("--out", type=Path, default=None, help="output .zarr (default: runs/...)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    run.add_argument("--headless", action="store_true", help="no window")
+    run.add_argument("--json", action="store_true", help="print a JSON summary last")
+
+    bench = sub.add_parser("bench", help="benchmarks (JSON output)")
+    bench.add_argument("what", choices=["camera", "recon", "storage"])
+    bench.add_argument("--size", type=int, default=512)
+    bench.add_argument("--seconds", type=float, default=5.0, help="camera: how long to stream")
+    bench.add_argument("--exposure-ms", type=float, default=5.0)
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
+    bench.add_argument("--json", action="store_true", help="JSON only (default prints JSON too)")
+
+    prof = sub.add_parser("profile", help="validate a profile and its Micro-Manager config")
+    prof.add_argument("profile", nargs="?", default=None)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from srlive.acquisition.live import RunSettings
+    from srlive.viewer.live import display_available
+
+    if args.frames < 1:
+        raise UsageError("--frames must be at least 1")
+    settings = RunSettings(
+        profile=args.profile,
+        modality=args.modality,
+        frames=args.frames,
+        exposure_ms=args.exposure_ms,
+        power_mw=args.power_mw,
+        line=args.line,
+        properties=args.properties,
+        out=args.out,
+        overwrite=args.overwrite,
+    )
+    headless = args.headless or not display_available()
+    summary = _run_headless(settings) if headless else _run_with_window(settings)
+    text = (
+        f"{summary.sr_images} SR images, {summary.raw_frames_stored}/"
+        f"{summary.raw_frames_acquired} raw frames stored ({summary.raw_frames_dropped} dropped)"
+        f" -> {summary.output}" + (" [interrupted]" if summary.interrupted else "")
+    )
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(text)
+    return 130 if summary.interrupted else 0
+
+
+def _run_headless(settings):
+    from tqdm import tqdm
+
+    from srlive.acquisition.live import run_live
+
+    with tqdm(
+        total=settings.frames, unit="set", desc=settings.modality, file=sys.stderr, disable=None
+    ) as bar:
+        return run_live(settings, progress=lambda n: bar.update(n - bar.n))
+
+
+def _run_with_window(settings):
+    from srlive.acquisition.live import run_live
+    from srlive.profiles import load_profile
+    from srlive.viewer.live import run_with_viewer
+
+    profile = load_profile(settings.profile)
+    result = {}
+
+    def worker(viewer, stop: threading.Event) -> None:
+        result["summary"] = run_live(settings, on_update=viewer.submit, stop=stop)
+
+    run_with_viewer(
+        worker,
+        raw_pixel_nm=profile.optics.pixel_nm,
+        sr_pixel_nm=profile.optics.pixel_nm / 2,
+        title=f"srlive — {profile.name}",
+    )
+    return result["summary"]
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "camera":
+        from simulators.bench import bench_camera
+
+        result = bench_camera(size=args.size, seconds=args.seconds, exposure_ms=args.exposure_ms)
+    elif args.what == "recon":
+        from srlive.recon.bench import bench_wiener
+
+        result = bench_wiener(size=args.size, repeats=args.repeats)
+    else:
+        import tempfile
+
+        from srlive.storage.bench import bench_storage
+
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            result = bench_storage(Path(tmp), frame_shape=(args.size, args.size))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from srlive.hardware.connect import connect
+    from srlive.profiles import load_profile
+
+    profile = load_profile(args.profile)
+    scope = connect(profile)
+    try:
+        print(
+            f"{profile.source}: ok ({len(scope.core.getLoadedDevices())} devices, "
+            f"lasers {profile.laser_lines}, camera {scope.frame_shape})"
+        )
+    finally:
+        scope.core.unloadAllDevices()
+    return 0
+
+
+def _configure_logging(verbose: bool) -> None:
+    """One stderr handler; libraries' debug chatter only with --verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("srlive: %(levelname)s: %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    mm_logger = logging.getLogger("pymmcore-plus")
+    mm_logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for h in list(mm_logger.handlers):
+        h.setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; bad input gives one line on stderr and a non-zero exit."""
+    from srlive.profiles import ProfileError
+    from srlive.safety import SafetyError
+
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    handlers = {"run": _cmd_run, "bench": _cmd_bench, "profile": _cmd_profile}
+    try:
+        return handlers[args.command](args)
+    except (
+        ProfileError,
+        SafetyError,
+        UsageError,
+        ValueError,
+        FileExistsError,
+        FileNotFoundError,
+    ) as exc:
+        if args.verbose:
+            raise
+        print(f"srlive: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("srlive: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Benchmark: Wiener SIM reconstruction time per 9-frame set on simulated data."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from simulators.imaging import default_sim_patterns, simulate_sim_stack
+from simulators.samples import make_sample
+from srlive.recon.wiener_sim import WienerSIM
+
+
+def bench_wiener(size: int = 512, repeats: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Calibrate once, then time ``repeats`` reconstructions of a ``size``² set."""
+    sample = make_sample("microtubules", (2 * size, 2 * size), 32.5, seed=seed, motion=False)
+    fov = (size * 65.0, size * 65.0)
+    raw = simulate_sim_stack(
+        sample.density(), default_sim_patterns(fov_nm=fov), rng=np.random.default_rng(seed)
+    )
+    recon = WienerSIM((size, size), 65.0, 1.49, 510.0)
+    start = time.perf_counter()
+    recon.calibrate(raw)
+    calibration_ms = (time.perf_counter() - start) * 1000
+    for _ in range(3):
+        recon.reconstruct(raw)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        recon.reconstruct(raw)
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "benchmark": "recon",
+        "method": "wiener-sim",
+        "frames_per_set": 9,
+        "frame_shape": [size, size],
+        "output_shape": [2 * size, 2 * size],
+        "repeats": repeats,
+        "ms_mean": round(float(np.mean(times)), 2),
+        "ms_median": round(float(np.median(times)), 2),
+        "ms_p90": round(float(np.percentile(times, 90)), 2),
+        "calibration_ms": round(calibration_ms, 1),
+        "cpu_count": os.cpu_count(),
+    }

@@ -1,0 +1,57 @@
+"""Safety: limits checked before anything reaches the core, and the laser interlock.
+
+:func:`interlock` wraps every acquisition: on normal end, exception, Ctrl-C or SIGTERM all
+lasers go off and the SLM is blanked before the exception (if any) propagates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from srlive.hardware.microscope import Microscope
+
+log = logging.getLogger(__name__)
+
+
+class SafetyError(ValueError):
+    """A requested setting is outside the profile's hard limits."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM was received; handled like Ctrl-C so every exit path is the same."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` (main thread only) while the block runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interlock(microscope: Microscope) -> Iterator[Microscope]:
+    """Lasers off and SLM blank on every exit path of the block."""
+    try:
+        with terminate_as_interrupt():
+            yield microscope
+    finally:
+        try:
+            microscope.make_safe()
+        except Exception:  # pragma: no cover - last line of defence; never mask the cause
+            log.exception("interlock: could not make the microscope safe")

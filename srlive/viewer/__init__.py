@@ -1,0 +1,20 @@
+"""Live display of raw and super-resolved images (qtpy + pyqtgraph).
+
+Names are imported lazily, so ``import srlive.viewer`` does not load Qt.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from srlive.viewer.live import LiveViewer, display_available, format_info, run_with_viewer
+
+__all__ = ["LiveViewer", "display_available", "format_info", "run_with_viewer"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(import_module("srlive.viewer.live"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

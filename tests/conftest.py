@@ -1,0 +1,34 @@
+"""Shared fixtures: a real pymmcore-plus UniMMCore loaded with the simulated microscope."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+
+from srlive.hardware.connect import connect
+from srlive.profiles import load_profile
+
+
+@pytest.fixture
+def profile():
+    return load_profile("sim_default")
+
+
+@pytest.fixture
+def scope(profile):
+    """The default simulated microscope at 128×128, static sample, through a real core."""
+    microscope = connect(profile)
+    core = microscope.core
+    core.setProperty("SimHub", "FrameSize", 128)
+    core.setProperty("SimHub", "Motion", "Off")
+    yield microscope
+    microscope.make_safe()
+    core.unloadAllDevices()
+
+
+@pytest.fixture
+def core(scope):
+    return scope.core

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from simulators.illumination import draw_grating
 
+from simulators.illumination import draw_grating
 from srlive.profiles import Profile
 
 

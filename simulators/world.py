@@ -20,7 +20,7 @@ import numpy as np
 
 from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.illumination import IlluminationPattern, illumination_from_slm
-from simulators.imaging import FringeCache, expected_from_cache
+from simulators.imaging import FringeCache, expected_from_cache, render_expected
 from simulators.optics import Optics, blur, otf_2d
 from simulators.photophysics import (
     bleach_survival,
@@ -32,6 +32,7 @@ from simulators.samples import Sample, load_sample_file, make_sample
 
 EMISSION_NM = {405: 450.0, 488: 510.0, 561: 600.0, 640: 670.0}
 UNIFORM = IlluminationPattern(components=(), dc=1.0)
+MOTION_STEP_S = 0.025  # a live sample is moved on at most every 25 ms
 
 
 @dataclass
@@ -362,10 +363,29 @@ class SimulatedWorld:
         return self._fringe
 
     def _advance_sample(self) -> None:
+        """Move a live sample on by the time since its last update (in ≥ 25 ms steps)."""
         now = time.perf_counter()
-        if self._last_frame_t is not None and self.sample.motion:
+        if self._last_frame_t is None or not self.sample.motion:
+            self._last_frame_t = now
+            return
+        if now - self._last_frame_t >= MOTION_STEP_S:
             self.sample.advance(now - self._last_frame_t)
-        self._last_frame_t = now
+            self._last_frame_t = now
+
+    def _expected_photons(
+        self, line: int, pattern: IlluminationPattern, scale: float
+    ) -> np.ndarray:
+        """Photons per camera pixel: cached side bands for a still sample, direct otherwise."""
+        if self.sample.motion:  # the sample changes every few frames: one real FFT pair
+            return render_expected(
+                self._density_in_view(),
+                pattern,
+                self._otf(line),
+                self.oversample,
+                scale,
+                self.grid_pixel_nm,
+            )
+        return expected_from_cache(self._fringe_cache(line), pattern, scale)
 
     def expose(
         self, exposure_ms: float, out: np.ndarray | None = None
@@ -384,8 +404,7 @@ class SimulatedWorld:
                     photons += self._blinking_frame(laser, exposure_ms, scale)
                 else:
                     pattern = self._pattern(image_id, slm_image, laser.line)
-                    cache = self._fringe_cache(laser.line)
-                    photons += expected_from_cache(cache, pattern, scale)
+                    photons += self._expected_photons(laser.line, pattern, scale)
                 if laser.gated:
                     self._dose_mj += laser.power_mw * exposure_ms / 1000.0
             frame = self.camera.expose(photons, exposure_ms, self._rng, out=out)

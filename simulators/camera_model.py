@@ -65,34 +65,43 @@ class CameraModel:
         Shot noise is Poisson; for pixels with a mean above ``GAUSSIAN_SHOT_ABOVE_E``
         electrons it is drawn as a Gaussian of the same mean and variance (faster, and
         indistinguishable there). Electrons clip at the full well; read noise is Gaussian.
+        Large frames are processed as two halves on two threads with independent random
+        streams (numpy releases the GIL while drawing).
         """
-        mean_e = self.mean_electrons(np.asarray(photons, np.float32), exposure_ms)
-        mean_e = np.clip(mean_e, 0.0, None, dtype=np.float32)
-        electrons = np.empty_like(mean_e)
-        if mean_e.size >= PARALLEL_ABOVE_PIXELS and mean_e.ndim == 2:
-            # numpy releases the GIL while drawing: two independent streams, two halves
-            half = mean_e.shape[0] // 2
-            parts = [slice(0, half), slice(half, None)]
+        photons = np.asarray(photons, np.float32)
+        if out is None:
+            out = np.empty(photons.shape, np.uint16)
+        if photons.size >= PARALLEL_ABOVE_PIXELS and photons.ndim == 2:
+            half = photons.shape[0] // 2
+            parts = (slice(0, half), slice(half, None))
             streams = rng.spawn(2)
             list(
                 _POOL.map(
-                    lambda i: _shot_noise(mean_e[parts[i]], electrons[parts[i]], streams[i]),
+                    lambda i: self._expose_part(
+                        photons[parts[i]], exposure_ms, streams[i], out[parts[i]]
+                    ),
                     range(2),
                 )
             )
         else:
-            _shot_noise(mean_e, electrons, rng)
-        np.clip(electrons, 0.0, self.full_well_e, out=electrons)
-        electrons += rng.standard_normal(electrons.shape, np.float32) * np.float32(
-            self.read_noise_e
-        )
-        adu = electrons * np.float32(1.0 / self.e_per_adu) + np.float32(self.offset_adu)
-        np.rint(adu, out=adu)
-        np.clip(adu, 0, self.max_adu, out=adu)
-        if out is None:
-            return adu.astype(np.uint16)
-        out[...] = adu
+            self._expose_part(photons, exposure_ms, rng, out)
         return out
+
+    def _expose_part(
+        self, photons: np.ndarray, exposure_ms: float, rng: np.random.Generator, out: np.ndarray
+    ) -> None:
+        mean_e = np.clip(self.mean_electrons(photons, exposure_ms), 0.0, None, dtype=np.float32)
+        electrons = np.empty_like(mean_e)
+        _shot_noise(mean_e, electrons, rng)
+        np.clip(electrons, 0.0, self.full_well_e, out=electrons)
+        noise = rng.standard_normal(electrons.shape, np.float32)
+        noise *= np.float32(self.read_noise_e)
+        electrons += noise
+        electrons *= np.float32(1.0 / self.e_per_adu)
+        electrons += np.float32(self.offset_adu)
+        np.rint(electrons, out=electrons)
+        np.clip(electrons, 0, self.max_adu, out=electrons)
+        out[...] = electrons
 
 
 def bin_to_camera(hi: np.ndarray, factor: int) -> np.ndarray:

@@ -57,8 +57,30 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true", help="no window")
     run.add_argument("--json", action="store_true", help="print a JSON summary last")
 
+    acq = sub.add_parser("acquire", help="run an automated imaging protocol (YAML/JSON)")
+    acq.add_argument("protocol", type=Path, help="protocol file (useq MDASequence + srlive)")
+    acq.add_argument("--profile", default=None, help="profile name or path (default: sim_default)")
+    acq.add_argument("--out", type=Path, default=None, help="output .zarr")
+    acq.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    acq.add_argument(
+        "--software-timing",
+        action="store_true",
+        help="no hardware sequencing (SLM image + snap per frame)",
+    )
+    acq.add_argument(
+        "--set",
+        dest="properties",
+        action="append",
+        type=_parse_set,
+        default=[],
+        metavar="LABEL.PROPERTY=VALUE",
+        help="any Micro-Manager property (repeatable)",
+    )
+    acq.add_argument("--json", action="store_true", help="print a JSON summary last")
+
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
-    bench.add_argument("what", choices=["camera", "recon", "storage"])
+    bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition"])
+    bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
     bench.add_argument("--size", type=int, default=512)
     bench.add_argument("--seconds", type=float, default=5.0, help="camera: how long to stream")
     bench.add_argument("--exposure-ms", type=float, default=5.0)
@@ -133,11 +155,40 @@ def _run_with_window(settings):
     return result["summary"]
 
 
+def _cmd_acquire(args: argparse.Namespace) -> int:
+    from srlive.acquisition.acquire import acquire
+
+    summary = acquire(
+        args.protocol,
+        profile=args.profile,
+        out=args.out,
+        overwrite=args.overwrite,
+        hardware_sequencing=False if args.software_timing else None,
+        properties=args.properties,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{summary['sets_completed']}/{summary['sets_planned']} sets, "
+            f"{summary['raw_frames_stored']}/{summary['raw_frames_acquired']} raw frames stored "
+            f"in {len(summary['series'])} series -> {summary['output']}"
+        )
+    if summary["error"] and summary["error"] != "interrupted":
+        print(f"srlive: error: {summary['error']}", file=sys.stderr)
+        return 3
+    return 130 if summary["interrupted"] else 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "camera":
         from simulators.bench import bench_camera
 
         result = bench_camera(size=args.size, seconds=args.seconds, exposure_ms=args.exposure_ms)
+    elif args.what == "acquisition":
+        from srlive.acquisition.bench import bench_acquisition
+
+        result = bench_acquisition(size=args.size, n_sets=args.sets, exposure_ms=args.exposure_ms)
     elif args.what == "recon":
         from srlive.recon.bench import bench_wiener
 
@@ -185,6 +236,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; bad input gives one line on stderr and a non-zero exit."""
+    from srlive.acquisition.protocol import ProtocolError
     from srlive.profiles import ProfileError
     from srlive.safety import SafetyError
 
@@ -193,11 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
-    handlers = {"run": _cmd_run, "bench": _cmd_bench, "profile": _cmd_profile}
+    handlers = {
+        "run": _cmd_run,
+        "acquire": _cmd_acquire,
+        "bench": _cmd_bench,
+        "profile": _cmd_profile,
+    }
     try:
         return handlers[args.command](args)
     except (
         ProfileError,
+        ProtocolError,
         SafetyError,
         UsageError,
         ValueError,

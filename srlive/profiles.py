@@ -115,6 +115,16 @@ class SafetyLimits(_Strict):
         return self
 
 
+class MicroManagerSettings(_Strict):
+    """How srlive reaches Micro-Manager for this microscope."""
+
+    backend: Literal["pymmcore-plus", "pycromanager", "pycromanager-headless"] = "pymmcore-plus"
+    app_path: str | None = Field(
+        default=None, description="Micro-Manager installation (pycromanager-headless)"
+    )
+    port: Annotated[int, Field(gt=0, lt=65536)] = 4827
+
+
 class Defaults(_Strict):
     """Settings used when the command line or protocol gives none."""
 
@@ -134,6 +144,7 @@ class Profile(_Strict):
     sim: SIMPatternSettings = SIMPatternSettings()
     limits: SafetyLimits
     defaults: Defaults = Defaults()
+    micromanager: MicroManagerSettings = MicroManagerSettings()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

@@ -24,7 +24,8 @@ from srlive.acquisition.modalities import Modality
 from srlive.hardware.microscope import Microscope
 
 # frame metadata the engine adds beyond the store's standard columns
-EXTRA_FRAME_COLUMNS = ("k", "position", "c", "camera_time_ms")
+EXTRA_FRAME_COLUMNS = ("k", "position", "c", "camera_time_ms", "camera_crc")
+MAX_BATCH_SETS = 256
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +116,24 @@ class Engine:
         stop = stop or threading.Event()
         self._t0 = time.perf_counter()
         try:
-            for plan in plans:
+            for batch in self._batches(plans):
+                self._wait_until(batch[0].min_start_s, stop)
                 if stop.is_set():
                     self.stats.stopped_by = "stop requested"
                     break
-                self._wait_until(plan.min_start_s, stop)
+                runnable = self._within_budget(batch)
+                if runnable:
+                    self._run_batch(runnable, stop)
+                if len(runnable) < len(batch):
+                    self._raise_budget(batch[len(runnable)])
                 if stop.is_set():
                     self.stats.stopped_by = "stop requested"
                     break
-                self._check_dose(plan)
-                self._run_set(plan, stop)
         except KeyboardInterrupt:
             self.stats.stopped_by = "interrupted"
             raise
         except Exception as exc:
-            self.stats.stopped_by = f"error: {exc}"
+            self.stats.stopped_by = self.stats.stopped_by or f"error: {exc}"
             self.events.error.emit(exc)
             raise
         finally:
@@ -139,30 +143,75 @@ class Engine:
         return self.stats
 
     def uses_hardware_sequencing(self, plan: SetPlan) -> bool:
+        """Camera sequence (and SLM sequence for patterns) for this plan?"""
         if not self.hardware_sequencing:
             return False
-        if plan.modality.structured and len(set(map(id, plan.slm_images))) > 1:
+        if plan.modality.structured and len(plan.slm_images) > 1:
             return self.scope.slm_can_sequence(len(plan.slm_images))
         return True
 
     # --- internals -----------------------------------------------------------------
+    @staticmethod
+    def _settings(plan: SetPlan) -> tuple:
+        return (
+            plan.modality,
+            plan.line,
+            plan.power_mw,
+            plan.exposure_ms,
+            tuple(map(id, plan.slm_images)),
+            plan.position,
+            plan.x_um,
+            plan.y_um,
+            plan.z_um,
+        )
+
+    def _batches(self, plans: Iterable[SetPlan]) -> Iterator[list[SetPlan]]:
+        """Group consecutive sets with the same settings and no wait between them.
+
+        A batch runs as one hardware sequence (the SLM cycles its uploaded images), so
+        back-to-back sets cost no per-set start/stop overhead.
+        """
+        batch: list[SetPlan] = []
+        for plan in plans:
+            if batch and (
+                not self.uses_hardware_sequencing(plan)
+                or self._settings(plan) != self._settings(batch[-1])
+                or plan.min_start_s > batch[-1].min_start_s
+                or len(batch) >= MAX_BATCH_SETS
+            ):
+                yield batch
+                batch = []
+            batch.append(plan)
+        if batch:
+            yield batch
+
     def _wait_until(self, start_s: float, stop: threading.Event) -> None:
         delay = start_s - (time.perf_counter() - self._t0)
         if delay > 0:
             stop.wait(delay)
 
-    def _check_dose(self, plan: SetPlan) -> None:
+    @staticmethod
+    def _set_dose(plan: SetPlan) -> float:
+        return plan.power_mw * plan.exposure_ms * plan.n_frames / 1000.0
+
+    def _within_budget(self, batch: list[SetPlan]) -> list[SetPlan]:
+        """The leading sets of the batch that fit the per-sample dose budget."""
         if self.dose_budget_mj is None:
-            return
+            return batch
+        spent = self.stats.dose_mj.get(batch[0].sample_key, 0.0)
+        per_set = self._set_dose(batch[0])
+        if per_set <= 0:
+            return batch
+        return batch[: max(0, int((self.dose_budget_mj - spent + 1e-12) // per_set))]
+
+    def _raise_budget(self, plan: SetPlan) -> None:
         spent = self.stats.dose_mj.get(plan.sample_key, 0.0)
-        planned = plan.power_mw * plan.exposure_ms * plan.n_frames / 1000.0
-        if spent + planned > self.dose_budget_mj:
-            self.stats.stopped_by = "dose budget"
-            raise DoseBudgetExceeded(
-                f"light-dose budget of {self.dose_budget_mj:g} mJ for position {plan.position} "
-                f"would be exceeded ({spent:.3g} mJ used, next set needs {planned:.3g} mJ): "
-                "acquisition stopped"
-            )
+        self.stats.stopped_by = "dose budget"
+        raise DoseBudgetExceeded(
+            f"light-dose budget of {self.dose_budget_mj:g} mJ for position {plan.position} "
+            f"would be exceeded ({spent:.3g} mJ used, next set needs "
+            f"{self._set_dose(plan):.3g} mJ): acquisition stopped"
+        )
 
     def _prepare(self, plan: SetPlan) -> None:
         scope, core = self.scope, self.core
@@ -179,34 +228,42 @@ class Engine:
         scope.set_power(plan.line, plan.power_mw)
         scope.set_gated(plan.line, True)
 
-    def _run_set(self, plan: SetPlan, stop: threading.Event) -> None:
+    def _run_batch(self, batch: list[SetPlan], stop: threading.Event) -> None:
+        plan = batch[0]
         self._prepare(plan)
+        n_frames = plan.n_frames * len(batch)
+        source = (
+            self._sequenced_frames(plan, n_frames, stop)
+            if self.uses_hardware_sequencing(plan)
+            else self._software_frames(plan, n_frames, stop)
+        )
         frames: list[np.ndarray] = []
         metas: list[dict[str, Any]] = []
-        source = (
-            self._sequenced_frames(plan, stop)
-            if self.uses_hardware_sequencing(plan)
-            else self._software_frames(plan, stop)
-        )
-        for k, (image, core_meta) in enumerate(source):
-            meta = self._stamp(plan, k, core_meta)
-            record = FrameRecord(image, meta)
+        current = 0
+        for image, core_meta in source:
+            set_plan = batch[current]
+            meta = self._stamp(set_plan, len(frames), core_meta)
             self.stats.frames_acquired += 1
-            self.events.frame_ready.emit(record)
+            self.events.frame_ready.emit(FrameRecord(image, meta))
             frames.append(image)
             metas.append(meta)
-        dose = plan.power_mw * plan.exposure_ms * len(frames) / 1000.0
-        self.stats.dose_mj[plan.sample_key] = self.stats.dose_mj.get(plan.sample_key, 0.0) + dose
-        if len(frames) == plan.n_frames:
-            self.stats.sets_completed += 1
-            self.events.set_complete.emit(plan, np.stack(frames), metas)
-        else:
+            if len(frames) == set_plan.n_frames:
+                self._account(set_plan, len(frames))
+                self.stats.sets_completed += 1
+                self.events.set_complete.emit(set_plan, np.stack(frames), metas)
+                frames, metas = [], []
+                current += 1
+        if frames:  # an incomplete set (stopped or the camera ended early)
+            self._account(batch[current], len(frames))
             self.stats.frames_dropped += len(frames)
 
+    def _account(self, plan: SetPlan, n_frames: int) -> None:
+        dose = plan.power_mw * plan.exposure_ms * n_frames / 1000.0
+        self.stats.dose_mj[plan.sample_key] = self.stats.dose_mj.get(plan.sample_key, 0.0) + dose
+
     def _stamp(self, plan: SetPlan, k: int, core_meta: Any) -> dict[str, Any]:
-        n_phases = plan.modality.n_phases
-        a, p = divmod(k, n_phases) if plan.modality.structured else (0, 0)
-        pattern = k % len(plan.slm_images) if plan.modality.structured else -1
+        modality = plan.modality
+        a, p = modality.patterns[k] if modality.structured else (0, k % modality.n_phases)
         meta: dict[str, Any] = {
             "frame": self.stats.frames_acquired,
             "event": plan.index,
@@ -218,7 +275,7 @@ class Engine:
             "c": plan.channel_index,
             "time_s": time.perf_counter() - self._t0,
             "exposure_ms": plan.exposure_ms,
-            "slm_pattern": pattern,
+            "slm_pattern": k % len(plan.slm_images) if modality.structured else -1,
             "z_um": plan.z_um if plan.z_um is not None else self._z(),
             "x_um": plan.x_um if plan.x_um is not None else 0.0,
             "y_um": plan.y_um if plan.y_um is not None else 0.0,
@@ -226,35 +283,38 @@ class Engine:
         for line in self.scope.profile.laser_lines:
             meta[f"power_mw_{line}"] = plan.power_mw if line == plan.line else 0.0
         if core_meta is not None:
-            try:
-                meta["camera_time_ms"] = float(core_meta.get("ElapsedTime-ms", "nan"))
-            except (AttributeError, TypeError, ValueError):
-                pass
+            for key, column in (
+                ("ElapsedTime-ms", "camera_time_ms"),
+                ("SimFrameCRC", "camera_crc"),
+            ):
+                try:
+                    meta[column] = float(core_meta[key])
+                except (KeyError, TypeError, ValueError):
+                    pass
         return meta
 
     def _z(self) -> float:
         return float(self.core.getPosition()) if self.scope.roles.z_stage else 0.0
 
     def _sequenced_frames(
-        self, plan: SetPlan, stop: threading.Event
+        self, plan: SetPlan, n_frames: int, stop: threading.Event
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """SLM image sequence + camera sequence acquisition; laser gated by the exposure."""
         scope, core = self.scope, self.core
-        if plan.modality.structured:
+        structured = plan.modality.structured and len(plan.slm_images) > 1
+        if structured:
             key = tuple(id(img) for img in plan.slm_images)
             if self._loaded_sequence != key:
-                scope.stop_slm_sequence()
-                scope.core.loadSLMSequence(scope.roles.slm, list(plan.slm_images))
+                core.loadSLMSequence(scope.roles.slm, list(plan.slm_images))
                 self._loaded_sequence = key
             core.startSLMSequence(scope.roles.slm)
         elif plan.slm_images and scope.has_slm:
             scope.show_slm(plan.slm_images[0])
-            self._loaded_sequence = None
         scope.laser_on(plan.line)
-        core.startSequenceAcquisition(plan.n_frames, 0.0, True)
+        core.startSequenceAcquisition(n_frames, 0.0, True)
         popped = 0
         try:
-            while popped < plan.n_frames and not stop.is_set():
+            while popped < n_frames and not stop.is_set():
                 if core.getRemainingImageCount() > 0:
                     image, meta = core.popNextImageAndMD()
                     popped += 1
@@ -268,16 +328,15 @@ class Engine:
             if core.isSequenceRunning():
                 core.stopSequenceAcquisition()
             scope.laser_off(plan.line)
-            if plan.modality.structured:
+            if structured:
                 scope.stop_slm_sequence()
 
     def _software_frames(
-        self, plan: SetPlan, stop: threading.Event
+        self, plan: SetPlan, n_frames: int, stop: threading.Event
     ) -> Iterator[tuple[np.ndarray, Any]]:
         """Show each SLM image, snap, repeat: software timing."""
         scope, core = self.scope, self.core
-        self._loaded_sequence = None
-        for k in range(plan.n_frames):
+        for k in range(n_frames):
             if stop.is_set():
                 return
             if plan.slm_images and scope.has_slm:

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from srlive.acquisition.engine import EXTRA_FRAME_COLUMNS, Engine, SetPlan
+from srlive.acquisition.engine import Engine, SetPlan
 from srlive.acquisition.modalities import Modality, get_modality, slm_images
+from srlive.acquisition.writer import SeriesWriter
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
 from srlive.profiles import Profile, load_profile
-from srlive.recon.wiener_sim import WienerSIM
 from srlive.safety import interlock
-from srlive.storage.omezarr import AcquisitionStore
 
 log = logging.getLogger(__name__)
 
@@ -73,47 +72,6 @@ def default_output_path(modality: str) -> Path:
     return Path("runs") / f"{stamp}-{modality}.zarr"
 
 
-def _camera_offset(scope: Microscope) -> float:
-    core, cam = scope.core, scope.roles.camera
-    if core.hasProperty(cam, "Offset"):
-        return float(core.getProperty(cam, "Offset"))
-    return 100.0
-
-
-class _Reconstructor:
-    """Wiener SIM with parameters estimated from the first set and refined later."""
-
-    def __init__(
-        self,
-        profile: Profile,
-        modality: Modality,
-        frame_shape: tuple[int, int],
-        line: int,
-        offset_adu: float,
-    ) -> None:
-        self.sim = WienerSIM(
-            frame_shape,
-            profile.optics.pixel_nm,
-            profile.optics.na,
-            profile.optics.emission_for(line),
-            n_angles=modality.n_angles,
-            n_phases=modality.n_phases,
-            offset_adu=offset_adu,
-        )
-        self.calibrated = False
-        self.times_ms: list[float] = []
-
-    def __call__(self, raw_set: np.ndarray) -> np.ndarray:
-        frames = raw_set.reshape(-1, *raw_set.shape[-2:])
-        if not self.calibrated:
-            self.sim.calibrate(frames)
-            self.calibrated = True
-        start = time.perf_counter()
-        result = self.sim.reconstruct(frames)
-        self.times_ms.append((time.perf_counter() - start) * 1000.0)
-        return result
-
-
 def run_live(
     settings: RunSettings,
     *,
@@ -131,10 +89,14 @@ def run_live(
     profile.check_exposure(exposure)  # refuse before any device moves
     profile.check_power(line, power)
     out = Path(settings.out) if settings.out else default_output_path(modality.name)
+    if out.exists() and not settings.overwrite:
+        raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
 
     scope = connect(profile)
     try:
         with interlock(scope):
+            for label, prop, value in settings.properties:
+                scope.set_property(label, prop, value)
             return _acquire(
                 scope,
                 profile,
@@ -165,9 +127,6 @@ def _acquire(
     stop: threading.Event,
     progress: Callable[[int], None] | None,
 ) -> RunSummary:
-    for label, prop, value in settings.properties:
-        scope.set_property(label, prop, value)
-    frame_shape = scope.frame_shape
     images = tuple(slm_images(profile, modality, line, scope.slm_shape)) if scope.has_slm else ()
     plans = [
         SetPlan(
@@ -179,58 +138,21 @@ def _acquire(
             exposure_ms=exposure,
             slm_images=images,
             n_frames=modality.frames_per_set,
+            channel=str(line),
         )
         for t in range(settings.frames)
     ]
     engine = Engine(scope)
-    recon = (
-        _Reconstructor(profile, modality, frame_shape, line, _camera_offset(scope))
-        if modality.reconstruction == "wiener-sim"
-        else None
-    )
     summary = RunSummary(
         output=str(out),
         modality=modality.name,
         sequencing="hardware" if engine.uses_hardware_sequencing(plans[0]) else "software",
-        sr_path="sr/0" if recon else None,
-    )
-    store = AcquisitionStore.create(
-        out,
-        frame_shape=frame_shape,
-        pixel_nm=profile.optics.pixel_nm,
-        n_angles=modality.n_angles,
-        n_phases=modality.n_phases,
-        sr_shape=(frame_shape[0] * 2, frame_shape[1] * 2) if recon else None,
-        sr_pixel_nm=profile.optics.pixel_nm / 2 if recon else None,
-        laser_lines=profile.laser_lines,
-        profile=profile.model_dump(mode="json"),
-        run={
-            "modality": modality.name,
-            "frames": settings.frames,
-            "exposure_ms": exposure,
-            "laser_line": line,
-            "power_mw": power,
-            "set_properties": settings.properties,
-            "sequencing": summary.sequencing,
-        },
-        sr_method=modality.reconstruction,
-        overwrite=settings.overwrite,
-        extra_frame_columns=EXTRA_FRAME_COLUMNS,
+        sr_path="sr/0" if modality.reconstruction == "wiener-sim" else None,
     )
 
-    def on_set(plan: SetPlan, frames: np.ndarray, metas: list[dict[str, Any]]) -> None:
-        raw_set = frames.reshape(modality.n_angles, modality.n_phases, *frames.shape[-2:])
-        store.write_set(plan.t, raw_set, metas)
-        summary.raw_frames_stored += len(frames)
-        sr = None
-        if recon is not None:
-            sr = recon(frames)
-            store.write_sr(
-                plan.t,
-                sr,
-                {"t": plan.t, "time_s": metas[-1]["time_s"], "recon_ms": recon.times_ms[-1]},
-            )
-            summary.sr_images += 1
+    def on_result(
+        plan: SetPlan, frames: np.ndarray, sr: np.ndarray | None, info: dict[str, Any]
+    ) -> None:
         if progress:
             progress(plan.t + 1)
         if on_update:
@@ -242,12 +164,33 @@ def _acquire(
                     "of": settings.frames,
                     "frames": engine.stats.frames_acquired,
                     "dropped": engine.stats.frames_dropped,
-                    "recon_ms": recon.times_ms[-1] if recon else None,
+                    "recon_ms": info.get("recon_ms"),
                     "status": f"{modality.name}, {summary.sequencing} sequencing",
                 },
             )
 
-    engine.events.set_complete.connect(on_set)
+    writer = SeriesWriter(
+        profile,
+        scope.frame_shape,
+        scope.camera_offset_adu,
+        {
+            "modality": modality.name,
+            "frames": settings.frames,
+            "exposure_ms": exposure,
+            "laser_line": line,
+            "power_mw": power,
+            "set_properties": settings.properties,
+            "sequencing": summary.sequencing,
+        },
+        path_for=lambda _name: out,
+        overwrite=settings.overwrite,
+        on_result=on_result,
+    )
+    engine.events.set_complete.connect(
+        lambda plan, frames, metas: writer.on_set(
+            plan, frames, metas, "run", modality.reconstruction
+        )
+    )
     complete = False
     try:
         engine.run(plans, stop)
@@ -256,15 +199,18 @@ def _acquire(
         log.warning("interrupted: lasers off, closing the store")
     finally:
         summary.lasers_on_at_end = [ln for ln in profile.laser_lines if scope.laser_is_on(ln)]
+        writer.close(complete=True)
         summary.interrupted = not complete or stop.is_set()
         summary.raw_frames_acquired = engine.stats.frames_acquired
+        summary.raw_frames_stored = writer.frames_stored
         summary.raw_frames_dropped = summary.raw_frames_acquired - summary.raw_frames_stored
+        summary.sr_images = writer.sr_images
         summary.wall_s = time.perf_counter() - engine._t0
         summary.raw_fps = summary.raw_frames_acquired / summary.wall_s if summary.wall_s else 0.0
-        if recon is not None and recon.times_ms:
-            summary.recon_ms_median = float(np.median(recon.times_ms))
-            summary.sim_parameters = _params_dict(recon.sim.params)
-        store.close(complete=True)
+        times = writer.recon_times_ms()
+        if times:
+            summary.recon_ms_median = float(np.median(times))
+            summary.sim_parameters = _params_dict(writer.series["run"].recon.sim.params)
     return summary
 
 

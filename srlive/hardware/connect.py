@@ -1,15 +1,33 @@
-"""Connect to a Micro-Manager core for a profile."""
+"""One way in to any Micro-Manager: pymmcore-plus for a .cfg, or pycromanager's ``Core``.
+
+* ``pymmcore-plus`` (default): the profile's ``.cfg`` is loaded into a ``UniMMCore``, so the
+  simulated ``#py`` devices (and any C++ adapters of an installed Micro-Manager) load.
+* ``pycromanager``: a running Micro-Manager with its ZMQ server on (Tools > Options >
+  "Run server on port"): ``pycromanager.Core(port=...)``.
+* ``pycromanager-headless``: pycromanager starts a pymmcore core in this process from the
+  installation at ``micromanager.app_path`` and the profile's ``.cfg``.
+
+pycromanager's cores speak snake_case; :class:`~srlive.hardware.pycro.SnakeCaseCore` gives
+the engine the same camelCase API on every route.
+"""
 
 from __future__ import annotations
 
 import atexit
 import gc
 import logging
+from typing import Any
 
 from pymmcore_plus.experimental.unicore import UniMMCore
 
 from srlive.hardware.microscope import Microscope
+from srlive.hardware.pycro import SnakeCaseCore
 from srlive.profiles import Profile, ProfileError
+
+# A pymmcore core that is still alive when the interpreter finalises after its devices were
+# unloaded can abort the process ("exception not rethrown"); cores sit in reference cycles
+# (core ↔ MDA runner), so collect them while the interpreter is still whole.
+atexit.register(gc.collect)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -18,12 +36,6 @@ def _first_line(exc: BaseException) -> str:
     if len(lines) > 1 and lines[0].startswith("Error in configuration file"):
         return f"{lines[0]}: {lines[-1]}"
     return lines[0] if lines else type(exc).__name__
-
-
-# A pymmcore core that is still alive when the interpreter finalises after its devices were
-# unloaded can abort the process ("exception not rethrown"); cores sit in reference cycles
-# (core ↔ MDA runner), so collect them while the interpreter is still whole.
-atexit.register(gc.collect)
 
 
 def new_core() -> UniMMCore:
@@ -56,11 +68,55 @@ def load_config(profile: Profile) -> UniMMCore:
     return core
 
 
-def connect(profile: Profile) -> Microscope:
-    """Load the profile's config and wrap the core in role objects."""
-    core = load_config(profile)
+def as_camel_case(core: Any) -> Any:
+    """A camelCase core: pycromanager's snake_case cores are driven through their snake_case
+    methods (the only ones the Java bridge has) behind a :class:`SnakeCaseCore`."""
+    if isinstance(core, SnakeCaseCore):
+        return core
+    if hasattr(core, "get_loaded_devices"):
+        return SnakeCaseCore(core)
+    if hasattr(core, "getLoadedDevices"):
+        return core
+    raise TypeError(f"{type(core).__name__} is not a Micro-Manager core")
+
+
+def _pycromanager_core(profile: Profile) -> Any:
+    settings = profile.micromanager
+    try:
+        import pycromanager
+    except ImportError as exc:  # pragma: no cover - pycromanager is a dependency
+        raise ProfileError(f"pycromanager is not installed: {exc}") from None
+    try:
+        if settings.backend == "pycromanager-headless":
+            if not settings.app_path:
+                raise ProfileError(
+                    f"{profile.source}: field 'micromanager.app_path': needed for "
+                    "pycromanager-headless"
+                )
+            pycromanager.start_headless(
+                settings.app_path, str(profile.config_path), python_backend=True
+            )
+        return pycromanager.Core(port=settings.port)
+    except ProfileError:
+        raise
+    except Exception as exc:
+        raise ProfileError(
+            f"{profile.source}: cannot reach Micro-Manager through pycromanager "
+            f"({settings.backend}, port {settings.port}): {_first_line(exc)}"
+        ) from None
+
+
+def connect(profile: Profile, core: Any | None = None) -> Microscope:
+    """A :class:`Microscope` for the profile, over ``core`` or the profile's backend."""
+    if core is None:
+        if profile.micromanager.backend == "pymmcore-plus":
+            core = load_config(profile)
+        else:
+            core = _pycromanager_core(profile)
+    core = as_camel_case(core)
     try:
         return Microscope(core, profile)
     except Exception:
-        core.unloadAllDevices()
+        if isinstance(core, UniMMCore):
+            core.unloadAllDevices()
         raise

@@ -53,6 +53,14 @@ class Microscope:
     def pixel_nm(self) -> float:
         return self.profile.optics.pixel_nm
 
+    @property
+    def camera_offset_adu(self) -> float:
+        """The camera's offset (its ``Offset`` property where it has one, else 100 ADU)."""
+        core, cam = self.core, self.roles.camera
+        if core.hasProperty(cam, "Offset"):
+            return float(core.getProperty(cam, "Offset"))
+        return 100.0
+
     # --- lasers --------------------------------------------------------------------
     def laser_label(self, line: int) -> str:
         try:

@@ -1,0 +1,175 @@
+"""`srlive acquire`: run an automated protocol on a microscope, unattended and safely."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from srlive import __version__
+from srlive.acquisition.engine import DoseBudgetExceeded, Engine, SetPlan
+from srlive.acquisition.plan import build_plans, series_name
+from srlive.acquisition.protocol import (
+    Protocol,
+    ProtocolError,
+    check_against_profile,
+    load_protocol,
+    protocol_summary,
+)
+from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, SeriesWriter, create_root_group
+from srlive.hardware.connect import connect
+from srlive.hardware.microscope import Microscope
+from srlive.profiles import Profile, load_profile
+from srlive.safety import interlock
+
+
+def validate(
+    protocol_path: str | Path, profile_name: str | Path | None
+) -> tuple[Protocol, Profile]:
+    """Load and check protocol and profile completely; nothing touches a device."""
+    profile = load_profile(profile_name)
+    protocol = load_protocol(protocol_path)
+    check_against_profile(protocol, profile)
+    for config, settings in protocol.srlive.channels.items():
+        recon = settings.reconstruction
+        if recon not in (None, "none", *AVAILABLE_RECONSTRUCTIONS):
+            available = ", ".join(("none", *AVAILABLE_RECONSTRUCTIONS))
+            raise ProtocolError(
+                f"{protocol.source}: channel {config!r}: reconstruction {recon!r} is not "
+                f"available in this version (available: {available})"
+            )
+    return protocol, profile
+
+
+def acquire(
+    protocol_path: str | Path,
+    *,
+    profile: str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    hardware_sequencing: bool | None = None,
+    properties: list[tuple[str, str, str]] | None = None,
+    stop: threading.Event | None = None,
+    on_result: Callable[[SetPlan, np.ndarray, np.ndarray | None, dict[str, Any]], None]
+    | None = None,
+) -> dict[str, Any]:
+    """Run a protocol; returns a JSON-ready summary. Validates everything before acting."""
+    stop = stop or threading.Event()
+    protocol, prof = validate(protocol_path, profile)
+    out = (
+        Path(out)
+        if out
+        else Path("runs")
+        / (_dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{Path(protocol_path).stem}.zarr")
+    )
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
+    scope = connect(prof)
+    try:
+        with interlock(scope):
+            for label, prop, value in properties or []:
+                scope.set_property(label, prop, value)
+            return _run(scope, prof, protocol, out, overwrite, hardware_sequencing, stop, on_result)
+    finally:
+        scope.core.unloadAllDevices()
+
+
+def _run(
+    scope: Microscope,
+    profile: Profile,
+    protocol: Protocol,
+    out: Path,
+    overwrite: bool,
+    hardware_sequencing: bool | None,
+    stop: threading.Event,
+    on_result,
+) -> dict[str, Any]:
+    slm_shape = scope.slm_shape if scope.has_slm else None
+    plans, channels = build_plans(protocol, profile, slm_shape)
+    recon_by_channel = {c.config: c.reconstruction for c in channels}
+    sequencing = (
+        protocol.srlive.hardware_sequencing
+        if hardware_sequencing is None
+        else (hardware_sequencing)
+    )
+    engine = Engine(
+        scope, hardware_sequencing=sequencing, dose_budget_mj=protocol.srlive.dose_budget_mj
+    )
+    run_info = {"protocol": protocol_summary(protocol), "started": _dt.datetime.now().isoformat()}
+    create_root_group(
+        out,
+        {
+            "software": f"srlive {__version__}",
+            "layout": "series",
+            "series": [],
+            "complete": False,
+            **run_info,
+        },
+        overwrite,
+    )
+    writer = SeriesWriter(
+        profile,
+        scope.frame_shape,
+        scope.camera_offset_adu,
+        run_info,
+        path_for=lambda name: out / name,
+        overwrite=overwrite,
+        on_result=on_result,
+    )
+
+    def on_set(plan: SetPlan, frames: np.ndarray, metas: list[dict[str, Any]]) -> None:
+        name = series_name(plan.position, plan.channel)
+        writer.on_set(plan, frames, metas, name, recon_by_channel.get(plan.channel))
+
+    engine.events.set_complete.connect(on_set)
+    error: str | None = None
+    complete = False
+    try:
+        engine.run(plans, stop)
+        complete = not stop.is_set()
+    except DoseBudgetExceeded as exc:
+        error = str(exc)
+    except KeyboardInterrupt:
+        error = "interrupted"
+    finally:
+        lasers_on = [ln for ln in profile.laser_lines if scope.laser_is_on(ln)]
+        writer.close(complete=True)
+        root = zarr.open_group(str(out), mode="r+")
+        root.attrs["srlive"] = {
+            **root.attrs["srlive"],
+            "series": sorted(writer.series),
+            "complete": complete,
+            "stopped_by": engine.stats.stopped_by,
+        }
+    stats = engine.stats
+    return {
+        "output": str(out),
+        "sets_planned": len(plans),
+        "sets_completed": stats.sets_completed,
+        "raw_frames_acquired": stats.frames_acquired,
+        "raw_frames_stored": writer.frames_stored,
+        "raw_frames_dropped": stats.frames_acquired - writer.frames_stored,
+        "sr_images": writer.sr_images,
+        "series": {
+            name: {
+                "sets": s.sets,
+                "frames": s.frames,
+                "sr_images": s.sr_images,
+                "raw_path": f"{name}/raw/0",
+                "sr_path": f"{name}/sr/0" if s.recon else None,
+            }
+            for name, s in sorted(writer.series.items())
+        },
+        "hardware_sequencing": sequencing,
+        "dose_mj": {str(k): round(v, 4) for k, v in stats.dose_mj.items()},
+        "stopped_by": stats.stopped_by,
+        "error": error,
+        "interrupted": error == "interrupted" or stop.is_set(),
+        "complete": complete,
+        "lasers_on_at_end": lasers_on,
+    }

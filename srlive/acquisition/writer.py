@@ -1,0 +1,174 @@
+"""Engine subscriber that reconstructs and stores every complete set, per series."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from srlive.acquisition.engine import EXTRA_FRAME_COLUMNS, SetPlan
+from srlive.acquisition.modalities import Modality
+from srlive.profiles import Profile
+from srlive.recon.wiener_sim import WienerSIM
+from srlive.storage.omezarr import AcquisitionStore
+
+log = logging.getLogger(__name__)
+
+AVAILABLE_RECONSTRUCTIONS = ("wiener-sim",)
+
+
+class SIMReconstructor:
+    """Wiener SIM whose parameters are estimated from the first set of its series."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        modality: Modality,
+        frame_shape: tuple[int, int],
+        line: int,
+        offset_adu: float,
+    ) -> None:
+        self.sim = WienerSIM(
+            frame_shape,
+            profile.optics.pixel_nm,
+            profile.optics.na,
+            profile.optics.emission_for(line),
+            n_angles=modality.n_angles,
+            n_phases=modality.n_phases,
+            offset_adu=offset_adu,
+        )
+        self.times_ms: list[float] = []
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if self.sim.params is None:
+            self.sim.calibrate(frames)
+        start = time.perf_counter()
+        result = self.sim.reconstruct(frames)
+        self.times_ms.append((time.perf_counter() - start) * 1000.0)
+        return result
+
+
+@dataclass
+class SeriesState:
+    """One (position, channel) series: its store, reconstructor and counters."""
+
+    name: str
+    store: AcquisitionStore
+    recon: SIMReconstructor | None
+    sets: int = 0
+    frames: int = 0
+    sr_images: int = 0
+
+
+@dataclass
+class SeriesWriter:
+    """Writes each complete set (and its SR image) into its series' OME-Zarr store."""
+
+    profile: Profile
+    frame_shape: tuple[int, int]
+    offset_adu: float
+    run_info: dict[str, Any]
+    path_for: Callable[[str], Path]
+    overwrite: bool = False
+    on_result: Callable[[SetPlan, np.ndarray, np.ndarray | None, dict[str, Any]], None] | None = (
+        None
+    )
+    series: dict[str, SeriesState] = field(default_factory=dict)
+
+    def _open(self, name: str, plan: SetPlan, reconstruction: str | None) -> SeriesState:
+        modality = plan.modality
+        recon = None
+        if reconstruction == "wiener-sim" and modality.n_angles * modality.n_phases >= 9:
+            recon = SIMReconstructor(
+                self.profile, modality, self.frame_shape, plan.line, self.offset_adu
+            )
+        elif reconstruction is not None:
+            log.warning(
+                "%s: reconstruction %r is not available in this version; storing raw frames only",
+                name,
+                reconstruction,
+            )
+        sr_shape = (2 * self.frame_shape[0], 2 * self.frame_shape[1]) if recon else None
+        store = AcquisitionStore.create(
+            self.path_for(name),
+            frame_shape=self.frame_shape,
+            pixel_nm=self.profile.optics.pixel_nm,
+            n_angles=modality.n_angles,
+            n_phases=modality.n_phases,
+            sr_shape=sr_shape,
+            sr_pixel_nm=self.profile.optics.pixel_nm / 2 if recon else None,
+            laser_lines=self.profile.laser_lines,
+            profile=self.profile.model_dump(mode="json"),
+            run={
+                **self.run_info,
+                "series": name,
+                "modality": modality.name,
+                "laser_line": plan.line,
+                "power_mw": plan.power_mw,
+                "exposure_ms": plan.exposure_ms,
+            },
+            sr_method="wiener-sim" if recon else None,
+            overwrite=self.overwrite,
+            extra_frame_columns=EXTRA_FRAME_COLUMNS,
+        )
+        state = SeriesState(name, store, recon)
+        self.series[name] = state
+        return state
+
+    def on_set(
+        self,
+        plan: SetPlan,
+        frames: np.ndarray,
+        metas: list[dict[str, Any]],
+        name: str,
+        reconstruction: str | None,
+    ) -> None:
+        """Store a complete set; reconstruct it when the series has a reconstructor."""
+        state = self.series.get(name) or self._open(name, plan, reconstruction)
+        modality = plan.modality
+        raw_set = frames.reshape(modality.n_angles, modality.n_phases, *frames.shape[-2:])
+        state.store.write_set(state.sets, raw_set, metas)
+        sr = None
+        info: dict[str, Any] = {"series": name, "t": state.sets}
+        if state.recon is not None:
+            sr = state.recon(frames)
+            info["recon_ms"] = state.recon.times_ms[-1]
+            state.store.write_sr(
+                state.sets,
+                sr,
+                {"t": state.sets, "time_s": metas[-1]["time_s"], "recon_ms": info["recon_ms"]},
+            )
+            state.sr_images += 1
+        state.sets += 1
+        state.frames += len(frames)
+        if self.on_result:
+            self.on_result(plan, frames, sr, info)
+
+    def close(self, complete: bool) -> None:
+        for state in self.series.values():
+            state.store.close(complete=complete)
+
+    @property
+    def frames_stored(self) -> int:
+        return sum(s.frames for s in self.series.values())
+
+    @property
+    def sr_images(self) -> int:
+        return sum(s.sr_images for s in self.series.values())
+
+    def recon_times_ms(self) -> list[float]:
+        return [t for s in self.series.values() if s.recon for t in s.recon.times_ms]
+
+
+def create_root_group(path: Path, attrs: dict[str, Any], overwrite: bool) -> None:
+    """The root of a multi-series store: a plain Zarr v3 group describing its series."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group.attrs["srlive"] = attrs

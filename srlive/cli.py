@@ -38,7 +38,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="live super-resolution run (default: simulated microscope)")
     run.add_argument("--profile", default=None, help="profile name or path (default: sim_default)")
-    run.add_argument("--modality", default="sim9", help="widefield | sim9")
+    run.add_argument(
+        "--modality", default="sim9", help="widefield | sim9 | sim3 | sim15 | fluctuation | smlm"
+    )
     run.add_argument("--frames", type=int, default=20, help="number of SR images (sets)")
     run.add_argument("--exposure-ms", type=float, default=None)
     run.add_argument("--power-mw", type=float, default=None)

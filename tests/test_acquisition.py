@@ -313,3 +313,14 @@ def test_kill_9_leaves_every_flushed_frame_intact(tmp_path):
     assert len(crc) == n
     for i in range(n):  # each stored frame is bit-identical to what the camera produced
         assert zlib.crc32(np.ascontiguousarray(raw[i, 0, 0])) == int(crc[i])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "protocols").glob("*.yaml")), ids=lambda p: p.stem)
+def test_example_protocols_validate(path):
+    from srlive.acquisition.acquire import validate
+    from srlive.acquisition.plan import build_plans
+
+    protocol, profile = validate(path, None)
+    plans, channels = build_plans(protocol, profile, (1536, 2048))
+    assert plans and all(p.n_frames == p.modality.frames_per_set for p in plans)
+    assert {c.line for c in channels} <= set(profile.laser_lines)

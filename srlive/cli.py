@@ -28,6 +28,22 @@ def _parse_set(text: str) -> tuple[str, str, str]:
     return label.strip(), prop.strip(), value.strip()
 
 
+def _add_microscope_options(parser: argparse.ArgumentParser) -> None:
+    """--profile and --set, shared by the commands that drive a microscope."""
+    parser.add_argument(
+        "--profile", default=None, help="profile name or path (default: sim_default)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="properties",
+        action="append",
+        type=_parse_set,
+        default=[],
+        metavar="LABEL.PROPERTY=VALUE",
+        help="any Micro-Manager property, applied first (repeatable)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="srlive", description="Live super-resolution microscopy through Micro-Manager."
@@ -37,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="live super-resolution run (default: simulated microscope)")
-    run.add_argument("--profile", default=None, help="profile name or path (default: sim_default)")
+    _add_microscope_options(run)
     run.add_argument(
         "--modality", default="sim9", help="widefield | sim9 | sim3 | sim15 | fluctuation | smlm"
     )
@@ -45,15 +61,6 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--exposure-ms", type=float, default=None)
     run.add_argument("--power-mw", type=float, default=None)
     run.add_argument("--line", type=int, default=None, help="laser line in nm")
-    run.add_argument(
-        "--set",
-        dest="properties",
-        action="append",
-        type=_parse_set,
-        default=[],
-        metavar="LABEL.PROPERTY=VALUE",
-        help="any Micro-Manager property (repeatable)",
-    )
     run.add_argument("--out", type=Path, default=None, help="output .zarr (default: runs/...)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing store")
     run.add_argument("--headless", action="store_true", help="no window")
@@ -61,22 +68,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     acq = sub.add_parser("acquire", help="run an automated imaging protocol (YAML/JSON)")
     acq.add_argument("protocol", type=Path, help="protocol file (useq MDASequence + srlive)")
-    acq.add_argument("--profile", default=None, help="profile name or path (default: sim_default)")
+    _add_microscope_options(acq)
     acq.add_argument("--out", type=Path, default=None, help="output .zarr")
     acq.add_argument("--overwrite", action="store_true", help="replace an existing store")
     acq.add_argument(
         "--software-timing",
         action="store_true",
         help="no hardware sequencing (SLM image + snap per frame)",
-    )
-    acq.add_argument(
-        "--set",
-        dest="properties",
-        action="append",
-        type=_parse_set,
-        default=[],
-        metavar="LABEL.PROPERTY=VALUE",
-        help="any Micro-Manager property (repeatable)",
     )
     acq.add_argument("--json", action="store_true", help="print a JSON summary last")
 

@@ -12,32 +12,13 @@ import os
 import time
 from typing import Any
 
-import numpy as np
 import useq
 
-from srlive.acquisition.engine import Engine, SetPlan
+from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
+from srlive.acquisition.plan import repeated_sets
 from srlive.hardware.connect import connect
 from srlive.profiles import load_profile
-
-
-def _plans(
-    images: tuple[np.ndarray, ...], n_sets: int, exposure_ms: float, power_mw: float, line: int
-) -> list[SetPlan]:
-    modality = get_modality("sim9")
-    return [
-        SetPlan(
-            index=t,
-            t=t,
-            modality=modality,
-            line=line,
-            power_mw=power_mw,
-            exposure_ms=exposure_ms,
-            slm_images=images,
-            n_frames=9,
-        )
-        for t in range(n_sets)
-    ]
 
 
 def bench_acquisition(
@@ -58,13 +39,14 @@ def bench_acquisition(
             if core.hasProperty(prof.roles.camera, "ReadoutTime")
             else 0.0
         )
-        images = tuple(slm_images(prof, get_modality("sim9"), line, scope.slm_shape))
+        sim9 = get_modality("sim9")
+        images = tuple(slm_images(prof, sim9, line, scope.slm_shape))
         for name, hardware in (("hardware_sequencing", True), ("software_timing", False)):
             engine = Engine(scope, hardware_sequencing=hardware)
-            engine.run(_plans(images, 1, exposure_ms, power, line))  # warm the caches
+            engine.run(repeated_sets(sim9, line, power, exposure_ms, images, 1))  # warm the caches
             engine = Engine(scope, hardware_sequencing=hardware)
             start = time.perf_counter()
-            stats = engine.run(_plans(images, n_sets, exposure_ms, power, line))
+            stats = engine.run(repeated_sets(sim9, line, power, exposure_ms, images, n_sets))
             elapsed = time.perf_counter() - start
             results[name] = {
                 "sets": stats.sets_completed,

@@ -15,6 +15,7 @@ import numpy as np
 
 from srlive.acquisition.engine import Engine, SetPlan
 from srlive.acquisition.modalities import Modality, get_modality, slm_images
+from srlive.acquisition.plan import repeated_sets
 from srlive.acquisition.writer import SeriesWriter
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
@@ -128,20 +129,7 @@ def _acquire(
     progress: Callable[[int], None] | None,
 ) -> RunSummary:
     images = tuple(slm_images(profile, modality, line, scope.slm_shape)) if scope.has_slm else ()
-    plans = [
-        SetPlan(
-            index=t,
-            t=t,
-            modality=modality,
-            line=line,
-            power_mw=power,
-            exposure_ms=exposure,
-            slm_images=images,
-            n_frames=modality.frames_per_set,
-            channel=str(line),
-        )
-        for t in range(settings.frames)
-    ]
+    plans = repeated_sets(modality, line, power, exposure, images, settings.frames)
     engine = Engine(scope)
     summary = RunSummary(
         output=str(out),

@@ -53,6 +53,31 @@ def resolve_channels(protocol: Protocol, profile: Profile) -> list[ChannelPlan]:
     return resolved
 
 
+def repeated_sets(
+    modality: Modality,
+    line: int,
+    power_mw: float,
+    exposure_ms: float,
+    images: tuple[np.ndarray, ...],
+    n_sets: int,
+) -> list[SetPlan]:
+    """``n_sets`` identical back-to-back sets of one channel (a live run, a benchmark)."""
+    return [
+        SetPlan(
+            index=t,
+            t=t,
+            modality=modality,
+            line=line,
+            power_mw=power_mw,
+            exposure_ms=exposure_ms,
+            slm_images=images,
+            n_frames=modality.frames_per_set,
+            channel=str(line),
+        )
+        for t in range(n_sets)
+    ]
+
+
 def series_name(position: int, config: str) -> str:
     """Store group of one stage position and channel."""
     return f"p{position}_c{config}"

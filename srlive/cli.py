@@ -81,6 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition"])
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
+    bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
     bench.add_argument("--size", type=int, default=512)
     bench.add_argument("--seconds", type=float, default=5.0, help="camera: how long to stream")
     bench.add_argument("--exposure-ms", type=float, default=5.0)
@@ -184,7 +185,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "camera":
         from simulators.bench import bench_camera
 
-        result = bench_camera(size=args.size, seconds=args.seconds, exposure_ms=args.exposure_ms)
+        result = bench_camera(
+            size=args.size, seconds=args.seconds, exposure_ms=args.exposure_ms, motion=args.motion
+        )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition
 

@@ -129,11 +129,15 @@ def _run_headless(settings):
     from tqdm import tqdm
 
     from srlive.acquisition.live import run_live
+    from srlive.safety import graceful_stop
 
-    with tqdm(
-        total=settings.frames, unit="set", desc=settings.modality, file=sys.stderr, disable=None
-    ) as bar:
-        return run_live(settings, progress=lambda n: bar.update(n - bar.n))
+    with (
+        graceful_stop(threading.Event()) as stop,
+        tqdm(
+            total=settings.frames, unit="set", desc=settings.modality, file=sys.stderr, disable=None
+        ) as bar,
+    ):
+        return run_live(settings, stop=stop, progress=lambda n: bar.update(n - bar.n))
 
 
 def _run_with_window(settings):
@@ -158,15 +162,18 @@ def _run_with_window(settings):
 
 def _cmd_acquire(args: argparse.Namespace) -> int:
     from srlive.acquisition.acquire import acquire
+    from srlive.safety import graceful_stop
 
-    summary = acquire(
-        args.protocol,
-        profile=args.profile,
-        out=args.out,
-        overwrite=args.overwrite,
-        hardware_sequencing=False if args.software_timing else None,
-        properties=args.properties,
-    )
+    with graceful_stop(threading.Event()) as stop:
+        summary = acquire(
+            args.protocol,
+            profile=args.profile,
+            out=args.out,
+            overwrite=args.overwrite,
+            hardware_sequencing=False if args.software_timing else None,
+            properties=args.properties,
+            stop=stop,
+        )
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -33,8 +33,13 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` (main thread only) while the block runs."""
-    if threading.current_thread() is not threading.main_thread():
+    """Turn SIGTERM into :class:`Terminated` (main thread only) while the block runs.
+
+    A SIGTERM handler that is already installed (e.g. :func:`graceful_stop`) is kept.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(
+        signal.SIGTERM
+    ) not in (signal.SIG_DFL, None):
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -42,6 +47,31 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def graceful_stop(stop: threading.Event) -> Iterator[threading.Event]:
+    """Ctrl-C or SIGTERM ask ``stop`` to end the run at the next frame; a second one forces.
+
+    Stopping at a frame boundary lets the engine finish the frame in hand, switch the lasers
+    off and close the store with everything it acquired (main thread only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise Terminated(f"received signal {signum} twice")
+        log.warning("signal %d: stopping after the current frame (again to force)", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -78,6 +78,46 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     acq.add_argument("--json", action="store_true", help="print a JSON summary last")
 
+    train = sub.add_parser("train", help="train a learned reconstruction on simulated data")
+    train.add_argument("model", choices=["dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr"])
+    train.add_argument("--steps", type=int, default=2000)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--patch", type=int, default=64, help="camera pixels per training crop")
+    train.add_argument("--width", type=int, default=24, help="channels of the first U-Net scale")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="weights file (default: runs/models/MODEL.safetensors)",
+    )
+    train.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    train.add_argument(
+        "--fine-tune",
+        type=Path,
+        default=None,
+        metavar="STORE.zarr",
+        help="fine-tune the shipped weights on your own acquisition",
+    )
+
+    ev = sub.add_parser("evaluate", help="score models and baselines on held-out simulated data")
+    ev.add_argument("models", nargs="*", help="model names or weights (default: all shipped)")
+    ev.add_argument("--size", type=int, default=128, help="field size in camera pixels")
+    ev.add_argument("--fields", type=int, default=2, help="fields per structure type")
+    ev.add_argument(
+        "--write-cards", action="store_true", help="append the results to the shipped models' cards"
+    )
+    ev.add_argument("--json", action="store_true", help="JSON output")
+
+    rec = sub.add_parser("reconstruct", help="reconstruct a stored acquisition")
+    rec.add_argument("store", type=Path, help="input OME-Zarr (a series or a run)")
+    rec.add_argument(
+        "--method", required=True, help="wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr"
+    )
+    rec.add_argument("--out", type=Path, required=True)
+    rec.add_argument("--overwrite", action="store_true")
+    rec.add_argument("--json", action="store_true")
+
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition"])
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
@@ -188,6 +228,70 @@ def _cmd_acquire(args: argparse.Namespace) -> int:
     return 130 if summary["interrupted"] else 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from srlive.learn.card import write_card
+    from srlive.learn.infer import calibrate_trust, resolve_weights
+    from srlive.learn.train import TrainSettings, train_model
+
+    out = args.out or Path("runs") / "models" / f"{args.model}.safetensors"
+    settings = TrainSettings(
+        steps=args.steps, batch=args.batch, patch=args.patch, width=args.width, seed=args.seed
+    )
+    init = resolve_weights(args.model) if args.fine_tune else None
+    meta = train_model(
+        args.model,
+        out,
+        settings,
+        resume=not args.no_resume,
+        init_from=init,
+        fine_tune_store=args.fine_tune,
+    )
+    meta["trust"] = calibrate_trust(out)
+    command = (
+        f"srlive train {args.model} --steps {args.steps} --batch {args.batch} --patch "
+        f"{args.patch} --width {args.width} --seed {args.seed} --out {out}"
+    )
+    write_card(out, command)
+    print(json.dumps({"weights": str(out), **meta}, indent=2, default=str))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from srlive.learn.card import write_card
+    from srlive.learn.evaluate import evaluate
+    from srlive.learn.infer import LearnedReconstructor, resolve_weights
+    from srlive.learn.train import WEIGHTS_DIR
+
+    names = args.models or sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    models = {}
+    for name in names:
+        recon = LearnedReconstructor(resolve_weights(name))
+        models[recon.task.name] = recon
+    summary = evaluate(models, size=args.size, fields_per_structure=args.fields)
+    if args.write_cards:
+        for recon in models.values():
+            write_card(
+                recon.path,
+                f"srlive train {recon.task.name} --steps "
+                f"{recon.info.get('steps')} --out {recon.path}",
+                summary,
+            )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from srlive.recon.offline import reconstruct_store
+
+    summary = reconstruct_store(args.store, args.method, args.out, overwrite=args.overwrite)
+    print(
+        json.dumps(summary, indent=2)
+        if args.json
+        else f"{summary['sr_images']} SR images ({args.method}) -> {summary['output']}"
+    )
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "camera":
         from simulators.bench import bench_camera
@@ -256,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
     handlers = {
+        "train": _cmd_train,
+        "evaluate": _cmd_evaluate,
+        "reconstruct": _cmd_reconstruct,
         "run": _cmd_run,
         "acquire": _cmd_acquire,
         "bench": _cmd_bench,

@@ -16,7 +16,7 @@ import numpy as np
 from srlive.acquisition.engine import Engine, SetPlan
 from srlive.acquisition.modalities import Modality, get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.acquisition.writer import SeriesWriter
+from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, SeriesWriter
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
 from srlive.profiles import Profile, load_profile
@@ -90,6 +90,10 @@ def run_live(
     profile.check_exposure(exposure)  # refuse before any device moves
     profile.check_power(line, power)
     out = Path(settings.out) if settings.out else default_output_path(modality.name)
+    if modality.reconstruction and modality.reconstruction.startswith("dl-"):
+        from srlive.learn.infer import resolve_weights
+
+        resolve_weights(modality.reconstruction)  # missing weights: fail before acquiring
     if out.exists() and not settings.overwrite:
         raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
 
@@ -135,7 +139,7 @@ def _acquire(
         output=str(out),
         modality=modality.name,
         sequencing="hardware" if engine.uses_hardware_sequencing(plans[0]) else "software",
-        sr_path="sr/0" if modality.reconstruction == "wiener-sim" else None,
+        sr_path="sr/0" if modality.reconstruction in AVAILABLE_RECONSTRUCTIONS else None,
     )
 
     def on_result(
@@ -198,7 +202,9 @@ def _acquire(
         times = writer.recon_times_ms()
         if times:
             summary.recon_ms_median = float(np.median(times))
-            summary.sim_parameters = _params_dict(writer.series["run"].recon.sim.params)
+            recon = writer.series["run"].recon
+            if hasattr(recon, "sim"):
+                summary.sim_parameters = _params_dict(recon.sim.params)
     return summary
 
 

@@ -20,7 +20,7 @@ from srlive.storage.omezarr import AcquisitionStore
 
 log = logging.getLogger(__name__)
 
-AVAILABLE_RECONSTRUCTIONS = ("wiener-sim",)
+AVAILABLE_RECONSTRUCTIONS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr")
 
 
 class SIMReconstructor:
@@ -45,13 +45,32 @@ class SIMReconstructor:
         )
         self.times_ms: list[float] = []
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    upscale = 2
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         if self.sim.params is None:
             self.sim.calibrate(frames)
         start = time.perf_counter()
         result = self.sim.reconstruct(frames)
         self.times_ms.append((time.perf_counter() - start) * 1000.0)
-        return result
+        return result, float("nan")
+
+
+class ModelReconstructor:
+    """A learned model (shipped weights) with its confidence score per output."""
+
+    def __init__(self, method: str, offset_adu: float) -> None:
+        from srlive.learn.infer import learned
+
+        self.model = learned(method, "auto", offset_adu)
+        self.upscale = self.model.upscale
+        self.times_ms: list[float] = []
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        result = self.model(frames)
+        self.times_ms.append((time.perf_counter() - start) * 1000.0)
+        return result.image, result.confidence
 
 
 @dataclass
@@ -60,7 +79,7 @@ class SeriesState:
 
     name: str
     store: AcquisitionStore
-    recon: SIMReconstructor | None
+    recon: SIMReconstructor | ModelReconstructor | None
     sets: int = 0
     frames: int = 0
     sr_images: int = 0
@@ -88,13 +107,16 @@ class SeriesWriter:
             recon = SIMReconstructor(
                 self.profile, modality, self.frame_shape, plan.line, self.offset_adu
             )
+        elif reconstruction in AVAILABLE_RECONSTRUCTIONS:
+            recon = ModelReconstructor(reconstruction, self.offset_adu)
         elif reconstruction is not None:
             log.warning(
                 "%s: reconstruction %r is not available in this version; storing raw frames only",
                 name,
                 reconstruction,
             )
-        sr_shape = (2 * self.frame_shape[0], 2 * self.frame_shape[1]) if recon else None
+        up = recon.upscale if recon else 1
+        sr_shape = (up * self.frame_shape[0], up * self.frame_shape[1]) if recon else None
         store = AcquisitionStore.create(
             self.path_for(name),
             frame_shape=self.frame_shape,
@@ -102,7 +124,7 @@ class SeriesWriter:
             n_angles=modality.n_angles,
             n_phases=modality.n_phases,
             sr_shape=sr_shape,
-            sr_pixel_nm=self.profile.optics.pixel_nm / 2 if recon else None,
+            sr_pixel_nm=self.profile.optics.pixel_nm / up if recon else None,
             laser_lines=self.profile.laser_lines,
             profile=self.profile.model_dump(mode="json"),
             run={
@@ -113,7 +135,7 @@ class SeriesWriter:
                 "power_mw": plan.power_mw,
                 "exposure_ms": plan.exposure_ms,
             },
-            sr_method="wiener-sim" if recon else None,
+            sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
             extra_frame_columns=EXTRA_FRAME_COLUMNS,
         )
@@ -137,12 +159,18 @@ class SeriesWriter:
         sr = None
         info: dict[str, Any] = {"series": name, "t": state.sets}
         if state.recon is not None:
-            sr = state.recon(frames)
+            sr, confidence = state.recon(frames)
             info["recon_ms"] = state.recon.times_ms[-1]
+            info["confidence"] = confidence
             state.store.write_sr(
                 state.sets,
                 sr,
-                {"t": state.sets, "time_s": metas[-1]["time_s"], "recon_ms": info["recon_ms"]},
+                {
+                    "t": state.sets,
+                    "time_s": metas[-1]["time_s"],
+                    "recon_ms": info["recon_ms"],
+                    "confidence": confidence,
+                },
             )
             state.sr_images += 1
         state.sets += 1

@@ -44,6 +44,9 @@ def frc_curve(
     p1 = np.bincount(ring.ravel(), (np.abs(f1) ** 2).ravel(), n_bins + 1)
     p2 = np.bincount(ring.ravel(), (np.abs(f2) ** 2).ravel(), n_bins + 1)
     frc = num / np.sqrt(p1 * p2 + 1e-30)
+    # rings where either image has (numerically) no power carry no correlation
+    empty = (p1 < 1e-9 * p1.max()) | (p2 < 1e-9 * p2.max())
+    frc[empty] = 0.0
     freq = np.arange(n_bins + 1) / (min(h, w) * pixel_nm)
     return freq[:n_bins], frc[:n_bins]
 

@@ -1,0 +1,177 @@
+"""Training: simulated pairs -> model, with a progress bar, checkpoints, resume, safetensors.
+
+``train_model`` writes ``OUT.safetensors`` (weights + JSON metadata: task, architecture,
+training settings, steps, wall time, losses) and keeps ``OUT.ckpt`` (weights, optimiser,
+step, RNG state) every ``checkpoint_every`` steps so an interrupted run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from srlive.learn.data import TASKS, PairStream, SimSettings, StorePairs, Task
+from srlive.learn.models import ModelConfig, SRUNet, count_parameters
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a training run does (stored with the weights)."""
+
+    steps: int = 2000
+    batch: int = 8
+    patch: int = 64
+    lr: float = 2e-3
+    width: int = 24
+    seed: int = 0
+    checkpoint_every: int = 100
+
+
+def build_model(task: Task, width: int = 24) -> SRUNet:
+    return SRUNet(ModelConfig(task.in_channels, 2 if task.super_resolve else 1, width))
+
+
+def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 plus L1 of image gradients (keeps edges sharp without hallucinating texture)."""
+
+    def grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+    (py, px), (ty, tx) = grads(pred), grads(target)
+    return F.l1_loss(pred, target) + 0.5 * (F.l1_loss(py, ty) + F.l1_loss(px, tx))
+
+
+def save_weights(model: SRUNet, task: Task, path: Path, metadata: dict[str, Any]) -> None:
+    """Weights as safetensors with everything needed to rebuild and judge the model."""
+    meta = {
+        "task": task.name,
+        "config": json.dumps(model.config.to_dict()),
+        "info": json.dumps(metadata),
+    }
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+
+
+def load_weights(path: str | Path) -> tuple[SRUNet, Task, dict[str, Any]]:
+    """Rebuild a model from a safetensors file written by :func:`save_weights`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        task = TASKS[meta["task"]]
+        config = ModelConfig(**json.loads(meta["config"]))
+        model = SRUNet(config)
+        model.load_state_dict(load_file(str(path)))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a valid srlive model checkpoint ({exc})") from None
+    return model.eval(), task, json.loads(meta.get("info", "{}"))
+
+
+def train_model(
+    task_name: str,
+    out: str | Path,
+    settings: TrainSettings = TrainSettings(),
+    sim: SimSettings = SimSettings(),
+    resume: bool = True,
+    init_from: str | Path | None = None,
+    progress: bool = True,
+    fine_tune_store: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train (or resume, or fine-tune from ``init_from``) a model; returns its metadata.
+
+    With ``fine_tune_store`` the pairs come from a user's OME-Zarr acquisition instead of
+    the simulator (see :class:`~srlive.learn.data.StorePairs`).
+    """
+    task = TASKS[task_name]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out.with_suffix(".ckpt")
+    torch.manual_seed(settings.seed)
+    model = build_model(task, settings.width)
+    if init_from is not None:
+        model.load_state_dict(load_weights(init_from)[0].state_dict())
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, settings.lr, total_steps=settings.steps, pct_start=0.05
+    )
+    step, elapsed, losses = 0, 0.0, []
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        if state["settings"] != asdict(settings) or state["task"] != task.name:
+            raise ValueError(
+                f"{ckpt_path}: checkpoint is for other settings; delete it or pass resume=False"
+            )
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        step, elapsed, losses = state["step"], state["elapsed"], state["losses"]
+        torch.set_rng_state(state["torch_rng"])
+    stream = (
+        StorePairs(task, fine_tune_store, settings.patch, seed=settings.seed + step)
+        if fine_tune_store is not None
+        else PairStream(task, settings.patch, seed=settings.seed * 7919 + step, settings=sim)
+    )
+    batches = iter(torch.utils.data.DataLoader(stream, batch_size=settings.batch))
+    model.train()
+    bar = tqdm(
+        total=settings.steps,
+        initial=step,
+        desc=f"train {task.name}",
+        unit="step",
+        disable=not progress,
+    )
+    start = time.perf_counter() - elapsed
+    while step < settings.steps:
+        x, y = next(batches)
+        loss = _loss(model(x), y)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        if step % settings.checkpoint_every == 0 or step == settings.steps:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step,
+                    "elapsed": time.perf_counter() - start,
+                    "losses": losses,
+                    "torch_rng": torch.get_rng_state(),
+                    "settings": asdict(settings),
+                    "task": task.name,
+                },
+                ckpt_path,
+            )
+    bar.close()
+    metadata = {
+        "task": task.name,
+        "description": task.description,
+        "train": asdict(settings),
+        "sim": asdict(sim),
+        "steps": step,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
+        "parameters": count_parameters(model),
+        "init_from": str(init_from) if init_from else None,
+        "fine_tune_store": str(fine_tune_store) if fine_tune_store else None,
+    }
+    save_weights(model.eval(), task, out, metadata)
+    return metadata

@@ -1,0 +1,133 @@
+"""Learned reconstruction infrastructure: data, model, training, inference, trust, metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from srlive.learn.data import TASKS, StorePairs, make_pair
+from srlive.learn.infer import LearnedReconstructor, calibrate_trust
+from srlive.learn.models import ModelConfig, SRUNet
+from srlive.learn.train import TrainSettings, load_weights, train_model
+from srlive.recon.metrics import fit_to, psnr, ssim
+
+TINY = TrainSettings(steps=4, batch=2, patch=32, width=8, checkpoint_every=2)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_pairs_are_seeded_and_in_the_same_units(name):
+    task = TASKS[name]
+    x1, y1, _ = make_pair(task, 32, seed=11)
+    x2, y2, _ = make_pair(task, 32, seed=11)
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
+    assert x1.shape == (task.in_channels, 32, 32)
+    assert y1.shape == (1, 64, 64) if task.super_resolve else (1, 32, 32)
+    # inputs and targets share units: their means agree (noise and blur conserve signal)
+    assert y1.mean() == pytest.approx(x1.mean(), rel=0.1)
+    assert not np.array_equal(x1, make_pair(task, 32, seed=12)[0])
+
+
+def test_model_shapes():
+    model = SRUNet(ModelConfig(3, 2, 8))
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 64, 64)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        model(torch.zeros(1, 3, 30, 30))
+
+
+def test_train_checkpoint_resume_and_weights(tmp_path):
+    out = tmp_path / "m.safetensors"
+    meta = train_model("dl-sim3", out, TINY, progress=False)
+    assert meta["steps"] == 4 and out.exists() and out.with_suffix(".ckpt").exists()
+    _, task, info = load_weights(out)
+    assert task.name == "dl-sim3" and info["steps"] == 4
+    longer = TrainSettings(**{**TINY.__dict__, "steps": 6})
+    with pytest.raises(ValueError, match="other settings"):
+        train_model("dl-sim3", out, longer, progress=False)
+    resumed = train_model("dl-sim3", tmp_path / "r.safetensors", TINY, progress=False)
+    assert resumed["steps"] == 4
+    with pytest.raises(ValueError, match="not a valid srlive model"):
+        (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
+        load_weights(tmp_path / "bad.safetensors")
+
+
+def test_inference_and_confidence(tmp_path):
+    out = tmp_path / "m.safetensors"
+    train_model("dl-sim3", out, TINY, progress=False)
+    trust = calibrate_trust(out, n_pairs=3, size=32)
+    assert trust["disagreement"] > 0 and trust["inconsistency"] > 0
+    recon = LearnedReconstructor(out, device="cpu")
+    x, _, info = make_pair(recon.task, 32, seed=5)
+    result = recon(x * info["norm_adu"] + 100.0)
+    assert result.image.shape == (64, 64)
+    assert 0.0 < result.confidence <= 1.0
+    with pytest.raises(ValueError, match="takes 3 frame"):
+        recon(np.zeros((9, 32, 32)))
+
+
+def test_metrics():
+    rng = np.random.default_rng(0)
+    truth = rng.random((64, 64))
+    assert ssim(truth, truth) == pytest.approx(1.0)
+    assert ssim(3 * truth + 7, truth) == pytest.approx(1.0)  # normalised: affine fit first
+    assert np.allclose(fit_to(2 * truth + 1, truth), truth)
+    noisy = [truth + rng.normal(0, s, truth.shape) for s in (0.05, 0.3)]
+    assert psnr(noisy[0], truth) > psnr(noisy[1], truth)
+    assert ssim(noisy[0], truth) > ssim(noisy[1], truth)
+
+
+def test_reconstruct_api_and_stored_acquisition(tmp_path):
+    import srlive
+    from srlive.cli import main
+    from srlive.storage.omezarr import open_store
+
+    store = tmp_path / "run.zarr"
+    assert (
+        main(
+            [
+                "run",
+                "--headless",
+                "--frames",
+                "2",
+                "--out",
+                str(store),
+                "--set",
+                "SimHub.FrameSize=64",
+                "--set",
+                "SimHub.Motion=Off",
+            ]
+        )
+        == 0
+    )
+    raw = open_store(store).read_set(0)
+    sr = srlive.reconstruct(raw, "wiener-sim")
+    assert sr.shape == (128, 128) and np.isfinite(sr).all()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "srlive",
+            "reconstruct",
+            str(store),
+            "--method",
+            "wiener-sim",
+            "--out",
+            str(tmp_path / "r.zarr"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["sr_images"] == 2
+    reader = open_store(tmp_path / "r.zarr")
+    assert reader.n_sets == 2 and np.array_equal(reader.read_set(1), open_store(store).read_set(1))
+    # the same store gives fine-tuning pairs: 3 of 9 frames in, Wiener SR out
+    pairs = iter(StorePairs(TASKS["dl-sim3"], store, patch=32))
+    x, y = next(pairs)
+    assert x.shape == (3, 32, 32) and y.shape == (1, 64, 64)

@@ -272,8 +272,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         for recon in models.values():
             write_card(
                 recon.path,
-                f"srlive train {recon.task.name} --steps "
-                f"{recon.info.get('steps')} --out {recon.path}",
+                f"srlive train {recon.task.name} --steps {recon.info.get('steps')} "
+                f"--out srlive/learn/weights/{recon.path.name}",
                 summary,
             )
     print(json.dumps(summary, indent=2))

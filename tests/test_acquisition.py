@@ -142,7 +142,7 @@ def test_invalid_protocol_touches_no_device(tmp_path, monkeypatch):
         (
             {
                 "mda": {"channels": [{"config": "488"}]},
-                "srlive": {"channels": {"488": {"reconstruction": "dl-sim3"}}},
+                "srlive": {"channels": {"488": {"reconstruction": "srrf"}}},
             },
             "not available",
         ),

@@ -131,3 +131,21 @@ def test_reconstruct_api_and_stored_acquisition(tmp_path):
     pairs = iter(StorePairs(TASKS["dl-sim3"], store, patch=32))
     x, y = next(pairs)
     assert x.shape == (3, 32, 32) and y.shape == (1, 64, 64)
+
+
+def test_shipped_dl_sim3_at_10_percent_beats_wiener_sim9_at_full_light():
+    from srlive.learn.evaluate import evaluate
+    from srlive.learn.infer import LearnedReconstructor
+
+    model = LearnedReconstructor("dl-sim3", device="cpu")
+    summary = evaluate(
+        {"dl-sim3": model},
+        size=128,
+        fields_per_structure=1,
+        structures=("microtubules", "mitochondria"),
+    )
+    results = summary["results"]
+    dl, wiener = results["dl-sim3@10%"]["trained"], results["wiener-sim9@100%"]["trained"]
+    assert dl["ssim"] >= wiener["ssim"]
+    assert dl["resolution_nm"] <= 1.15 * wiener["resolution_nm"]
+    assert 0 < dl["confidence"] <= 1

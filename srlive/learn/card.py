@@ -57,7 +57,8 @@ def write_card(weights: str | Path, command: str, evaluation: dict[str, Any] | N
             "## Evaluation (held-out simulated fields; `held-out` = a structure type never seen "
             "in training)",
             "",
-            f"Fields: {evaluation['fields']} of {evaluation['size']}² camera pixels. Command: "
+            f"Fields: {evaluation['fields']} of {evaluation['size']}² camera pixels, medians. "
+            "Command: "
             "`srlive evaluate --json`.",
             "",
             *_table(results, names + baselines),

@@ -134,8 +134,11 @@ class LearnedReconstructor:
     def _inconsistency(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """Relative residual between the blurred, binned output and the mean raw frame."""
         out = y[0, 0].float()
-        blurred = torch.fft.ifft2(torch.fft.fft2(out) * self._forward_otf(tuple(out.shape))).real
-        if self.upscale > 1:
+        if not self.task.super_resolve:  # a widefield output is compared as it is
+            blurred = out
+        else:
+            otf = self._forward_otf(tuple(out.shape))
+            blurred = torch.fft.ifft2(torch.fft.fft2(out) * otf).real
             blurred = F.avg_pool2d(blurred[None, None], self.upscale)[0, 0]
         mean_frame = x[0].float().mean(0)
         return float((blurred - mean_frame).abs().mean() / mean_frame.abs().mean().clamp_min(1e-6))

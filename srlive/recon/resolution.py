@@ -63,7 +63,7 @@ def frc_resolution_nm(
         return float(1.0 / freq[-1])
     i = below[0] + start
     f0, f1, v0, v1 = freq[i - 1], freq[i], smooth[i - 1], smooth[i]
-    f_cross = f0 + (v0 - threshold) * (f1 - f0) / (v0 - v1) if v0 != v1 else f1
+    f_cross = f0 + (v0 - threshold) * (f1 - f0) / (v0 - v1) if v0 > threshold else f1
     return float(1.0 / f_cross)
 
 

@@ -35,6 +35,28 @@ class TrainSettings:
     width: int = 24
     seed: int = 0
     checkpoint_every: int = 100
+    workers: int = 1  # data-simulation processes beside the training loop
+    bf16: bool = True  # bfloat16 autocast where the device supports it (AMX/AVX-512 CPUs, GPUs)
+
+
+def bf16_supported() -> bool:
+    """True where this CPU has native bfloat16 matrix units (AVX-512 BF16 or AMX)."""
+    from torch.backends import cpu
+
+    return cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX") and _cpu_flags() >= {
+        "avx512_bf16"
+    }
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def build_model(task: Task, width: int = 24) -> SRUNet:
@@ -124,7 +146,14 @@ def train_model(
         if fine_tune_store is not None
         else PairStream(task, settings.patch, seed=settings.seed * 7919 + step, settings=sim)
     )
-    batches = iter(torch.utils.data.DataLoader(stream, batch_size=settings.batch))
+    # one worker process simulates the next batches while this one trains
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=settings.batch,
+        num_workers=settings.workers,
+        prefetch_factor=4 if settings.workers else None,
+    )
+    batches = iter(loader)
     model.train()
     bar = tqdm(
         total=settings.steps,
@@ -134,9 +163,12 @@ def train_model(
         disable=not progress,
     )
     start = time.perf_counter() - elapsed
+    autocast = torch.autocast("cpu", torch.bfloat16, enabled=settings.bf16 and bf16_supported())
     while step < settings.steps:
         x, y = next(batches)
-        loss = _loss(model(x), y)
+        with autocast:
+            prediction = model(x)
+        loss = _loss(prediction.float(), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -119,7 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
-    bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition"])
+    bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition", "models"])
+    bench.add_argument("--model", action="append", default=None, help="models: which (repeatable)")
+    bench.add_argument("--device", default="auto", help="models: auto | cpu | cuda")
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
     bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
     bench.add_argument("--size", type=int, default=512)
@@ -247,11 +249,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         fine_tune_store=args.fine_tune,
     )
     meta["trust"] = calibrate_trust(out)
-    command = (
-        f"srlive train {args.model} --steps {args.steps} --batch {args.batch} --patch "
-        f"{args.patch} --width {args.width} --seed {args.seed} --out {out}"
-    )
-    write_card(out, command)
+    write_card(out, _train_command(args.model, meta, out))
     print(json.dumps({"weights": str(out), **meta}, indent=2, default=str))
     return 0
 
@@ -267,17 +265,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name in names:
         recon = LearnedReconstructor(resolve_weights(name))
         models[recon.task.name] = recon
-    summary = evaluate(models, size=args.size, fields_per_structure=args.fields)
+    summary = evaluate(models, size=args.size, fields_per_structure=args.fields, progress=True)
     if args.write_cards:
+        from srlive.learn.bench import time_model
+
         for recon in models.values():
-            write_card(
-                recon.path,
-                f"srlive train {recon.task.name} --steps {recon.info.get('steps')} "
-                f"--out srlive/learn/weights/{recon.path.name}",
-                summary,
-            )
+            timing = {
+                "frame_shape": [512, 512],
+                "device": recon.device.type,
+                "precision": str(recon.dtype).removeprefix("torch."),
+                "torch_threads": torch_threads(),
+                **time_model(recon, 512, repeats=10),
+            }
+            shipped = Path("srlive/learn/weights") / recon.path.name
+            command = _train_command(recon.task.name, recon.info, shipped)
+            write_card(recon.path, command, summary, timing)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _train_command(model: str, info: dict, out: Path) -> str:
+    """The command that reproduces a model from its stored training settings."""
+    train = info.get("train", {})
+    tune = f" --fine-tune {info['fine_tune_store']}" if info.get("fine_tune_store") else ""
+    return (
+        f"srlive train {model} --steps {train.get('steps')} --batch {train.get('batch')} "
+        f"--patch {train.get('patch')} --width {train.get('width')} --seed {train.get('seed')}"
+        f"{tune} --out {out}"
+    )
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -303,6 +324,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.acquisition.bench import bench_acquisition
 
         result = bench_acquisition(size=args.size, n_sets=args.sets, exposure_ms=args.exposure_ms)
+    elif args.what == "models":
+        from srlive.learn.bench import bench_models
+
+        result = bench_models(args.model, size=args.size, repeats=args.repeats, device=args.device)
     elif args.what == "recon":
         from srlive.recon.bench import bench_wiener
 

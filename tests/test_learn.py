@@ -35,8 +35,31 @@ def test_pairs_are_seeded_and_in_the_same_units(name):
 def test_model_shapes():
     model = SRUNet(ModelConfig(3, 2, 8))
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 64, 64)
+    with_trust = SRUNet(ModelConfig(3, 2, 8, uncertainty=True))
+    assert with_trust(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 64, 64)
     with pytest.raises(ValueError, match="multiple of 4"):
         model(torch.zeros(1, 3, 30, 30))
+
+
+def test_uncertainty_channel_learns_the_error_scale_without_touching_the_image():
+    from srlive.learn.train import MIN_ERROR_SCALE, _image_loss, _loss
+
+    image = torch.zeros(1, 1, 8, 8)
+    target = torch.full((1, 1, 8, 8), 0.5)
+    losses = {}
+    for log_scale in (-3.0, float(np.log(0.5)), 2.0):
+        # the raw channel value whose error scale is e^log_scale (inverse softplus)
+        raw = float(np.log(np.expm1(np.exp(log_scale) - MIN_ERROR_SCALE)))
+        output = torch.cat([image, torch.full_like(image, raw)], 1).requires_grad_()
+        loss = _loss(output, target)
+        loss.backward()
+        losses[log_scale] = float(loss.detach())
+        # the likelihood term never pushes the image: its gradient is the image loss's alone
+        image_only = output.detach()[:, :1].requires_grad_()
+        _image_loss(image_only, target).backward()
+        assert torch.allclose(output.grad[:, :1], image_only.grad)
+    # the Laplace likelihood is best when the predicted scale equals the actual |error|
+    assert losses[float(np.log(0.5))] < min(losses[-3.0], losses[2.0])
 
 
 def test_train_checkpoint_resume_and_weights(tmp_path):
@@ -59,14 +82,36 @@ def test_inference_and_confidence(tmp_path):
     out = tmp_path / "m.safetensors"
     train_model("dl-sim3", out, TINY, progress=False)
     trust = calibrate_trust(out, n_pairs=3, size=32)
-    assert trust["disagreement"] > 0 and trust["inconsistency"] > 0
+    assert 0 < trust["predicted_error_p50"] <= trust["predicted_error_p90"]
     recon = LearnedReconstructor(out, device="cpu")
     x, _, info = make_pair(recon.task, 32, seed=5)
     result = recon(x * info["norm_adu"] + 100.0)
-    assert result.image.shape == (64, 64)
+    assert result.image.shape == (64, 64) and result.uncertainty.shape == (64, 64)
+    assert (result.uncertainty > 0).all()
     assert 0.0 < result.confidence <= 1.0
+    assert result.checks["saturated_fraction"] == 0 and result.checks["geometry_mismatch"] == 0
     with pytest.raises(ValueError, match="takes 3 frame"):
         recon(np.zeros((9, 32, 32)))
+
+
+def test_confidence_falls_for_saturated_input_and_a_foreign_pattern_period():
+    from srlive.learn.infer import Geometry
+    from srlive.profiles import load_profile
+
+    recon = LearnedReconstructor("dl-sim3", device="cpu")
+    x, _, info = make_pair(recon.task, 64, seed=3, kind="microtubules", peak_photons=300)
+    frames = x * info["norm_adu"] + 100.0
+    normal = recon(frames).confidence
+    clipped = frames.copy()
+    clipped[:, 20:28, 20:28] = 65535.0  # 1.6 % of the pixels saturated
+    assert recon(clipped).checks["saturated_fraction"] == pytest.approx(64 / 4096)
+    assert recon(clipped).confidence < 0.1 * normal
+    # the 561 nm line of the simulated microscope has a 225 nm pattern: not what it learned
+    at_561 = LearnedReconstructor(
+        "dl-sim3", device="cpu", geometry=Geometry.from_profile(load_profile(None), 561)
+    )
+    assert at_561.mismatch > 0.1
+    assert at_561(frames).confidence < 0.01 * normal
 
 
 def test_metrics():
@@ -143,6 +188,7 @@ def test_shipped_dl_sim3_at_10_percent_beats_wiener_sim9_at_full_light():
         size=128,
         fields_per_structure=1,
         structures=("microtubules", "mitochondria"),
+        stress=False,
     )
     results = summary["results"]
     dl, wiener = results["dl-sim3@10%"]["trained"], results["wiener-sim9@100%"]["trained"]

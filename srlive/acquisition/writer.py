@@ -59,10 +59,10 @@ class SIMReconstructor:
 class ModelReconstructor:
     """A learned model (shipped weights) with its confidence score per output."""
 
-    def __init__(self, method: str, offset_adu: float) -> None:
-        from srlive.learn.infer import learned
+    def __init__(self, method: str, offset_adu: float, profile: Profile, line: int) -> None:
+        from srlive.learn.infer import Geometry, learned
 
-        self.model = learned(method, "auto", offset_adu)
+        self.model = learned(method, "auto", offset_adu, Geometry.from_profile(profile, line))
         self.upscale = self.model.upscale
         self.times_ms: list[float] = []
 
@@ -108,7 +108,7 @@ class SeriesWriter:
                 self.profile, modality, self.frame_shape, plan.line, self.offset_adu
             )
         elif reconstruction in AVAILABLE_RECONSTRUCTIONS:
-            recon = ModelReconstructor(reconstruction, self.offset_adu)
+            recon = ModelReconstructor(reconstruction, self.offset_adu, self.profile, plan.line)
         elif reconstruction is not None:
             log.warning(
                 "%s: reconstruction %r is not available in this version; storing raw frames only",

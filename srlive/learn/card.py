@@ -9,9 +9,9 @@ from typing import Any
 from srlive.learn.train import load_weights
 
 
-def _table(results: dict[str, Any], methods: list[str]) -> list[str]:
+def _table(results: dict[str, Any], methods: list[str], column: str = "data") -> list[str]:
     lines = [
-        "| method | data | PSNR (dB) | SSIM | FRC resolution (nm) | confidence |",
+        f"| method | {column} | PSNR (dB) | SSIM | FRC resolution (nm) | confidence |",
         "|---|---|---|---|---|---|",
     ]
     for method in methods:
@@ -24,7 +24,12 @@ def _table(results: dict[str, Any], methods: list[str]) -> list[str]:
     return lines
 
 
-def write_card(weights: str | Path, command: str, evaluation: dict[str, Any] | None = None) -> Path:
+def write_card(
+    weights: str | Path,
+    command: str,
+    evaluation: dict[str, Any] | None = None,
+    timing: dict[str, Any] | None = None,
+) -> Path:
     """Write ``<weights>.md`` from the weights' metadata and an evaluation summary."""
     weights = Path(weights)
     _, task, info = load_weights(weights)
@@ -40,14 +45,17 @@ def write_card(weights: str | Path, command: str, evaluation: dict[str, Any] | N
         f"- steps: {info.get('steps')}, wall time {info.get('wall_s')} s on this project's "
         "2-core CPU machine",
         f"- parameters: {info.get('parameters')} ({size_mb:.2f} MB safetensors)",
-        f"- final training loss (L1 + gradient L1): {info.get('final_loss')}",
+        "- final training loss (image L1 + ½ gradient L1 + 0.1 × Laplace negative "
+        f"log-likelihood of the predicted error scale): {info.get('final_loss')}",
         f"- training settings: `{json.dumps(info.get('train'))}`",
         f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
         "`srlive.learn.data` from the project's simulator (targets: ground truth blurred to the "
         "2D-SIM resolution limit, or noise-free widefield for denoising)",
-        f"- confidence calibration (typical disagreement / inconsistency on held-in data): "
-        f"`{json.dumps(info.get('trust'))}`",
+        "- confidence calibration (predicted relative error on held-in data, median and 90th "
+        f"percentile): `{json.dumps(info.get('trust'))}`",
     ]
+    if timing:
+        lines += ["", "## Inference time per set", "", f"`{json.dumps(timing)}`"]
     if evaluation:
         results = evaluation["results"]
         names = [m for m in results if m.startswith(task.name + "@")]
@@ -62,6 +70,10 @@ def write_card(weights: str | Path, command: str, evaluation: dict[str, Any] | N
             "`srlive evaluate --json`.",
             "",
             *_table(results, names + baselines),
+            "",
+            "By structure type (same fields; `er` is never seen in training):",
+            "",
+            *_table(evaluation.get("by_structure", {}), names + baselines, "structure"),
         ]
     path = weights.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")

@@ -2,8 +2,9 @@
 
 Each pair is drawn from the project's own physics (samples, structured illumination, optics,
 sCMOS noise) with random structure, brightness (tens to thousands of photons per pixel),
-modulation depth, pattern phase/angle/period jitter and sample position; a seed reproduces
-it exactly.
+modulation depth, pattern phase/angle/period jitter, sample position and, for a share of
+pairs, live motion during the set (the simulator's own dynamics: growing filaments,
+diffusing vesicles, drift); a seed reproduces it exactly.
 
 Targets: for super-resolution the ground-truth density blurred to the 2D-SIM resolution limit
 (an ideal OTF with cutoff 2NA/λ_em + |k|), on the 2× grid. This is chosen over the Wiener
@@ -16,6 +17,7 @@ the noise-free widefield image on the camera grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,8 @@ class SimSettings:
     angle_jitter_deg: float = 2.0
     phase_jitter_rad: float = 0.15
     background_photons: tuple[float, float] = (0.0, 10.0)
+    motion_fraction: float = 0.3  # pairs whose live sample moves during the set
+    frame_interval_s: float = 0.015  # between the frames of a set (10 ms exposure + readout)
 
 
 def sim_target_otf(shape: tuple[int, int]) -> np.ndarray:
@@ -128,21 +132,30 @@ def make_pair(
     rng = np.random.default_rng(seed)
     kind = kind or str(rng.choice(settings.structures))
     hi_shape = (2 * size, 2 * size)
-    density = make_sample(
-        kind, hi_shape, HI_NM, seed=int(rng.integers(2**31)), motion=False
-    ).density()
-    density = np.roll(density, tuple(rng.integers(0, s) for s in hi_shape), axis=(0, 1))
+    moving = rng.random() < settings.motion_fraction
+    sample = make_sample(kind, hi_shape, HI_NM, seed=int(rng.integers(2**31)), motion=moving)
+    shift = tuple(int(rng.integers(0, s)) for s in hi_shape)
+    patterns = _patterns(rng, task, settings)
+    densities = [np.roll(sample.density(), shift, axis=(0, 1))]
+    for _ in patterns[1:]:
+        sample.advance(settings.frame_interval_s)  # no-op for a still sample
+        still = not sample.motion
+        densities.append(densities[-1] if still else np.roll(sample.density(), shift, (0, 1)))
     peak = peak_photons or float(np.exp(rng.uniform(*np.log(settings.peak_photons))))
     otf = otf_2d(hi_shape, HI_NM, NA, EMISSION_NM)
-    cache = FringeCache(density, otf, 2, HI_NM)
-    scale = peak / max(float(np.percentile(cache.base, 99.9)), 1e-6)
+    caches = [FringeCache(densities[0], otf, 2, HI_NM)]
+    for before, density in pairwise(densities):
+        caches.append(caches[-1] if density is before else FringeCache(density, otf, 2, HI_NM))
+    scale = peak / max(float(np.percentile(caches[0].base, 99.9)), 1e-6)
     background = rng.uniform(*settings.background_photons)
     frames = np.stack(
         [
             camera.expose(expected_from_cache(cache, pattern, scale) + background, 10.0, rng)
-            for pattern in _patterns(rng, task, settings)
+            for cache, pattern in zip(caches, patterns, strict=True)
         ]
     ).astype(np.float32) - np.float32(camera.offset_adu)
+    # a moving sample's target is what it looked like on average during the set
+    density = np.mean(densities, axis=0) if len(densities) > 1 else densities[0]
     norm = max(float(np.percentile(frames.mean(axis=0), 99.5)), 1.0)
     inputs = frames / np.float32(norm)
     adu_per_photon = camera.qe / camera.e_per_adu
@@ -151,9 +164,9 @@ def make_pair(
     if task.super_resolve:
         target = blur(density, sim_target_otf(hi_shape)) * np.float32(scale)
     else:
-        target = cache.base * np.float32(scale)
+        target = np.mean([c.base for c in caches], axis=0) * np.float32(scale)
     target = (target + background) * np.float32(adu_per_photon / norm)
-    info = {"kind": kind, "peak_photons": peak, "norm_adu": norm, "seed": seed}
+    info = {"kind": kind, "peak_photons": peak, "norm_adu": norm, "seed": seed, "moving": moving}
     return inputs.astype(np.float32), target[None].astype(np.float32), info
 
 

@@ -10,8 +10,9 @@ FRC resolution against the target (1/7 threshold).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from srlive.learn.data import (
     PERIOD_NM,
     sim_target_otf,
 )
+from srlive.learn.infer import LearnedReconstructor
 from srlive.recon.metrics import psnr, ssim
 from srlive.recon.resolution import frc_resolution_nm
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
@@ -50,26 +52,32 @@ class Field:
     widefield: dict[float, np.ndarray]  # light fraction -> (H, W) ADU
 
 
-def _patterns(rng: np.random.Generator) -> list[IlluminationPattern]:
+def _patterns(rng: np.random.Generator, period_nm: float) -> list[IlluminationPattern]:
     offset = rng.uniform(0, np.pi)
     patterns = []
     for a in range(3):
         angle = offset + a * np.pi / 3
-        k = (np.sin(angle) / PERIOD_NM, np.cos(angle) / PERIOD_NM)
+        k = (np.sin(angle) / period_nm, np.cos(angle) / period_nm)
         for p in range(3):
             patterns.append(IlluminationPattern(((k[0], k[1], 0.8, 2 * np.pi * p / 3 + a),), 1.0))
     return patterns
 
 
 def make_field(
-    kind: str, size: int, seed: int, fractions: Sequence[float], camera: CameraModel = CameraModel()
+    kind: str,
+    size: int,
+    seed: int,
+    fractions: Sequence[float],
+    camera: CameraModel = CameraModel(),
+    period_nm: float = PERIOD_NM,
 ) -> Field:
+    """A held-out field imaged at several light levels (fractions of the default)."""
     rng = np.random.default_rng(EVAL_SEED_BASE + seed)
     hi = (2 * size, 2 * size)
     density = make_sample(kind, hi, HI_NM, seed=EVAL_SEED_BASE + seed, motion=False).density()
     otf = otf_2d(hi, HI_NM, NA, EMISSION_NM)
     cache = FringeCache(density, otf, 2, HI_NM)
-    patterns = _patterns(rng)
+    patterns = _patterns(rng, period_nm)
     adu = camera.qe / camera.e_per_adu
     sim9, widefield = {}, {}
     for f in fractions:
@@ -103,49 +111,74 @@ def score(output: np.ndarray, target: np.ndarray, pixel_nm: float) -> dict[str, 
     }
 
 
+STRESS_PERIOD_NM = 260.0  # a pattern the SIM models never saw (the 640 nm line's period)
+STRESS_SATURATION = 40.0  # light fraction that drives the brightest pixels past full well
+
+
 def evaluate(
-    models: dict[str, Callable[[np.ndarray], Any]] | None = None,
+    models: dict[str, LearnedReconstructor] | None = None,
     size: int = 128,
     fields_per_structure: int = 2,
     structures: Sequence[str] = EVAL_STRUCTURES,
+    stress: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Score baselines and learned models on held-out fields; JSON-ready summary."""
+    """Score baselines and learned models on held-out fields; JSON-ready summary.
+
+    Groups: ``trained`` (structure types used in training, new seeds), ``held-out``
+    (structure types never seen), and with ``stress`` the learned models again on trained
+    structures with a saturating light level (``saturated``) and a fringe period they were
+    not trained for (``wrong-period``, SIM models only) — where confidence must fall.
+    ``by_structure`` breaks the results down per structure type.
+    """
+    from tqdm import tqdm
+
     models = models or {}
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for kind in structures:
-        for i in range(fields_per_structure):
-            field = make_field(
-                kind, size, seed=hash((kind, i)) % 100_000, fractions=(1.0, 0.1, 0.05)
-            )
-            rows.extend(_score_field(field, models, size))
+    jobs = [(kind, i) for kind in structures for i in range(fields_per_structure)]
+    for kind, i in tqdm(jobs, desc="evaluate", unit="field", disable=not progress):
+        seed = zlib.crc32(f"{kind}/{i}".encode()) % 100_000
+        field = make_field(kind, size, seed=seed, fractions=(1.0, 0.1, 0.05))
+        group = "held-out" if kind in HELD_OUT_STRUCTURES else "trained"
+        rows.extend({**row, "group": group} for row in _score_field(field, models, size))
+        if stress and group == "trained":
+            rows.extend(_stress_rows(kind, seed, models, size))
     summary: dict[str, Any] = {
         "size": size,
-        "fields": len(structures) * fields_per_structure,
+        "fields": len(jobs),
         "held_out_structures": list(HELD_OUT_STRUCTURES),
+        "light": "fractions of the default 20 mW x 10 ms (about 1,700 photons at the "
+        "brightest camera pixel of a typical field at 100%)",
         "wall_s": round(time.perf_counter() - start, 1),
+        "aggregate": "median over fields",
+        "results": _aggregate(rows, "group"),
+        "by_structure": _aggregate(
+            [r for r in rows if r["group"] in ("trained", "held-out")], "kind"
+        ),
     }
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for row in rows:
-        group = "held-out" if row["kind"] in HELD_OUT_STRUCTURES else "trained"
-        entry = table.setdefault(row["method"], {}).setdefault(group, {})
-        for key, value in row.items():
-            if key in ("method", "kind"):
-                continue
-            entry.setdefault(key, []).append(value)
-    summary["results"] = {
-        method: {
-            group: {k: round(float(np.nanmedian(v)), 4) for k, v in metrics.items()}
-            for group, metrics in groups.items()
-        }
-        for method, groups in table.items()
-    }
-    summary["aggregate"] = "median over fields (FRC against sparse targets can fail on one field)"
     return summary
 
 
+def _aggregate(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[str, float]]]:
+    """method -> rows[key] -> metric -> median over rows."""
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for row in rows:
+        entry = table.setdefault(row["method"], {}).setdefault(row[key], {})
+        for metric, value in row.items():
+            if metric not in ("method", "kind", "group"):
+                entry.setdefault(metric, []).append(value)
+    return {
+        method: {
+            name: {m: round(float(np.nanmedian(v)), 4) for m, v in metrics.items()}
+            for name, metrics in groups.items()
+        }
+        for method, groups in table.items()
+    }
+
+
 def _score_field(
-    field: Field, models: dict[str, Callable[[np.ndarray], Any]], size: int
+    field: Field, models: dict[str, LearnedReconstructor], size: int
 ) -> list[dict[str, Any]]:
     rows = []
 
@@ -177,15 +210,52 @@ def _score_field(
             field.sr_target,
             HI_NM,
         )
-    inputs = {
-        "dl-sim3": (field.sim9[0.1][[0, 3, 6]], field.sr_target, "10%"),
-        "dl-sim9": (field.sim9[0.1], field.sr_target, "10%"),
-        "dl-denoise": (field.widefield[0.05][None], field.wf_target, "5%"),
-        "dl-wf2sr": (field.widefield[1.0][None], field.sr_target, "100%"),
-    }
     for name, model in models.items():
-        frames, target, label = inputs[name]
+        frames, target, label = _model_input(name, field, {"dl-denoise": 0.05})
         result = model(frames)
         pixel = HI_NM if target.shape[0] == 2 * size else 2 * HI_NM
         add(f"{name}@{label}", result.image, target, pixel, confidence=result.confidence)
+    return rows
+
+
+def _model_input(
+    name: str, field: Field, light: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(frames, target, light label) of a model on a field; light fraction per model."""
+    fraction = light.get(name, 0.1 if name.startswith("dl-sim") else 1.0)
+    label = f"{fraction:.0%}" if fraction <= 1 else f"{fraction:g}x"
+    if name == "dl-sim3":
+        return field.sim9[fraction][[0, 3, 6]], field.sr_target, label
+    if name == "dl-sim9":
+        return field.sim9[fraction], field.sr_target, label
+    target = field.wf_target if name == "dl-denoise" else field.sr_target
+    return field.widefield[fraction][None], target, label
+
+
+def _stress_rows(
+    kind: str, seed: int, models: dict[str, LearnedReconstructor], size: int
+) -> list[dict[str, Any]]:
+    """Learned models on inputs unlike their training data: saturated, wrong period."""
+    rows = []
+    bright = make_field(kind, size, seed=seed, fractions=(STRESS_SATURATION,))
+    wrong = make_field(kind, size, seed=seed, fractions=(0.1,), period_nm=STRESS_PERIOD_NM)
+    for name, model in models.items():
+        cases = [("saturated", bright, model, STRESS_SATURATION)]
+        if model.task.pattern_frames:
+            geometry = replace(model.geometry, pattern_period_nm=STRESS_PERIOD_NM)
+            other = LearnedReconstructor(model.path, str(model.device), geometry=geometry)
+            cases.append(("wrong-period", wrong, other, 0.1))
+        for group, field, recon, fraction in cases:
+            frames, target, label = _model_input(name, field, {name: fraction})
+            result = recon(frames)
+            pixel = HI_NM if target.shape[0] == 2 * size else 2 * HI_NM
+            rows.append(
+                {
+                    "method": f"{name}@{label}",
+                    "kind": kind,
+                    "group": group,
+                    **score(result.image, target, pixel),
+                    "confidence": result.confidence,
+                }
+            )
     return rows

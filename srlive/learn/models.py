@@ -2,9 +2,11 @@
 
 Three scales with residual blocks and skip connections; super-resolving models end in a
 sub-pixel (pixel-shuffle) upsampler to the 2× grid. The network predicts a correction to a
-simple estimate of the output (the mean input frame, Fourier-free bilinear upsampled), so it
-learns the missing detail rather than the whole image. Small on purpose: a few MB of weights
-and live-rate inference on a CPU.
+simple estimate of the output (the mean input frame, bilinearly upsampled), so it learns the
+missing detail rather than the whole image. With ``uncertainty`` a second output channel
+gives, per pixel, the scale of a Laplace distribution of the error (as in CARE's
+probabilistic networks): the model says where it expects to be wrong. Small on purpose: a
+few MB of weights and live-rate inference on a CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ class ModelConfig:
     upscale: int = 2
     width: int = 32
     blocks_per_scale: int = 1
+    uncertainty: bool = False  # second output channel: per-pixel log Laplace scale
+
+    @property
+    def out_channels(self) -> int:
+        return 2 if self.uncertainty else 1
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -46,7 +53,11 @@ def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
 
 
 class SRUNet(nn.Module):
-    """Input (B, C, H, W) normalised frames -> output (B, 1, upscale·H, upscale·W)."""
+    """Input (B, C, H, W) normalised frames -> output (B, K, upscale·H, upscale·W).
+
+    Channel 0 is the image; with ``config.uncertainty`` channel 1 parametrises the expected
+    absolute error per pixel (``srlive.learn.train.error_scale`` maps it to image units).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -61,6 +72,18 @@ class SRUNet(nn.Module):
         self.dec1 = _stage(2 * w, w, b)
         r = config.upscale
         self.head = nn.Sequential(nn.Conv2d(w, r * r, 3, padding=1), nn.PixelShuffle(r))
+        # the error head reads the image path's features without training them, so
+        # learning where it will be wrong never changes what the model reconstructs
+        self.error_head = (
+            nn.Sequential(
+                nn.Conv2d(w, w, 3, padding=1),
+                nn.GELU(),
+                nn.Conv2d(w, r * r, 3, padding=1),
+                nn.PixelShuffle(r),
+            )
+            if config.uncertainty
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -76,7 +99,10 @@ class SRUNet(nn.Module):
             base = F.interpolate(
                 base, scale_factor=self.config.upscale, mode="bilinear", align_corners=False
             )
-        return base + self.head(d1)
+        image = base + self.head(d1)
+        if self.error_head is None:
+            return image
+        return torch.cat([image, self.error_head(d1.detach())], 1)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,6 +8,7 @@ step, RNG state) every ``checkpoint_every`` steps so an interrupted run resumes 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from srlive.learn.data import TASKS, PairStream, SimSettings, StorePairs, Task
 from srlive.learn.models import ModelConfig, SRUNet, count_parameters
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MIN_ERROR_SCALE = 1e-3  # of the input's brightness scale: below any error worth predicting
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class TrainSettings:
     width: int = 24
     seed: int = 0
     checkpoint_every: int = 100
+    uncertainty: bool = True  # learn a per-pixel error scale (trust map) beside the image
     workers: int = 1  # data-simulation processes beside the training loop
     bf16: bool = True  # bfloat16 autocast where the device supports it (AMX/AVX-512 CPUs, GPUs)
 
@@ -59,11 +62,13 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def build_model(task: Task, width: int = 24) -> SRUNet:
-    return SRUNet(ModelConfig(task.in_channels, 2 if task.super_resolve else 1, width))
+def build_model(task: Task, width: int = 24, uncertainty: bool = True) -> SRUNet:
+    return SRUNet(
+        ModelConfig(task.in_channels, 2 if task.super_resolve else 1, width, 1, uncertainty)
+    )
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 plus L1 of image gradients (keeps edges sharp without hallucinating texture)."""
 
     def grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +76,27 @@ def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     (py, px), (ty, tx) = grads(pred), grads(target)
     return F.l1_loss(pred, target) + 0.5 * (F.l1_loss(py, ty) + F.l1_loss(px, tx))
+
+
+def error_scale(raw: torch.Tensor) -> torch.Tensor:
+    """Per-pixel error scale from the uncertainty channel: positive, smooth, never stuck."""
+    return F.softplus(raw) + MIN_ERROR_SCALE
+
+
+def _loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Image loss on channel 0; Laplace negative log-likelihood for the uncertainty channel.
+
+    The likelihood sees the image detached and the error head reads detached features (see
+    :class:`~srlive.learn.models.SRUNet`), so learning the error scale never trades image
+    quality for a smaller predicted error: the image is trained exactly as without it.
+    """
+    image = output[:, :1]
+    loss = _image_loss(image, target)
+    if output.shape[1] > 1:
+        scale = error_scale(output[:, 1:2])
+        error = (target - image.detach()).abs()
+        loss = loss + 0.1 * (error / scale + torch.log(scale)).mean()
+    return loss
 
 
 def save_weights(model: SRUNet, task: Task, path: Path, metadata: dict[str, Any]) -> None:
@@ -118,11 +144,30 @@ def train_model(
     the simulator (see :class:`~srlive.learn.data.StorePairs`).
     """
     task = TASKS[task_name]
-    out = Path(out)
+    # leave one core to each data-simulation worker: oversubscribed compute threads spin
+    # against the simulation and run several times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - settings.workers)))
+    try:
+        return _train(task, Path(out), settings, sim, resume, init_from, progress, fine_tune_store)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    task: Task,
+    out: Path,
+    settings: TrainSettings,
+    sim: SimSettings,
+    resume: bool,
+    init_from: str | Path | None,
+    progress: bool,
+    fine_tune_store: str | Path | None,
+) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = out.with_suffix(".ckpt")
     torch.manual_seed(settings.seed)
-    model = build_model(task, settings.width)
+    model = build_model(task, settings.width, settings.uncertainty)
     if init_from is not None:
         model.load_state_dict(load_weights(init_from)[0].state_dict())
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)

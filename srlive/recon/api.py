@@ -39,7 +39,9 @@ def reconstruct(
         sim.calibrate(stack)
         return sim.reconstruct(stack)
     if method.startswith("dl-") or method.endswith(".safetensors"):
-        from srlive.learn.infer import learned
+        from srlive.learn.infer import Geometry, learned
 
-        return learned(method, device, offset_adu)(stack, trust=False).image
+        prof = profile if isinstance(profile, Profile) else load_profile(profile)
+        geometry = Geometry.from_profile(prof)
+        return learned(method, device, offset_adu, geometry)(stack, trust=False).image
     raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from srlive.profiles import Profile, load_profile
 from srlive.storage.omezarr import AcquisitionStore, open_store
 
 STANDARD_COLUMNS = {
@@ -42,6 +43,14 @@ def _select(frames: np.ndarray, layout: tuple[int, int], method: str) -> np.ndar
     raise ValueError(f"unknown method {method!r}")
 
 
+def _stored_profile(attrs: dict[str, Any]) -> tuple[Profile, int]:
+    """The profile and laser line an acquisition was made with (default profile if absent)."""
+    stored = attrs.get("profile")
+    profile = Profile.model_validate(stored) if stored else load_profile(None)
+    line = attrs.get("run", {}).get("laser_line") or profile.defaults.laser_line
+    return profile, int(line)
+
+
 def reconstruct_store(
     store: str | Path, method: str, out: str | Path, overwrite: bool = False
 ) -> dict[str, Any]:
@@ -52,15 +61,19 @@ def reconstruct_store(
     h, w = attrs["frame_shape"]
     offset = 100.0
     confidence = None
+    profile, line = _stored_profile(attrs)
     if method == "wiener-sim":
         from srlive.recon.wiener_sim import WienerSIM
 
-        sim = WienerSIM((h, w), reader.pixel_nm, 1.49, 510.0, offset_adu=offset)
+        optics = profile.optics
+        sim = WienerSIM(
+            (h, w), reader.pixel_nm, optics.na, optics.emission_for(line), offset_adu=offset
+        )
         upscale = 2
     else:
-        from srlive.learn.infer import learned
+        from srlive.learn.infer import Geometry, learned
 
-        model = learned(method, "auto", offset)
+        model = learned(method, "auto", offset, Geometry.from_profile(profile, line))
         upscale = model.upscale
     table = reader.frames
     extra = [c for c in table if c not in STANDARD_COLUMNS and not c.startswith("power_mw_")]

@@ -144,6 +144,10 @@ class DecisionWorker:
         self._sr[t] = (sr, confidence)
 
     def _loop(self) -> None:
+        try:
+            self.optimizer.warm_up()
+        except Exception as exc:  # the first decision will show the same error
+            self.errors.append(f"warm-up: {exc}")
         while True:
             job = self._queue.get()
             if job is None:
@@ -330,7 +334,11 @@ class OptimizedPlans:
         power, exposure, modality = control.current
         self._check(control, power, exposure, modality, initial=len(control.applied) == 0)
         record.update(
-            {"applied_power_mw": power, "applied_exposure_ms": exposure, "applied_modality": modality}
+            {
+                "applied_power_mw": power,
+                "applied_exposure_ms": exposure,
+                "applied_modality": modality,
+            }
         )
         control.applied.append(record)
         if self.on_decision and record.get("reason", "").startswith(("initial", "late")):
@@ -359,3 +367,67 @@ class OptimizedPlans:
             )
         self.profile.check_power(control.space.line, power)
         self.profile.check_exposure(exposure)
+
+
+def build_controls(
+    plans: list[SetPlan],
+    channels: Iterable[Any],
+    protocol: Any,
+    scope: Microscope,
+    *,
+    on_decision: DecisionCallback | None = None,
+    seed: int = 0,
+) -> dict[tuple[int, str], SeriesControl]:
+    """One optimizer (worker, search space) per stage position × SIM channel of a protocol."""
+    from srlive.acquisition.plan import series_name
+    from srlive.optimize.prior import load_prior
+
+    settings = protocol.srlive.optimizer
+    prior = load_prior()
+    noise = noise_model(scope)
+    core, cam = scope.core, scope.roles.camera
+    readout = (
+        float(core.getProperty(cam, "ReadoutTime")) if core.hasProperty(cam, "ReadoutTime") else 0.0
+    )
+    budget = protocol.srlive.dose_budget_mj or scope.profile.limits.max_dose_mj
+    counts: dict[tuple[int, str], int] = {}
+    for plan in plans:
+        counts[(plan.position, plan.channel)] = counts.get((plan.position, plan.channel), 0) + 1
+    by_config = {c.config: c for c in channels}
+    controls: dict[tuple[int, str], SeriesControl] = {}
+    for (position, config), n in counts.items():
+        channel = by_config[config]
+        base = channel.modality.name
+        if base not in ("sim9", "sim3"):
+            continue  # the optimizer drives SIM channels; others keep the protocol's setting
+        modalities = [base]
+        if settings.allow_sim3:
+            modalities.append("sim3" if base == "sim9" else "sim9")
+        space = search_space(
+            scope.profile,
+            channel.line,
+            channel.exposure_ms,
+            modalities,
+            max_power_mw=settings.max_power_mw,
+            max_exposure_ms=settings.max_exposure_ms,
+            readout_ms=readout,
+        )
+        optimizer = Optimizer(
+            space,
+            prior,
+            goal=settings.goal,
+            target_quality=settings.target_quality,
+            dose_budget_mj=budget,
+            n_timepoints=n,
+            seed=seed + 1000 * position + len(controls),
+        )
+        name = series_name(position, config)
+        worker = DecisionWorker(
+            optimizer,
+            noise,
+            name,
+            sr_pixel_nm=scope.profile.optics.pixel_nm / 2,
+            on_decision=on_decision,
+        )
+        controls[(position, config)] = SeriesControl((position, config), worker, space, n)
+    return controls

@@ -144,7 +144,9 @@ def set_metrics(
     return metrics, widefield
 
 
-def sr_metrics(sr: np.ndarray | None, sr_pixel_nm: float, confidence: float | None) -> dict[str, Any]:
+def sr_metrics(
+    sr: np.ndarray | None, sr_pixel_nm: float, confidence: float | None
+) -> dict[str, Any]:
     """SR quality signals: decorrelation resolution of the SR image, a model's confidence."""
     from srlive.recon.resolution import decorrelation_resolution_nm
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +92,11 @@ class SearchSpace:
             np.concatenate(
                 [
                     np.geomspace(self.min_exposure_ms, self.max_exposure_ms, N_EXPOSURES),
-                    [np.clip(self.reference_exposure_ms, self.min_exposure_ms, self.max_exposure_ms)],
+                    [
+                        np.clip(
+                            self.reference_exposure_ms, self.min_exposure_ms, self.max_exposure_ms
+                        )
+                    ],
                 ]
             )
         )
@@ -154,6 +159,18 @@ class Optimizer:
         self._torch = torch
         torch.manual_seed(self.seed)
 
+    def warm_up(self) -> None:
+        """Build and query one small GP so the first real decision pays no start-up cost."""
+        name = self.space.modalities[0]
+        saved = self.observations
+        self.observations = [
+            Observation(0, 1.0, 1.0, name, 0.0, {"signal_e": 10.0, "brightness": 10.0}, 0.5)
+        ]
+        try:
+            self._gp_residual(name, np.zeros((4, 2)), 1)
+        finally:
+            self.observations = saved
+
     # --- learning ------------------------------------------------------------------
     def quality_proxy(self, metrics: dict[str, Any], modality: str) -> float:
         """Expected SR SSIM of a set from its measured SNR; saturation costs quality."""
@@ -215,7 +232,9 @@ class Optimizer:
             [np.log10(np.maximum(signal, 1e-3)) / scale, np.log10(power) / 1.5], axis=-1
         )
 
-    def _prior_mean(self, modality: str, signal: np.ndarray, exposure_power: np.ndarray) -> np.ndarray:
+    def _prior_mean(
+        self, modality: str, signal: np.ndarray, exposure_power: np.ndarray
+    ) -> np.ndarray:
         background = self._background_rate() * exposure_power
         variance = np.maximum(signal, 0) + background + 1.6**2
         snr = signal / np.sqrt(variance)
@@ -231,12 +250,14 @@ class Optimizer:
             return np.zeros(len(x_new)), sd, np.repeat(z, len(x_new), axis=1)
         from botorch.models import SingleTaskGP
         from gpytorch.kernels import MaternKernel, ScaleKernel
-        from gpytorch.likelihoods import FixedNoiseGaussianLikelihood  # noqa: F401
+        from linear_operator.utils.warnings import NumericalWarning
 
         signal = np.array([o.metrics["signal_e"] for o in obs])
         power = np.array([o.power_mw for o in obs])
         exposure = np.array([o.exposure_ms for o in obs])
-        y = np.array([o.quality for o in obs]) - self._prior_mean(modality, signal, power * exposure)
+        y = np.array([o.quality for o in obs]) - self._prior_mean(
+            modality, signal, power * exposure
+        )
         x_train = torch.as_tensor(self._features(signal, power, exposure), dtype=torch.float64)
         y_train = torch.as_tensor(y[:, None], dtype=torch.float64)
         noise = torch.full_like(y_train, self.prior.noise_sd**2)
@@ -246,7 +267,8 @@ class Optimizer:
         model = SingleTaskGP(x_train, y_train, train_Yvar=noise, covar_module=kernel)
         model.mean_module.constant.data.fill_(0.0)
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumericalWarning)  # jitter on near-equal candidates
             post = model.posterior(torch.as_tensor(x_new, dtype=torch.float64))
             mean = post.mean.squeeze(-1).numpy()
             sd = post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
@@ -287,7 +309,9 @@ class Optimizer:
         idx = np.nonzero(allowed)[0]
         light = grid["power"][idx] * grid["exposure"][idx]
         if not math.isfinite(brightness):
-            return self._record(t_next, None, "no data yet: keep the protocol's setting", start, bleach, {})
+            return self._record(
+                t_next, None, "no data yet: keep the protocol's setting", start, bleach, {}
+            )
         signal = light * brightness
         sampled = np.empty(len(idx))
         mean = np.empty(len(idx))

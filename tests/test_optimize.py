@@ -217,3 +217,14 @@ def test_decision_late_keeps_previous_setting(tmp_path, monkeypatch):
     assert summary["optimizer"]["p0_c488"]["late"] >= 1
     late = table["late"] == 1
     assert late.any() and np.all(table["applied_power_mw"][late] == 20.0)
+
+
+def test_goals_pace_the_budget_and_prefer_short_sets():
+    prior = load_prior()
+    within = Optimizer(_space(), prior, goal="quality-within-budget", seed=5)
+    _simulate(within, 3, beta=2.0, k=0.0)
+    paced = within.decide(4, remaining_budget_mj=1.0, remaining_timepoints=10)
+    assert paced["power_mw"] * paced["exposure_ms"] * 9 / 1000 <= 0.1 + 1e-12
+    rate = Optimizer(_space(), prior, goal="max-rate-at-quality", target_quality=0.6, seed=6)
+    decisions = _simulate(rate, 12, beta=2.0, k=0.0)
+    assert decisions[-1]["exposure_ms"] == pytest.approx(_space().min_exposure_ms)

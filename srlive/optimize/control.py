@@ -161,6 +161,7 @@ class DecisionWorker:
                     self._cond.notify_all()
 
     def _process(self, job: _Job) -> None:
+        start = time.perf_counter()
         metrics, wf = set_metrics(
             job.frames,
             self.noise,
@@ -188,7 +189,10 @@ class DecisionWorker:
         remaining = job.remaining_timepoints
         if remaining is not None and remaining <= 0:
             return
+        metrics_ms = (time.perf_counter() - start) * 1000.0
         decision = self.optimizer.decide(job.t + 1, job.remaining_budget_mj, remaining)
+        decision["metrics_ms"] = metrics_ms
+        decision["total_ms"] = (time.perf_counter() - start) * 1000.0
         decision["series"] = self.name
         decision["thread"] = threading.current_thread().name
         with self._cond:

@@ -161,10 +161,16 @@ def _protocol(tmp_path: Path, optimizer: dict, loops: int = 10, budget: float = 
 def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
     tmp_path, received, profile
 ):
-    # an unreachable target drives the optimizer towards ever more light: limits must hold
+    # a very dim sample and an unreachable target drive the optimizer towards ever more
+    # light, then the dose budget binds: limits and budget must hold throughout
     path = _protocol(
         tmp_path,
-        {"goal": "min-dose-at-quality", "target_quality": 0.99, "max_power_mw": 60},
+        {
+            "goal": "min-dose-at-quality",
+            "target_quality": 0.99,
+            "max_power_mw": 60,
+            "decision_timeout_s": 5.0,
+        },
         loops=10,
         budget=6.0,
     )
@@ -172,13 +178,14 @@ def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
     summary = acquire(
         path,
         out=tmp_path / "out.zarr",
-        properties=SMALL,
+        properties=[*SMALL, ("SimHub", "BrightnessPhotonsPerMWms", "0.05")],
         on_decision=lambda d: seen.append((d, threading.current_thread().name)),
     )
     assert summary["lasers_on_at_end"] == []
     limits = profile.limits
     assert received["power"] and received["exposure"]
     assert max(received["power"]) <= min(60.0, limits.max_power_mw[488]) + 1e-9
+    assert max(received["power"]) > 30.0  # it did explore up towards its cap
     assert min(received["exposure"]) >= limits.min_exposure_ms
     assert max(received["exposure"]) <= limits.max_exposure_ms
     assert summary["dose_mj"]["0"] <= 6.0 + 1e-9  # the budget is never exceeded

@@ -337,7 +337,10 @@ def bench_optimizer(
         "cpu_count": os.cpu_count(),
     }
     if plot:
-        out["plot"] = write_plot(traces, plot)
+        try:
+            out["plot"] = write_plot(traces, plot)
+        except Exception as exc:  # a plot must never cost the measurements
+            out["plot"] = f"failed: {exc}"
     return out
 
 
@@ -364,7 +367,7 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
             values = np.array(arm.power_mw) * np.array(arm.exposure_ms)
             light.plot(x, values, pen=pen, name=label)
             quality.plot(x, np.array(arm.ssim), pen=pen)
-        quality.addLine(y=SSIM_THRESHOLD, pen=pg.mkPen((120, 120, 120), style=2))
+        quality.addLine(y=SSIM_THRESHOLD, pen=pg.mkPen((120, 120, 120), width=1))
     app.processEvents()
     exporter = pg.exporters.ImageExporter(layout.scene())
     exporter.export(path)

@@ -368,6 +368,8 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
             light.plot(x, values, pen=pen, name=label)
             quality.plot(x, np.array(arm.ssim), pen=pen)
         quality.addLine(y=SSIM_THRESHOLD, pen=pg.mkPen((120, 120, 120), width=1))
+    layout.resize(1200, 380 * len(traces))
+    layout.show()
     app.processEvents()
     exporter = pg.exporters.ImageExporter(layout.scene())
     exporter.export(path)

@@ -272,7 +272,11 @@ class Optimizer:
             post = model.posterior(torch.as_tensor(x_new, dtype=torch.float64))
             mean = post.mean.squeeze(-1).numpy()
             sd = post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
-            samples = post.rsample(torch.Size([n_samples])).squeeze(-1).numpy()
+            samples = (
+                post.rsample(torch.Size([n_samples])).squeeze(-1).numpy()
+                if n_samples
+                else np.zeros((0, len(x_new)))
+            )
         return mean, sd, samples
 
     # --- deciding ------------------------------------------------------------------
@@ -313,6 +317,7 @@ class Optimizer:
                 t_next, None, "no data yet: keep the protocol's setting", start, bleach, {}
             )
         signal = light * brightness
+        exploring = len(self.observations) < EXPLORE_SETS
         sampled = np.empty(len(idx))
         mean = np.empty(len(idx))
         sd = np.empty(len(idx))
@@ -322,11 +327,11 @@ class Optimizer:
                 continue
             x = self._features(signal[sel], grid["power"][idx][sel], grid["exposure"][idx][sel])
             mu0 = self._prior_mean(name, signal[sel], light[sel])
-            r_mean, r_sd, r_samples = self._gp_residual(name, x, 1)
-            sampled[sel] = mu0 + r_samples[0]
+            # a joint sample (a Cholesky over all candidates) only while exploring
+            r_mean, r_sd, r_samples = self._gp_residual(name, x, 1 if exploring else 0)
+            sampled[sel] = mu0 + (r_samples[0] if exploring else r_mean)
             mean[sel] = mu0 + r_mean
             sd[sel] = r_sd
-        exploring = len(self.observations) < EXPLORE_SETS
         score = sampled if exploring else mean - LCB_SDS * sd
         choice, reason = self._choose(idx, score, per_timepoint)
         greedy, _ = self._choose(idx, mean - LCB_SDS * sd, per_timepoint)

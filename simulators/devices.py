@@ -174,6 +174,14 @@ class SimHub(HubDevice):
         return self.world.surviving_fraction()
 
 
+def hub_world(label: str = "SimHub") -> SimulatedWorld:
+    """The simulated world of a loaded hub (benchmarks read its ground truth)."""
+    hub = _HUBS.get(label)
+    if hub is None:
+        raise RuntimeError(f"no simulated hub {label!r} is loaded")
+    return hub.world
+
+
 class _Peripheral:
     """Mixin: find the parent hub's world."""
 
@@ -233,6 +241,11 @@ class SimCamera(_Peripheral, CameraDevice):
     def get_gain(self) -> float:
         """Electrons per ADU."""
         return self.world.camera.e_per_adu
+
+    @pymm_property(name="ReadNoiseE", is_read_only=True)
+    def read_noise(self) -> float:
+        """Read noise in electrons rms."""
+        return self.world.camera.read_noise_e
 
     def start_sequence(
         self,

@@ -119,7 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
-    bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition", "models"])
+    bench.add_argument(
+        "what", choices=["camera", "recon", "storage", "acquisition", "models", "optimizer"]
+    )
     bench.add_argument("--model", action="append", default=None, help="models: which (repeatable)")
     bench.add_argument("--device", default="auto", help="models: auto | cpu | cuda")
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
@@ -130,6 +132,20 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
     bench.add_argument("--json", action="store_true", help="JSON only (default prints JSON too)")
+    bench.add_argument(
+        "--timepoints", type=int, default=200, help="optimizer: timepoints per timelapse"
+    )
+    bench.add_argument(
+        "--samples", nargs="+", default=None, help="optimizer: sample types (default: all)"
+    )
+    bench.add_argument("--plot", default=None, help="optimizer: write a PNG of the arms here")
+
+    prior = sub.add_parser(
+        "optimizer-prior", help="learn the optimizer's prior on the simulator (JSON + card)"
+    )
+    prior.add_argument("--out", type=Path, default=None, help="default: the shipped prior")
+    prior.add_argument("--seeds", type=int, default=4, help="fields per structure")
+    prior.add_argument("--levels", type=int, default=12, help="light levels per field")
 
     prof = sub.add_parser("profile", help="validate a profile and its Micro-Manager config")
     prof.add_argument("profile", nargs="?", default=None)
@@ -328,6 +344,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.learn.bench import bench_models
 
         result = bench_models(args.model, size=args.size, repeats=args.repeats, device=args.device)
+    elif args.what == "optimizer":
+        result = _bench_optimizer(args)
     elif args.what == "recon":
         from srlive.recon.bench import bench_wiener
 
@@ -340,6 +358,52 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             result = bench_storage(Path(tmp), frame_shape=(args.size, args.size))
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _bench_optimizer(args: argparse.Namespace) -> dict:
+    from tqdm import tqdm
+
+    from srlive.optimize.bench import GRID_EXPOSURES, GRID_POWERS, SAMPLE_TYPES, bench_optimizer
+
+    if args.timepoints < 20:
+        raise UsageError("--timepoints must be at least 20")
+    n_samples = len(args.samples or SAMPLE_TYPES)
+    arms = n_samples * (3 + len(GRID_POWERS) * len(GRID_EXPOSURES))
+    with tqdm(total=arms, unit="arm", file=sys.stderr, disable=None) as bar:
+
+        def progress(message: str) -> None:
+            bar.set_description(message)
+            bar.update(1)
+
+        return bench_optimizer(
+            timepoints=args.timepoints,
+            samples=args.samples,
+            profile=None,
+            progress=progress,
+            plot=args.plot,
+        )
+
+
+def _cmd_optimizer_prior(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from srlive.optimize.prior import PRIOR_PATH, PriorSettings, make_prior, write_prior
+
+    out = args.out or PRIOR_PATH
+    settings = PriorSettings(seeds_per_structure=args.seeds, levels=args.levels)
+    with tqdm(unit="field", file=sys.stderr, disable=None) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        prior, _ = make_prior(settings, progress=progress)
+    command = f"srlive optimizer-prior --seeds {args.seeds} --levels {args.levels}"
+    if args.out:
+        command += f" --out {args.out}"
+    write_prior(prior, out, command)
+    print(json.dumps({"prior": str(out), **prior.to_json()}, indent=2))
     return 0
 
 
@@ -392,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "acquire": _cmd_acquire,
         "bench": _cmd_bench,
         "profile": _cmd_profile,
+        "optimizer-prior": _cmd_optimizer_prior,
     }
     try:
         return handlers[args.command](args)

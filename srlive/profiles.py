@@ -125,6 +125,19 @@ class MicroManagerSettings(_Strict):
     port: Annotated[int, Field(gt=0, lt=65536)] = 4827
 
 
+class CameraNoise(_Strict):
+    """The camera's noise model, for signal and SNR estimates from raw frames.
+
+    Unset values are read from the camera's ``Offset``, ``Gain`` (e⁻/ADU) and
+    ``ReadNoiseE`` properties where it has them, else these defaults (a typical sCMOS).
+    """
+
+    offset_adu: Annotated[float, Field(ge=0)] | None = None
+    e_per_adu: PositiveFloat | None = None
+    read_noise_e: Annotated[float, Field(ge=0)] | None = None
+    bit_depth: Annotated[int, Field(ge=8, le=32)] = 16
+
+
 class Defaults(_Strict):
     """Settings used when the command line or protocol gives none."""
 
@@ -144,6 +157,7 @@ class Profile(_Strict):
     sim: SIMPatternSettings = SIMPatternSettings()
     limits: SafetyLimits
     defaults: Defaults = Defaults()
+    camera: CameraNoise = CameraNoise()
     micromanager: MicroManagerSettings = MicroManagerSettings()
     source: Path | None = Field(default=None, exclude=True)
 

@@ -43,6 +43,10 @@ def validate(
                 f"{protocol.source}: channel {config!r}: reconstruction {recon!r} is not "
                 f"available in this version (available: {available})"
             )
+    if protocol.srlive.optimizer.enabled and protocol.srlive.optimizer.allow_sim3:
+        from srlive.learn.infer import resolve_weights
+
+        resolve_weights("dl-sim3")  # sim3 needs its model: fail before acting
     return protocol, profile
 
 
@@ -57,8 +61,14 @@ def acquire(
     stop: threading.Event | None = None,
     on_result: Callable[[SetPlan, np.ndarray, np.ndarray | None, dict[str, Any]], None]
     | None = None,
+    on_decision: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a protocol; returns a JSON-ready summary. Validates everything before acting."""
+    """Run a protocol; returns a JSON-ready summary. Validates everything before acting.
+
+    With ``optimizer.enabled`` each SIM series' settings come from the optimizer's decision
+    after the previous timepoint; ``on_decision`` receives every decision (a JSON-ready dict,
+    called from the optimizer's worker thread).
+    """
     stop = stop or threading.Event()
     protocol, prof = validate(protocol_path, profile)
     out = (
@@ -74,7 +84,17 @@ def acquire(
         with interlock(scope):
             for label, prop, value in properties or []:
                 scope.set_property(label, prop, value)
-            return _run(scope, prof, protocol, out, overwrite, hardware_sequencing, stop, on_result)
+            return _run(
+                scope,
+                prof,
+                protocol,
+                out,
+                overwrite,
+                hardware_sequencing,
+                stop,
+                on_result,
+                on_decision,
+            )
     finally:
         scope.core.unloadAllDevices()
 
@@ -88,6 +108,7 @@ def _run(
     hardware_sequencing: bool | None,
     stop: threading.Event,
     on_result,
+    on_decision=None,
 ) -> dict[str, Any]:
     slm_shape = scope.slm_shape if scope.has_slm else None
     plans, channels = build_plans(protocol, profile, slm_shape)
@@ -112,6 +133,30 @@ def _run(
         },
         overwrite,
     )
+    modality_by_channel = {c.config: c.modality.name for c in channels}
+    controls = {}
+    source: Any = plans
+    if protocol.srlive.optimizer.enabled:
+        from srlive.optimize.control import OptimizedPlans, build_controls
+
+        controls = build_controls(plans, channels, protocol, scope, on_decision=on_decision)
+        source = OptimizedPlans(
+            plans,
+            controls,
+            engine,
+            profile,
+            slm_shape,
+            decision_timeout_s=protocol.srlive.optimizer.decision_timeout_s,
+            on_decision=on_decision,
+        )
+
+    def result(plan: SetPlan, frames: np.ndarray, sr: np.ndarray | None, info: dict) -> None:
+        control = controls.get((plan.position, plan.channel))
+        if control is not None:
+            control.worker.add_sr(plan.t, sr, info.get("confidence"))
+        if on_result:
+            on_result(plan, frames, sr, info)
+
     writer = SeriesWriter(
         profile,
         scope.frame_shape,
@@ -119,18 +164,23 @@ def _run(
         run_info,
         path_for=lambda name: out / name,
         overwrite=overwrite,
-        on_result=on_result,
+        on_result=result,
     )
 
     def on_set(plan: SetPlan, frames: np.ndarray, metas: list[dict[str, Any]]) -> None:
         name = series_name(plan.position, plan.channel)
-        writer.on_set(plan, frames, metas, name, recon_by_channel.get(plan.channel))
+        recon = recon_by_channel.get(plan.channel)
+        if plan.modality.name != modality_by_channel.get(plan.channel, plan.modality.name):
+            # the optimizer switched modality (sim9 <-> sim3): its own series and layout
+            name = f"{name}_{plan.modality.name}"
+            recon = plan.modality.reconstruction
+        writer.on_set(plan, frames, metas, name, recon)
 
     engine.events.set_complete.connect(on_set)
     error: str | None = None
     complete = False
     try:
-        engine.run(plans, stop)
+        engine.run(source, stop)
         complete = not stop.is_set()
     except DoseBudgetExceeded as exc:
         error = str(exc)
@@ -139,6 +189,7 @@ def _run(
     finally:
         lasers_on = [ln for ln in profile.laser_lines if scope.laser_is_on(ln)]
         writer.close(complete=True)
+        optimizer_summary = _store_decisions(controls, writer, out)
         root = zarr.open_group(str(out), mode="r+")
         root.attrs["srlive"] = {
             **root.attrs["srlive"],
@@ -172,4 +223,31 @@ def _run(
         "interrupted": error == "interrupted" or stop.is_set(),
         "complete": complete,
         "lasers_on_at_end": lasers_on,
+        "optimizer": optimizer_summary,
     }
+
+
+def _store_decisions(controls: dict, writer: SeriesWriter, out: Path) -> dict[str, Any] | None:
+    """Stop the optimizer workers; store decisions and metrics in each series' tables."""
+    if not controls:
+        return None
+    from srlive.optimize.store import DECISIONS, METRICS, write_table
+
+    summary: dict[str, Any] = {}
+    for control in controls.values():
+        control.worker.close()
+        name = control.worker.name
+        if name not in writer.series:
+            continue
+        write_table(out / name, DECISIONS, control.applied)
+        write_table(out / name, METRICS, control.worker.metrics)
+        late = sum(bool(d.get("late")) for d in control.applied)
+        times = [d["decision_ms"] for d in control.applied if "decision_ms" in d]
+        summary[name] = {
+            "decisions": len(control.applied),
+            "late": late,
+            "errors": control.worker.errors,
+            "decision_ms_max": round(max(times), 1) if times else None,
+            "table": f"{name}/tables/{DECISIONS}",
+        }
+    return summary

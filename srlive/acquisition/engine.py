@@ -54,6 +54,7 @@ class SetPlan:
     y_um: float | None = None
     z_um: float | None = None
     min_start_s: float = 0.0
+    ends_batch: bool = False  # settings of the next set are not known yet (optimizer)
 
     @property
     def sample_key(self) -> int:
@@ -142,6 +143,10 @@ class Engine:
             self.events.finished.emit(self.stats)
         return self.stats
 
+    def elapsed_s(self) -> float:
+        """Seconds since :meth:`run` started (the clock of ``SetPlan.min_start_s``)."""
+        return time.perf_counter() - self._t0
+
     def uses_hardware_sequencing(self, plan: SetPlan) -> bool:
         """Camera sequence (and SLM sequence for patterns) for this plan?"""
         if not self.hardware_sequencing:
@@ -182,6 +187,9 @@ class Engine:
                 yield batch
                 batch = []
             batch.append(plan)
+            if plan.ends_batch:  # do not pull the next plan before this one has run
+                yield batch
+                batch = []
         if batch:
             yield batch
 

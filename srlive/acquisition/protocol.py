@@ -78,6 +78,15 @@ class OptimizerSettings(_Strict):
     )
     target_quality: Annotated[float, Field(gt=0, le=1)] | None = None
     allow_sim3: bool = False
+    max_power_mw: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="the optimizer's own power cap (the profile's limit otherwise)"
+    )
+    max_exposure_ms: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="the optimizer's own exposure cap"
+    )
+    decision_timeout_s: Annotated[float, Field(ge=0)] = Field(
+        default=1.0, description="longest wait for a decision when the time plan leaves none"
+    )
 
 
 class SrliveSettings(_Strict):

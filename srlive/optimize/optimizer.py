@@ -1,0 +1,418 @@
+"""The learned parameter optimizer: laser power, exposure (and sim3/sim9) per timepoint.
+
+For one sample (one stage position and channel) it learns online
+
+* **brightness and bleaching**: the peak signal per unit light (e⁻ per mW·ms) measured in
+  every set, fitted as ``b0·exp(−k·dose)`` against the dose the sample had received
+  (:func:`srlive.optimize.metrics.fit_bleaching`), with the fit's standard errors;
+* **quality**: a Gaussian process (BoTorch ``SingleTaskGP``) of the measured quality proxy
+  (expected SR SSIM from the set's SNR through the prior's quality curve) over
+  ``(log10 delivered signal, log10 power, log10 exposure)`` per modality. Its prior mean is
+  the simulator-learned curve and its hyperparameters come from the shipped prior, so the
+  first decisions are already sensible (warm start); the GP corrects the curve where this
+  sample differs (saturation, blinking at high power, …).
+
+Each decision is a Thompson sample: brightness, bleaching rate and the GP residual are drawn
+from their posteriors, every candidate setting within the limits (and the remaining dose
+budget) gets a sampled quality, and the goal picks one:
+
+* ``min-dose-at-quality``: the least dose whose sampled quality reaches the target;
+* ``quality-within-budget``: the best sampled quality whose dose fits the remaining budget
+  spread over the remaining timepoints;
+* ``max-rate-at-quality``: the shortest set whose sampled quality reaches the target.
+
+Where nothing reaches the target, the least dose within 0.02 of the best sampled quality.
+Because the signal per unit light falls as the sample bleaches, the chosen power rises over
+a timelapse while the delivered signal (the operating point) stays where the goal wants it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from srlive.optimize.prior import Prior
+
+GOALS = ("quality-within-budget", "min-dose-at-quality", "max-rate-at-quality")
+DEFAULT_TARGET_QUALITY = 0.75
+WINDOW = 80  # most recent observations the GP is conditioned on (bounded decision time)
+N_POWERS = 96
+N_EXPOSURES = 9
+EXPLORE_SETS = 10  # Thompson sampling for this many sets, then the lower confidence bound
+LCB_SDS = 1.0
+STEADY_PER_OCTAVE = 0.15  # dose-equivalent cost of moving the exposure from the protocol's
+
+
+class OptimizerError(ValueError):
+    """Bad optimizer settings (goal, limits)."""
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the optimizer may choose from: always inside the profile's hard limits."""
+
+    line: int
+    min_power_mw: float
+    max_power_mw: float
+    min_exposure_ms: float
+    max_exposure_ms: float
+    reference_exposure_ms: float
+    frames: dict[str, int]  # modality -> frames per set
+    readout_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_power_mw <= self.max_power_mw:
+            raise OptimizerError(
+                f"power range {self.min_power_mw:g}–{self.max_power_mw:g} mW is empty"
+            )
+        if not 0 < self.min_exposure_ms <= self.max_exposure_ms:
+            raise OptimizerError(
+                f"exposure range {self.min_exposure_ms:g}–{self.max_exposure_ms:g} ms is empty"
+            )
+        if not self.frames:
+            raise OptimizerError("no modality to choose from")
+
+    def contains(self, power_mw: float, exposure_ms: float, modality: str) -> bool:
+        tol = 1e-9
+        return (
+            modality in self.frames
+            and self.min_power_mw - tol <= power_mw <= self.max_power_mw + tol
+            and self.min_exposure_ms - tol <= exposure_ms <= self.max_exposure_ms + tol
+        )
+
+    def candidates(self) -> dict[str, np.ndarray]:
+        """Grid of (power, exposure, modality index) within the limits (log-spaced)."""
+        powers = np.geomspace(self.min_power_mw, self.max_power_mw, N_POWERS)
+        exposures = np.unique(
+            np.concatenate(
+                [
+                    np.geomspace(self.min_exposure_ms, self.max_exposure_ms, N_EXPOSURES),
+                    [
+                        np.clip(
+                            self.reference_exposure_ms, self.min_exposure_ms, self.max_exposure_ms
+                        )
+                    ],
+                ]
+            )
+        )
+        names = list(self.frames)
+        p, e, m = np.meshgrid(powers, exposures, np.arange(len(names)), indexing="ij")
+        p, e, m = p.ravel(), e.ravel(), m.ravel()
+        n_frames = np.array([self.frames[names[i]] for i in m], np.float64)
+        return {
+            "power": p,
+            "exposure": e,
+            "modality": m,
+            "dose": p * e * n_frames / 1000.0,
+            "duration_ms": n_frames * (e + self.readout_ms),
+        }
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.frames)
+
+
+@dataclass
+class Observation:
+    """One acquired set as the optimizer saw it."""
+
+    t: int
+    power_mw: float
+    exposure_ms: float
+    modality: str
+    dose_before_mj: float
+    metrics: dict[str, Any]
+    quality: float
+
+
+@dataclass
+class Optimizer:
+    """Online optimizer for one sample; see the module docstring."""
+
+    space: SearchSpace
+    prior: Prior
+    goal: str = "quality-within-budget"
+    target_quality: float | None = None
+    dose_budget_mj: float | None = None
+    n_timepoints: int | None = None
+    seed: int = 0
+    observations: list[Observation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.goal not in GOALS:
+            raise OptimizerError(f"unknown optimizer goal {self.goal!r} (choose from {GOALS})")
+        for modality in self.space.modalities:
+            self.prior.curve(modality)  # every modality needs a quality curve
+        if self.target_quality is None:
+            self.target_quality = DEFAULT_TARGET_QUALITY
+        self._rng = np.random.default_rng(self.seed)
+        self._torch_rng_seed = self.seed
+        self._grid = self.space.candidates()
+        self._dose_mj = 0.0
+        import torch  # imported here so that the first decision pays no import cost
+
+        self._torch = torch
+        torch.manual_seed(self.seed)
+
+    def warm_up(self) -> None:
+        """Build and query one small GP so the first real decision pays no start-up cost."""
+        name = self.space.modalities[0]
+        saved = self.observations
+        self.observations = [
+            Observation(0, 1.0, 1.0, name, 0.0, {"signal_e": 10.0, "brightness": 10.0}, 0.5)
+        ]
+        try:
+            self._gp_residual(name, np.zeros((4, 2)), 1)
+        finally:
+            self.observations = saved
+
+    # --- learning ------------------------------------------------------------------
+    def quality_proxy(self, metrics: dict[str, Any], modality: str) -> float:
+        """Expected SR SSIM of a set from its measured SNR; saturation costs quality."""
+        q = float(self.prior.curve(modality)(metrics["snr"]))
+        return q * (1.0 - min(1.0, 5.0 * float(metrics.get("saturated_fraction", 0.0))))
+
+    def observe(
+        self,
+        t: int,
+        power_mw: float,
+        exposure_ms: float,
+        modality: str,
+        metrics: dict[str, Any],
+        dose_before_mj: float,
+    ) -> Observation:
+        """Record a set's metrics (its dose counts from then on)."""
+        quality = self.quality_proxy(metrics, modality)
+        obs = Observation(t, power_mw, exposure_ms, modality, dose_before_mj, metrics, quality)
+        self.observations.append(obs)
+        frames = self.space.frames.get(modality, 1)
+        self._dose_mj = dose_before_mj + power_mw * exposure_ms * frames / 1000.0
+        return obs
+
+    @property
+    def dose_mj(self) -> float:
+        return self._dose_mj
+
+    def bleaching(self) -> dict[str, float]:
+        """Brightness fit: k (/mJ) and log b0 with standard errors (prior k until 3 sets)."""
+        obs = [o for o in self.observations if o.metrics.get("brightness", 0) > 0]
+        if not obs:
+            return {"k": self.prior.bleach_k_per_mj, "k_se": 0.0, "log_b0": math.nan, "b_se": 0.0}
+        d = np.array([o.dose_before_mj for o in obs])
+        logb = np.log([o.metrics["brightness"] for o in obs])
+        if len(obs) < 3 or np.ptp(d) <= 0:
+            k = self.prior.bleach_k_per_mj
+            log_b0 = float(np.mean(logb + k * d))
+            return {"k": k, "k_se": k, "log_b0": log_b0, "b_se": 0.3}
+        (slope, intercept), cov = np.polyfit(d, logb, 1, cov=True)
+        k = max(-float(slope), 0.0)
+        return {
+            "k": k,
+            "k_se": float(math.sqrt(max(cov[0, 0], 0.0))),
+            "log_b0": float(intercept) if k > 0 else float(np.mean(logb)),
+            "b_se": float(math.sqrt(max(cov[1, 1], 0.0))),
+        }
+
+    def _background_rate(self) -> float:
+        rates = [
+            o.metrics.get("background_e", 0.0) / (o.power_mw * o.exposure_ms)
+            for o in self.observations[-WINDOW:]
+        ]
+        return float(np.median(rates)) if rates else 0.0
+
+    def _features(self, signal: np.ndarray, power: np.ndarray, exposure: np.ndarray) -> np.ndarray:
+        scale = self.prior.lengthscale_decades
+        del exposure  # at equal delivered signal, exposure matters only through power here
+        return np.stack(
+            [np.log10(np.maximum(signal, 1e-3)) / scale, np.log10(power) / 1.5], axis=-1
+        )
+
+    def _prior_mean(
+        self, modality: str, signal: np.ndarray, exposure_power: np.ndarray
+    ) -> np.ndarray:
+        background = self._background_rate() * exposure_power
+        variance = np.maximum(signal, 0) + background + 1.6**2
+        snr = signal / np.sqrt(variance)
+        return np.asarray(self.prior.curve(modality)(snr), np.float64)
+
+    def _gp_residual(self, modality: str, x_new: np.ndarray, n_samples: int) -> tuple:
+        """Posterior mean, sd and ``n_samples`` joint samples of the GP residual at x_new."""
+        torch = self._torch
+        obs = [o for o in self.observations[-WINDOW:] if o.modality == modality]
+        if not obs:
+            sd = np.full(len(x_new), self.prior.prior_sd)
+            z = self._rng.standard_normal((n_samples, 1)) * self.prior.prior_sd
+            return np.zeros(len(x_new)), sd, np.repeat(z, len(x_new), axis=1)
+        from botorch.models import SingleTaskGP
+        from gpytorch.kernels import MaternKernel, ScaleKernel
+        from linear_operator.utils.warnings import NumericalWarning
+
+        signal = np.array([o.metrics["signal_e"] for o in obs])
+        power = np.array([o.power_mw for o in obs])
+        exposure = np.array([o.exposure_ms for o in obs])
+        y = np.array([o.quality for o in obs]) - self._prior_mean(
+            modality, signal, power * exposure
+        )
+        x_train = torch.as_tensor(self._features(signal, power, exposure), dtype=torch.float64)
+        y_train = torch.as_tensor(y[:, None], dtype=torch.float64)
+        noise = torch.full_like(y_train, self.prior.noise_sd**2)
+        kernel = ScaleKernel(MaternKernel(nu=2.5))
+        kernel.base_kernel.lengthscale = 1.0
+        kernel.outputscale = self.prior.prior_sd**2
+        model = SingleTaskGP(x_train, y_train, train_Yvar=noise, covar_module=kernel)
+        model.mean_module.constant.data.fill_(0.0)
+        model.eval()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumericalWarning)  # jitter on near-equal candidates
+            post = model.posterior(torch.as_tensor(x_new, dtype=torch.float64))
+            mean = post.mean.squeeze(-1).numpy()
+            sd = post.variance.clamp_min(0).sqrt().squeeze(-1).numpy()
+            samples = (
+                post.rsample(torch.Size([n_samples])).squeeze(-1).numpy()
+                if n_samples
+                else np.zeros((0, len(x_new)))
+            )
+        return mean, sd, samples
+
+    # --- deciding ------------------------------------------------------------------
+    def decide(
+        self,
+        t_next: int,
+        remaining_budget_mj: float | None = None,
+        remaining_timepoints: int | None = None,
+    ) -> dict[str, Any]:
+        """The settings for timepoint ``t_next`` and why (JSON-ready)."""
+        start = time.perf_counter()
+        grid = self._grid
+        bleach = self.bleaching()
+        allowed = np.ones(grid["dose"].shape, bool)
+        if remaining_budget_mj is not None:
+            allowed &= grid["dose"] <= remaining_budget_mj + 1e-12
+        per_timepoint = None
+        if self.goal == "quality-within-budget" and remaining_budget_mj is not None:
+            left = max(1, remaining_timepoints or 1)
+            per_timepoint = remaining_budget_mj / left
+            paced = allowed & (grid["dose"] <= per_timepoint)
+            allowed = paced if paced.any() else allowed
+        if not allowed.any():
+            return self._record(
+                t_next, None, "dose budget exhausted: no setting fits", start, bleach, {}
+            )
+        # Thompson draw of brightness at the next timepoint
+        k = max(0.0, bleach["k"] + bleach["k_se"] * self._rng.standard_normal())
+        if math.isfinite(bleach["log_b0"]):
+            log_b0 = bleach["log_b0"] + bleach["b_se"] * self._rng.standard_normal()
+            brightness = math.exp(log_b0 - k * self._dose_mj)
+        else:
+            brightness = math.nan
+        idx = np.nonzero(allowed)[0]
+        light = grid["power"][idx] * grid["exposure"][idx]
+        if not math.isfinite(brightness):
+            return self._record(
+                t_next, None, "no data yet: keep the protocol's setting", start, bleach, {}
+            )
+        signal = light * brightness
+        exploring = len(self.observations) < EXPLORE_SETS
+        sampled = np.empty(len(idx))
+        mean = np.empty(len(idx))
+        sd = np.empty(len(idx))
+        for m, name in enumerate(self.space.modalities):
+            sel = grid["modality"][idx] == m
+            if not sel.any():
+                continue
+            x = self._features(signal[sel], grid["power"][idx][sel], grid["exposure"][idx][sel])
+            mu0 = self._prior_mean(name, signal[sel], light[sel])
+            # a joint sample (a Cholesky over all candidates) only while exploring
+            r_mean, r_sd, r_samples = self._gp_residual(name, x, 1 if exploring else 0)
+            sampled[sel] = mu0 + (r_samples[0] if exploring else r_mean)
+            mean[sel] = mu0 + r_mean
+            sd[sel] = r_sd
+        score = sampled if exploring else mean - LCB_SDS * sd
+        choice, reason = self._choose(idx, score, per_timepoint)
+        greedy, _ = self._choose(idx, mean - LCB_SDS * sd, per_timepoint)
+        reason += " (Thompson sample)" if exploring else " (lower confidence bound)"
+        i = idx[choice]
+        details = {
+            "predicted_quality": float(mean[choice]),
+            "predicted_quality_sd": float(sd[choice]),
+            "sampled_quality": float(sampled[choice]),
+            "predicted_signal_e": float(signal[choice]),
+            "predicted_dose_mj": float(grid["dose"][i]),
+            "predicted_bleach": float(1.0 - math.exp(-bleach["k"] * grid["dose"][i])),
+            "explore": bool(idx[greedy] != i),
+        }
+        setting = (
+            float(grid["power"][i]),
+            float(grid["exposure"][i]),
+            self.space.modalities[int(grid["modality"][i])],
+        )
+        return self._record(t_next, setting, reason, start, bleach, details)
+
+    def _choose(
+        self, idx: np.ndarray, quality: np.ndarray, per_timepoint: float | None
+    ) -> tuple[int, str]:
+        grid = self._grid
+        dose = grid["dose"][idx]
+        # small preference for the protocol's exposure: equal dose, steadier settings
+        e_ref = self.space.reference_exposure_ms
+        steady = 1.0 + STEADY_PER_OCTAVE * np.abs(np.log2(grid["exposure"][idx] / e_ref))
+        target = float(self.target_quality or DEFAULT_TARGET_QUALITY)
+        if self.goal == "quality-within-budget":
+            best = quality.max()
+            near = np.nonzero(quality >= best - 0.01)[0]
+            j = near[np.argmin(dose[near] * steady[near])]
+            why = (
+                "quality-within-budget: best sampled quality within the per-timepoint share "
+                "of the remaining budget"
+                if per_timepoint is not None
+                else "quality-within-budget: best sampled quality (no budget), least dose"
+            )
+            return int(j), why
+        ok = np.nonzero(quality >= target)[0]
+        if ok.size == 0:
+            near = np.nonzero(quality >= quality.max() - 0.02)[0]
+            j = near[np.argmin(dose[near] * steady[near])]
+            return int(j), f"{self.goal}: target not reachable: least dose near the best quality"
+        if self.goal == "max-rate-at-quality":
+            duration = grid["duration_ms"][idx][ok]
+            fastest = ok[duration <= duration.min() * 1.001]
+            j = fastest[np.argmin(dose[fastest])]
+            return int(j), "max-rate-at-quality: shortest set whose sampled quality reaches target"
+        j = ok[np.argmin(dose[ok] * steady[ok])]
+        return int(j), "min-dose-at-quality: least dose whose sampled quality reaches target"
+
+    def _record(
+        self,
+        t_next: int,
+        setting: tuple[float, float, str] | None,
+        reason: str,
+        start: float,
+        bleach: dict[str, float],
+        details: dict[str, Any],
+    ) -> dict[str, Any]:
+        last = self.observations[-1] if self.observations else None
+        decision: dict[str, Any] = {
+            "t": int(t_next),
+            "power_mw": setting[0] if setting else None,
+            "exposure_ms": setting[1] if setting else None,
+            "modality": setting[2] if setting else None,
+            "reason": reason,
+            "goal": self.goal,
+            "target_quality": self.target_quality,
+            "bleach_k_per_mj": bleach.get("k"),
+            "brightness_b0": math.exp(bleach["log_b0"])
+            if math.isfinite(bleach.get("log_b0", math.nan))
+            else None,
+            "dose_so_far_mj": self._dose_mj,
+            "observed": None
+            if last is None
+            else {"t": last.t, "quality": last.quality, **last.metrics},
+            **details,
+        }
+        decision["decision_ms"] = (time.perf_counter() - start) * 1000.0
+        return decision

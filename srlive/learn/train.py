@@ -33,7 +33,8 @@ class TrainSettings:
     steps: int = 2000
     batch: int = 8
     patch: int = 64
-    lr: float = 2e-3
+    lr: float = 1.5e-3
+    clip_grad_norm: float = 1.0
     width: int = 24
     seed: int = 0
     checkpoint_every: int = 100
@@ -172,7 +173,7 @@ def _train(
         model.load_state_dict(load_weights(init_from)[0].state_dict())
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, settings.lr, total_steps=settings.steps, pct_start=0.05
+        optimiser, settings.lr, total_steps=settings.steps, pct_start=0.1
     )
     step, elapsed, losses = 0, 0.0, []
     if resume and ckpt_path.exists():
@@ -216,6 +217,9 @@ def _train(
         loss = _loss(prediction.float(), y)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        # a rare batch (a bright field at the learning-rate peak) must not throw the model
+        # off: without clipping, single steps diverged and left it stuck at the blurred base
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
         optimiser.step()
         schedule.step()
         step += 1

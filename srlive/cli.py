@@ -64,6 +64,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="output .zarr (default: runs/...)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing store")
     run.add_argument("--headless", action="store_true", help="no window")
+    run.add_argument(
+        "--close-when-done",
+        action="store_true",
+        help="close the window after the sets (default: it stays open for Start/Snap)",
+    )
     run.add_argument("--json", action="store_true", help="print a JSON summary last")
 
     acq = sub.add_parser("acquire", help="run an automated imaging protocol (YAML/JSON)")
@@ -119,11 +124,23 @@ def _build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
-    bench.add_argument("what", choices=["camera", "recon", "storage", "acquisition"])
+    bench.add_argument(
+        "what", choices=["camera", "recon", "storage", "acquisition", "pipeline", "soak"]
+    )
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
     bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
     bench.add_argument("--size", type=int, default=512)
-    bench.add_argument("--seconds", type=float, default=5.0, help="camera: how long to stream")
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long to stream (camera 5, pipeline 30, soak 600)",
+    )
+    bench.add_argument("--device", default="cpu", help="pipeline/soak: cpu | cuda")
+    bench.add_argument("--model", default="dl-sim3", help="pipeline/soak: model name or weights")
+    bench.add_argument(
+        "--threads", type=int, default=None, help="pipeline/soak: inference threads (cores - 1)"
+    )
     bench.add_argument("--exposure-ms", type=float, default=5.0)
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
@@ -152,7 +169,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     headless = args.headless or not display_available()
-    summary = _run_headless(settings) if headless else _run_with_window(settings)
+    summary = (
+        _run_headless(settings)
+        if headless
+        else _run_with_window(settings, stay_open=not args.close_when_done)
+    )
     text = (
         f"{summary.sr_images} SR images, {summary.raw_frames_stored}/"
         f"{summary.raw_frames_acquired} raw frames stored ({summary.raw_frames_dropped} dropped)"
@@ -180,23 +201,33 @@ def _run_headless(settings):
         return run_live(settings, stop=stop, progress=lambda n: bar.update(n - bar.n))
 
 
-def _run_with_window(settings):
+def _run_with_window(settings, stay_open: bool = True):
     from srlive.acquisition.live import run_live
     from srlive.profiles import load_profile
+    from srlive.safety import graceful_stop
+    from srlive.viewer.attach import attach_session
     from srlive.viewer.live import run_with_viewer
 
     profile = load_profile(settings.profile)
     result = {}
 
     def worker(viewer, stop: threading.Event) -> None:
-        result["summary"] = run_live(settings, on_update=viewer.submit, stop=stop)
+        result["summary"] = run_live(
+            settings,
+            stop=stop,
+            attach=lambda session: attach_session(viewer, session),
+            stay_open=stay_open,
+        )
 
-    run_with_viewer(
-        worker,
-        raw_pixel_nm=profile.optics.pixel_nm,
-        sr_pixel_nm=profile.optics.pixel_nm / 2,
-        title=f"srlive — {profile.name}",
-    )
+    with graceful_stop(threading.Event()) as stop:
+        run_with_viewer(
+            worker,
+            raw_pixel_nm=profile.optics.pixel_nm,
+            sr_pixel_nm=profile.optics.pixel_nm / 2,
+            title=f"srlive — {profile.name}",
+            profile=profile,
+            stop=stop,
+        )
     return result["summary"]
 
 
@@ -293,11 +324,37 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError("--seconds must be positive")
     if args.what == "camera":
         from simulators.bench import bench_camera
 
         result = bench_camera(
-            size=args.size, seconds=args.seconds, exposure_ms=args.exposure_ms, motion=args.motion
+            size=args.size,
+            seconds=args.seconds or 5.0,
+            exposure_ms=args.exposure_ms,
+            motion=args.motion,
+        )
+    elif args.what == "pipeline":
+        from srlive.pipeline.bench import bench_pipeline
+
+        result = bench_pipeline(
+            device=args.device,
+            size=args.size,
+            model=args.model,
+            seconds=args.seconds or 30.0,
+            threads=args.threads,
+        )
+    elif args.what == "soak":
+        from srlive.pipeline.bench import bench_soak
+
+        result = bench_soak(
+            seconds=args.seconds or 600.0,
+            size=args.size,
+            model=args.model,
+            device=args.device,
+            threads=args.threads,
+            out_dir=args.dir,
         )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition

@@ -155,6 +155,10 @@ class LiveSession:
         self.optimizer = optimizer
         self.optimizer_enabled = False
         self._opt = _OptimizerDriver(self) if optimizer is not None else None
+        # the devices show the session's settings from the start (lasers stay off)
+        scope.set_exposure(self.settings.exposure_ms)
+        for line, mw in self.settings.power_mw.items():
+            scope.set_power(line, mw)
 
     # --- settings ---------------------------------------------------------------------
     def _check(self, settings: LiveSettings) -> None:

@@ -146,6 +146,14 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
     bench.add_argument("--json", action="store_true", help="JSON only (default prints JSON too)")
 
+    view = sub.add_parser("view", help="browse a saved acquisition (raw and SR over time)")
+    view.add_argument("store", type=Path, help="an srlive OME-Zarr store (run or protocol)")
+    view.add_argument("--series", default=None, help="series to show first")
+    view.add_argument("--t", type=int, default=0, help="set to show first")
+    view.add_argument(
+        "--snapshot", type=Path, default=None, metavar="PNG", help="save a PNG instead of showing"
+    )
+
     prof = sub.add_parser("profile", help="validate a profile and its Micro-Manager config")
     prof.add_argument("profile", nargs="?", default=None)
     return parser
@@ -375,6 +383,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from srlive.viewer.browse import view_store
+
+    shot = view_store(args.store, series=args.series, t=args.t, snapshot=args.snapshot)
+    if shot is not None:
+        print(shot)
+    return 0
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from srlive.hardware.connect import connect
     from srlive.profiles import load_profile
@@ -424,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "acquire": _cmd_acquire,
         "bench": _cmd_bench,
         "profile": _cmd_profile,
+        "view": _cmd_view,
     }
     try:
         return handlers[args.command](args)

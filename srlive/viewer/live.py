@@ -91,7 +91,7 @@ def format_info(info: Mapping[str, Any]) -> str:
     return "  |  ".join(parts)
 
 
-class _Panel:
+class ImagePanel:
     """A PlotItem (axes in µm) with an ImageItem and its HistogramLUTItem."""
 
     def __init__(self, layout: pg.GraphicsLayout, title: str, pixel_um: float, col: int) -> None:
@@ -177,8 +177,8 @@ class LiveViewer(QtWidgets.QMainWindow):
 
         self.graphics = pg.GraphicsLayoutWidget()
         layout = self.graphics.ci
-        self.raw_panel = _Panel(layout, RAW_TITLE, self.raw_pixel_nm / 1000.0, col=0)
-        self.sr_panel = _Panel(layout, SR_TITLE, self.sr_pixel_nm / 1000.0, col=2)
+        self.raw_panel = ImagePanel(layout, RAW_TITLE, self.raw_pixel_nm / 1000.0, col=0)
+        self.sr_panel = ImagePanel(layout, SR_TITLE, self.sr_pixel_nm / 1000.0, col=2)
         grid = layout.layout  # the QGraphicsGridLayout: image columns share the width equally
         for col, stretch in enumerate((1, 0, 1, 0)):
             grid.setColumnStretchFactor(col, stretch)

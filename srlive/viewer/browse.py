@@ -177,7 +177,9 @@ def view_store(
 
     from srlive.viewer.live import _headless_qpa, display_available
 
-    find_series(path)  # bad input fails before Qt starts
+    names = find_series(path)  # bad input fails before Qt starts
+    if series is not None and series not in names:
+        raise ValueError(f"no series {series!r} in {path} (has {', '.join(names)})")
     if snapshot is None and not display_available():
         raise ValueError("no display to show the store on (use --snapshot PNG)")
     app = QtWidgets.QApplication.instance()
@@ -189,17 +191,18 @@ def view_store(
         app = QtWidgets.QApplication(sys.argv[:1])
     browser = StoreBrowser(path)
     if series is not None:
-        if series not in browser.series:
-            raise ValueError(f"no series {series!r} in {path} (has {', '.join(browser.series)})")
         browser.series_box.setCurrentText(series)
     browser.slider.setValue(t)
     if snapshot is not None:
         browser.show()
         app.processEvents()
         snapshot.parent.mkdir(parents=True, exist_ok=True)
-        if not browser.grab().save(str(snapshot), "PNG"):
-            raise OSError(f"could not write {snapshot}")
-        browser.close()
+        try:
+            if not browser.grab().save(str(snapshot), "PNG"):
+                raise OSError(f"could not write {snapshot}")
+        finally:
+            browser.close()
+            browser.deleteLater()  # deleted by Qt, not by Python's garbage collector
         return snapshot
     browser.show()
     app.exec()

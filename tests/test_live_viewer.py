@@ -167,3 +167,39 @@ def test_device_errors_reach_the_status_line(qtbot, live) -> None:
     assert session.error and "budget" in session.error
     time.sleep(0)  # nothing acquired, nothing dropped
     assert session.engine.stats.frames_acquired == 0
+
+
+def test_srlive_run_window_stays_open_for_snap_and_closes_cleanly(qtbot, tmp_path) -> None:
+    from qtpy import QtCore, QtWidgets
+
+    from srlive.acquisition.live import RunSettings
+    from srlive.cli import _run_with_window
+
+    settings = RunSettings(
+        modality="sim9",
+        frames=3,
+        out=tmp_path / "w.zarr",
+        properties=[("SimHub", "FrameSize", "128"), ("SimHub", "Motion", "Off")],
+    )
+    steps: list[str] = []
+
+    def drive() -> None:  # what a user does: wait for the run, Snap once, close the window
+        viewers = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, LiveViewer)]
+        viewer = next((v for v in viewers if v.isVisible() and v.controls), None)
+        if viewer is not None and viewer.controls.snap_button.isEnabled():
+            status = viewer.status_label.text()
+            if not steps and status == "3 sets acquired":
+                steps.append("snap")
+                viewer.controls.snap_button.click()
+            elif steps and status == "1 set acquired":
+                steps.append("close")
+                viewer.close()
+                return
+        QtCore.QTimer.singleShot(100, drive)
+
+    QtCore.QTimer.singleShot(100, drive)
+    summary = _run_with_window(settings, stay_open=True)
+    assert steps == ["snap", "close"]
+    assert summary.raw_frames_acquired == summary.raw_frames_stored == 4 * 9
+    assert summary.sr_images + summary.sr_skipped == 4 and not summary.interrupted
+    assert summary.lasers_on_at_end == [] and summary.latency_ms["n"] >= 1

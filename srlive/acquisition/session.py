@@ -356,7 +356,8 @@ class LiveSession:
                 self._apply_pending()
             self.events.state.emit("idle")
             if error is None:
-                self.events.status.emit(f"{done} sets acquired", False)
+                plural = "" if done == 1 else "s"
+                self.events.status.emit(f"{done} set{plural} acquired", False)
 
     # --- pipeline callbacks -------------------------------------------------------------
     def _series_of(self, modality: Modality) -> str:

@@ -114,6 +114,7 @@ class Pipeline:
         self.metrics_interval_s = metrics_interval_s
         self._last_metrics = -math.inf
         self.ring = SetRing(slots, max_frames, frame_shape, shared=inference == "process")
+        self.ring_mb = round(self.ring.nbytes / 2**20, 2)
         self.clock_origin = clock_origin
         self.keep_raw_sum = keep_raw_sum
         self.events = PipelineEvents()
@@ -362,7 +363,7 @@ class Pipeline:
         return {
             **self.stats.to_dict(),
             "ring_slots": self.ring.n_slots,
-            "ring_mb": round(self.ring.nbytes / 2**20, 2),
+            "ring_mb": self.ring_mb,
             "ring_waits": self.ring.waits,
             "ring_wait_s": round(self.ring.wait_s, 4),
             "inference": self.inference,

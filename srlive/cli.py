@@ -134,12 +134,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seconds",
         type=float,
         default=None,
-        help="how long to stream (camera 5, pipeline 30, soak 600)",
+        help="how long to stream (camera 5, soak 600; pipeline 30: model-only and end-to-end "
+        "each, in 3 alternating rounds)",
     )
     bench.add_argument("--device", default="cpu", help="pipeline/soak: cpu | cuda")
     bench.add_argument("--model", default="dl-sim3", help="pipeline/soak: model name or weights")
     bench.add_argument(
         "--threads", type=int, default=None, help="pipeline/soak: inference threads (cores - 1)"
+    )
+    bench.add_argument(
+        "--inference",
+        choices=["process", "thread"],
+        default="process",
+        help="pipeline/soak: model in a child process (default) or on a thread",
     )
     bench.add_argument("--exposure-ms", type=float, default=5.0)
     bench.add_argument("--repeats", type=int, default=20)
@@ -352,6 +359,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             model=args.model,
             seconds=args.seconds or 30.0,
             threads=args.threads,
+            inference=args.inference,
         )
     elif args.what == "soak":
         from srlive.pipeline.bench import bench_soak
@@ -363,6 +371,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
             out_dir=args.dir,
+            inference=args.inference,
         )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition

@@ -13,6 +13,7 @@ sequencing) through the real UniMMCore devices, into a temporary OME-Zarr store.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import shutil
@@ -170,47 +171,13 @@ def _readout_ms(scope: Microscope) -> float:
     return 0.0
 
 
-class _Window:
-    """Results and counters between the end of warm-up and the end of the measurement."""
-
-    def __init__(self, session: LiveSession) -> None:
-        self.session = session
-        self.results: list[SRResult] = []
-        self.all = 0
-        self.start: float | None = None
-        self.end: float | None = None
-        self.frames0 = self.frames1 = 0
-        self.cpu0 = self.cpu1 = 0.0
-        self.child_cpu0 = self.child_cpu1 = 0.0
-        self.child_peak_mb: float | None = None
-        self.started = threading.Event()
-        session.events.result.connect(self.on_result)
-
-    def on_result(self, result: SRResult) -> None:
-        self.all += 1
-        now = result.stamps["result_ready"]
-        if self.start is None:
-            if self.all >= WARMUP_RESULTS:
-                self.start = now
-                self.frames0 = self.session.engine.stats.frames_acquired
-                self.cpu0 = _cpu_s()
-                self.child_cpu0 = _proc_cpu_s(self.session.pipeline.inference_pid)
-                self.started.set()
-        elif self.end is None:
-            self.results.append(result)
-
-    def close(self) -> None:
-        self.end = time.perf_counter()
-        self.frames1 = self.session.engine.stats.frames_acquired
-        self.cpu1 = _cpu_s()
-        pid = self.session.pipeline.inference_pid
-        self.child_cpu1 = _proc_cpu_s(pid)
-        self.child_peak_mb = _proc_status_mb(pid, "VmHWM")
-
-
 def _cpu_s() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -223,42 +190,58 @@ def bench_pipeline(
     model: str = "dl-sim3",
     seconds: float = 30.0,
     threads: int | None = None,
-    model_seconds: float | None = None,
     profile: str | None = None,
+    inference: str = "process",
+    rounds: int = 3,
 ) -> dict[str, Any]:
-    """Model-only vs end-to-end SR throughput, latency percentiles, drops, peak memory."""
+    """Model-only vs end-to-end SR throughput, latency percentiles, drops, peak memory.
+
+    Both are measured on the pipeline's own inference (same process, threads, callable and
+    input set) in ``rounds`` alternating phases of ``seconds / rounds`` each (the model
+    alone, then the camera streaming at top speed through the whole pipeline), so a machine
+    whose load changes over time affects both alike.
+    """
     _check_device(device)
     threads = default_threads() if threads is None else threads
     modality = _model_modality(model)
     prof = load_profile(profile)
     exposure = prof.limits.min_exposure_ms  # the camera's top speed
+    phase_s = seconds / rounds
     scope = _scope(prof, size)
     try:
         frame_period_ms = exposure + _readout_ms(scope)
-        sets = _camera_sets(scope, modality, exposure, 4)
+        sets = _camera_sets(scope, modality, exposure, 2)
+        with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
+            out = Path(tmp) / "b.zarr"
+            session = _session(
+                scope, prof, modality, model, exposure, device, threads, out, inference
+            )
+            bench = _Phases(session, sets[0])
+            try:
+                bench.time_model(2)  # warm-up: the inference process builds the model
+                for _ in range(rounds):
+                    bench.model_phase(phase_s)
+                    bench.pipeline_phase(phase_s)
+                child = session.pipeline.inference_stats()
+            finally:
+                bench.release()
+                summary = session.close()
         recon = ModelReconstructor(model, scope.camera_offset_adu, device)
-        model_s = model_seconds if model_seconds is not None else min(20.0, seconds / 2)
-        model_only = _time_model(recon, sets, model_s, threads)
         all_threads = os.cpu_count() or 1
         model_all = (
-            _time_model(recon, sets, model_s, all_threads) if all_threads != threads else None
+            _time_model(recon, sets, phase_s, all_threads) if all_threads != threads else None
         )
-        del sets
-        if device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
-        with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
-            e2e, summary = _run_session(
-                scope, prof, modality, model, exposure, device, threads, seconds, Path(tmp)
-            )
     finally:
         scope.make_safe()
         scope.core.unloadAllDevices()
-    result_ms = e2e.pop("_to_result")
-    ratio = e2e["sr_per_s"] / model_only["sets_per_s"] if model_only["sets_per_s"] else None
-    bound = 1.5 * model_only["ms_median"] + frame_period_ms
-    p99 = _pct(result_ms, 99)
+    model_ms = bench.model_ms
+    model_rate = len(model_ms) / bench.model_s if bench.model_s else 0.0
+    e2e_rate = len(bench.results) / bench.e2e_s if bench.e2e_s else 0.0
+    ratio = e2e_rate / model_rate if model_rate else None
+    model_median = statistics.median(model_ms) if model_ms else math.nan
+    bound = 1.5 * model_median + frame_period_ms
+    to_result = [r.latency_ms["to_result"] for r in bench.results if "to_result" in r.latency_ms]
+    p99 = _pct(to_result, 99)
     out: dict[str, Any] = {
         "benchmark": "pipeline",
         "device": device,
@@ -267,17 +250,34 @@ def bench_pipeline(
         "frame_shape": [size, size],
         "exposure_ms": exposure,
         "frame_period_ms": round(frame_period_ms, 3),
+        "inference": inference,
         "inference_threads": threads,
         "cpu_count": os.cpu_count(),
-        "model_only": model_only,
-        "model_only_all_threads": model_all,
-        "end_to_end": e2e,
+        "rounds": rounds,
+        "model_only": {
+            "calls": len(model_ms),
+            "seconds": round(bench.model_s, 3),
+            "sets_per_s": round(model_rate, 4),
+            "ms_median": round(model_median, 2),
+            "ms_p99": _pct(model_ms, 99),
+            "cpu_cores_inference_process": _cores(bench.model_cpu, bench.model_s),
+        },
+        "model_only_all_threads_in_process": model_all,
+        "end_to_end": {
+            "seconds": round(bench.e2e_s, 3),
+            "sr_results": len(bench.results),
+            "sr_per_s": round(e2e_rate, 4),
+            "camera_fps": round(bench.frames / bench.e2e_s, 2) if bench.e2e_s else 0.0,
+            "inference_ms_median": _pct([r.recon_ms for r in bench.results], 50),
+            "cpu_cores_acquisition_process": _cores(bench.parent_cpu, bench.e2e_s),
+            "cpu_cores_inference_process": _cores(bench.e2e_cpu, bench.e2e_s),
+        },
         "end_to_end_vs_model_only": round(ratio, 3) if ratio is not None else None,
         "latency_exposure_end_to_result_ms": {
-            "p50": _pct(result_ms, 50),
+            "p50": _pct(to_result, 50),
             "p99": p99,
-            "max": round(max(result_ms), 2) if result_ms else None,
-            "n": len(result_ms),
+            "max": round(max(to_result), 2) if to_result else None,
+            "n": len(to_result),
         },
         "latency_bound_ms_1.5x_model_plus_frame": round(bound, 2),
         "targets": {
@@ -292,12 +292,96 @@ def bench_pipeline(
         "latency_stages_ms": summary["pipeline"]["latency_ms"],
         "ring": {k: summary["pipeline"][k] for k in ("ring_slots", "ring_mb", "ring_waits")},
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "inference_process_peak_rss_mb": _round(child.get("peak_rss_mb")),
     }
     if device == "cuda":
-        import torch
-
-        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        out["cuda_peak_mb"] = _round(child.get("cuda_peak_mb"))
     return out
+
+
+def _cores(cpu_s: float, wall_s: float) -> float | None:
+    return round(cpu_s / wall_s, 3) if wall_s else None
+
+
+class _Phases:
+    """Alternating model-only and end-to-end phases on one session's inference."""
+
+    def __init__(self, session: LiveSession, frames: np.ndarray) -> None:
+        self.session = session
+        pipe = session.pipeline
+        session._series_for(session._plans(0, 1)[0])
+        self.recon = next(iter(session.writer.series.values())).recon
+        self.slot = pipe.ring.claim(len(frames))  # a real camera set, held for the bench
+        self.slot.frames[:] = frames
+        self.model_ms: list[float] = []
+        self.model_s = self.model_cpu = 0.0
+        self.results: list[SRResult] = []
+        self.e2e_s = self.e2e_cpu = self.parent_cpu = 0.0
+        self.frames = 0
+        self._phase: list[SRResult] | None = None
+        session.events.result.connect(self._on_result)
+
+    def _on_result(self, result: SRResult) -> None:
+        if self._phase is not None:
+            self._phase.append(result)
+
+    def _run_once(self) -> float:
+        pipe = self.session.pipeline
+        start = time.perf_counter()
+        if pipe._proc is not None:
+            pipe._proc.reconstruct(self.recon, self.slot.index, self.slot.n_frames)
+        else:
+            self.recon(self.slot.frames)
+        return (time.perf_counter() - start) * 1000.0
+
+    def time_model(self, n: int) -> list[float]:
+        return [self._run_once() for _ in range(n)]
+
+    def model_phase(self, seconds: float) -> None:
+        """The reconstruction alone, back to back, where the pipeline runs it."""
+        pid = self.session.pipeline.inference_pid
+        previous = set_torch_threads(self.session.pipeline.threads) if pid is None else None
+        cpu0 = _proc_cpu_s(pid) if pid is not None else _cpu_s()
+        start = time.perf_counter()
+        try:
+            while time.perf_counter() - start < seconds or not self.model_ms:
+                self.model_ms.append(self._run_once())
+        finally:
+            if pid is None:
+                set_torch_threads(previous)
+        self.model_s += time.perf_counter() - start
+        self.model_cpu += (_proc_cpu_s(pid) if pid is not None else _cpu_s()) - cpu0
+
+    def pipeline_phase(self, seconds: float) -> None:
+        """Camera at top speed through the pipeline; counted from its first result on."""
+        session, pipe = self.session, self.session.pipeline
+        phase: list[SRResult] = []
+        self._phase = phase
+        session.start(None)
+        deadline = time.perf_counter() + 600
+        while not phase and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        if not phase:
+            raise RuntimeError("the pipeline produced no result within 10 minutes")
+        pid = pipe.inference_pid
+        start = phase[0].stamps["result_ready"]
+        frames0, cpu0, child0 = session.engine.stats.frames_acquired, _cpu_s(), _proc_cpu_s(pid)
+        time.sleep(max(0.0, seconds - (time.perf_counter() - start)))
+        end = time.perf_counter()
+        frames1, cpu1, child1 = session.engine.stats.frames_acquired, _cpu_s(), _proc_cpu_s(pid)
+        session.stop()
+        session.wait()
+        while pipe.worker.busy or pipe.worker.pending:  # the last set, drained
+            time.sleep(0.005)
+        self._phase = None
+        self.results += [r for r in phase[1:] if r.stamps["result_ready"] <= end]
+        self.e2e_s += end - start
+        self.frames += frames1 - frames0
+        self.parent_cpu += cpu1 - cpu0
+        self.e2e_cpu += child1 - child0
+
+    def release(self) -> None:
+        self.session.pipeline.ring.release(self.slot)
 
 
 def _session(
@@ -309,6 +393,7 @@ def _session(
     device: str,
     threads: int,
     out: Path,
+    inference: str = "process",
 ) -> LiveSession:
     line = prof.defaults.laser_line
     settings = LiveSettings(modality, line, exposure, {line: prof.defaults.power_mw})
@@ -320,51 +405,8 @@ def _session(
         device=device,
         reconstructions={modality: model},
         run_info={"benchmark": True},
+        inference=inference,
     )
-
-
-def _run_session(
-    scope: Microscope,
-    prof: Profile,
-    modality: str,
-    model: str,
-    exposure: float,
-    device: str,
-    threads: int,
-    seconds: float,
-    tmp: Path,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    session = _session(scope, prof, modality, model, exposure, device, threads, tmp / "b.zarr")
-    window = _Window(session)
-    try:
-        session.start(None)
-        if not window.started.wait(timeout=600):
-            raise RuntimeError("the pipeline produced no result within 10 minutes")
-        time.sleep(seconds)
-        window.close()
-        session.stop()
-        session.wait()
-    finally:
-        summary = session.close()
-    duration = (window.end or 0.0) - (window.start or 0.0)
-    results = window.results
-    to_result = [r.latency_ms["to_result"] for r in results if "to_result" in r.latency_ms]
-    e2e = {
-        "seconds": round(duration, 3),
-        "sr_results": len(results),
-        "sr_per_s": round(len(results) / duration, 4) if duration > 0 else 0.0,
-        "camera_fps": round((window.frames1 - window.frames0) / duration, 2) if duration else 0,
-        "inference_ms_median": _pct([r.recon_ms for r in results], 50),
-        "cpu_cores_acquisition_process": round((window.cpu1 - window.cpu0) / duration, 3)
-        if duration
-        else None,
-        "cpu_cores_inference_process": round((window.child_cpu1 - window.child_cpu0) / duration, 3)
-        if duration
-        else None,
-        "inference_process_peak_rss_mb": window.child_peak_mb,
-        "_to_result": to_result,
-    }
-    return e2e, summary
 
 
 def bench_soak(
@@ -376,6 +418,7 @@ def bench_soak(
     sample_s: float = 1.0,
     profile: str | None = None,
     out_dir: Path | None = None,
+    inference: str = "process",
 ) -> dict[str, Any]:
     """A long run at the camera's top speed: frames acquired vs stored, RSS over time.
 
@@ -400,7 +443,15 @@ def bench_soak(
     try:
         with tempfile.TemporaryDirectory(prefix="srlive-soak-", dir=out_dir) as tmp:
             session = _session(
-                scope, prof, modality, model, exposure, device, threads, Path(tmp) / "s.zarr"
+                scope,
+                prof,
+                modality,
+                model,
+                exposure,
+                device,
+                threads,
+                Path(tmp) / "s.zarr",
+                inference,
             )
             start = time.perf_counter()
             pid = session.pipeline.inference_pid
@@ -431,6 +482,7 @@ def bench_soak(
     step = max(1, len(samples) // 120)
     return {
         "benchmark": "soak",
+        "inference": inference,
         "model": model,
         "modality": modality,
         "device": device,

@@ -19,6 +19,7 @@ import math
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
@@ -84,9 +85,27 @@ def _serve(
         result_shm.close()
 
 
+def _stats() -> dict[str, float | None]:
+    """Peak memory of this (the inference) process: RSS and, when used, CUDA."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out: dict[str, float | None] = {
+        "peak_rss_mb": peak / 2**20 if sys.platform == "darwin" else peak / 1024,
+        "cuda_peak_mb": None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
 def _handle(
     msg: tuple, recons: dict[int, Any], ring: np.ndarray, result: np.ndarray
 ) -> tuple[Any, ...]:
+    if msg[0] == "stats":
+        return ("stats", _stats())
     if msg[0] == "build":
         _, key, (factory, args) = msg
         recons[key] = factory(*args)
@@ -121,6 +140,7 @@ class InferenceProcess:
         )
         self.proc.start()
         child.close()
+        self._lock = threading.Lock()
         self._keys: dict[int, int] = {}
         self._specs: list[Any] = []  # keep the reconstructors referenced: ids stay unique
         if not self._conn.poll(READY_TIMEOUT_S):
@@ -142,8 +162,9 @@ class InferenceProcess:
         return key
 
     def _call(self, msg: tuple) -> tuple:
-        self._conn.send(msg)
-        reply = self._conn.recv()
+        with self._lock:  # one request and its answer at a time
+            self._conn.send(msg)
+            reply = self._conn.recv()
         if reply[0] == "error":
             raise RuntimeError(reply[1])
         return reply
@@ -160,6 +181,10 @@ class InferenceProcess:
         if "sim_params" in extra:
             recon.child_sim_params = extra["sim_params"]  # what the child calibrated
         return image, confidence, recon_ms
+
+    def stats(self) -> dict[str, float | None]:
+        """The child's peak RSS and CUDA memory (MB); waits for a running reconstruction."""
+        return self._call(("stats",))[1]
 
     def close(self, timeout: float = 10.0) -> None:
         """End the child and free the result block."""

@@ -149,6 +149,10 @@ class Pipeline:
         )
         self._closed = False
 
+    def inference_stats(self) -> dict[str, float | None]:
+        """Peak RSS and CUDA memory of the inference process (empty when on a thread)."""
+        return self._proc.stats() if self._proc is not None else {}
+
     @property
     def inference_pid(self) -> int | None:
         """The inference process (None when inference runs on a thread)."""

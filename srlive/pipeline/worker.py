@@ -87,6 +87,11 @@ class InferenceWorker:
         self._thread.join(timeout)
 
     @property
+    def pending(self) -> bool:
+        """A set is waiting in the mailbox."""
+        return self._pending is not None
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 

@@ -148,6 +148,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="process",
         help="pipeline/soak: model in a child process (default) or on a thread",
     )
+    bench.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="pipeline/soak: no CPU partition (acquisition on one core, inference on the rest)",
+    )
     bench.add_argument("--exposure-ms", type=float, default=5.0)
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
@@ -360,6 +365,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             seconds=args.seconds or 30.0,
             threads=args.threads,
             inference=args.inference,
+            pin_cpus=not args.no_pin,
         )
     elif args.what == "soak":
         from srlive.pipeline.bench import bench_soak
@@ -372,6 +378,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             threads=args.threads,
             out_dir=args.dir,
             inference=args.inference,
+            pin_cpus=not args.no_pin,
         )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition

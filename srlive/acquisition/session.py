@@ -34,6 +34,7 @@ from srlive.acquisition.engine import MAX_BATCH_SETS, Engine, SetPlan
 from srlive.acquisition.modalities import Modality, get_modality, slm_images
 from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, SeriesWriter
 from srlive.hardware.microscope import Microscope
+from srlive.pipeline.cpus import pin_current_thread
 from srlive.pipeline.stream import Pipeline, SRResult
 from srlive.safety import SafetyError
 
@@ -100,6 +101,7 @@ class LiveSession:
         hardware_sequencing: bool = True,
         reconstructions: dict[str, str | None] | None = None,
         inference: str = "process",
+        pin_cpus: bool = True,
     ) -> None:
         self.scope = scope
         self.reconstructions = dict(reconstructions or {})  # modality -> method (overrides)
@@ -120,7 +122,7 @@ class LiveSession:
         max_frames = max(get_modality(m).frames for m in {*LIVE_MODALITIES, settings.modality})
         frame_bytes = 2 * scope.frame_shape[0] * scope.frame_shape[1]
         if slots is None:
-            slots = int(np.clip(RING_BUDGET_BYTES // (frame_bytes * max_frames), 4, 12))
+            slots = int(np.clip(RING_BUDGET_BYTES // (frame_bytes * max_frames), 3, 12))
         self.engine = Engine(scope, hardware_sequencing=hardware_sequencing)
         self.pipeline = Pipeline(
             self.writer,
@@ -131,6 +133,7 @@ class LiveSession:
             threads=threads,
             keep_raw_sum=keep_raw_sum,
             inference=inference,
+            pin_cpus=pin_cpus,
         )
         self.engine.sink = self.pipeline
         self.engine.events.set_complete.connect(self._on_set_complete)
@@ -326,6 +329,8 @@ class LiveSession:
         ]
 
     def _loop(self, n_sets: int | None) -> None:
+        if self.pipeline.pin_cpus:
+            pin_current_thread("acquisition")  # the camera's sequence thread inherits it
         done, error = 0, None
         try:
             while n_sets is None or done < n_sets:
@@ -374,7 +379,11 @@ class LiveSession:
 
     def _series_for(self, plan: SetPlan) -> None:
         modality = plan.modality
-        self.writer.series_for(self._series_of(modality), plan, self._reconstruction(modality))
+        state = self.writer.series_for(
+            self._series_of(modality), plan, self._reconstruction(modality)
+        )
+        if state.recon is not None:
+            self.pipeline.ensure_inference()  # the model process starts before the camera
 
     def _on_set_complete(self, plan: SetPlan, frames: np.ndarray, metas: list[dict]) -> None:
         modality = plan.modality

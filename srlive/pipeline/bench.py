@@ -35,6 +35,7 @@ from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.acquisition.writer import ModelReconstructor
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
+from srlive.pipeline.cpus import partition
 from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads, set_torch_threads
 from srlive.profiles import Profile, load_profile
@@ -193,6 +194,7 @@ def bench_pipeline(
     profile: str | None = None,
     inference: str = "process",
     rounds: int = 3,
+    pin_cpus: bool = True,
 ) -> dict[str, Any]:
     """Model-only vs end-to-end SR throughput, latency percentiles, drops, peak memory.
 
@@ -252,6 +254,7 @@ def bench_pipeline(
         "frame_period_ms": round(frame_period_ms, 3),
         "inference": inference,
         "inference_threads": threads,
+        "cpu_partition": pin_cpus and inference == "process" and partition() is not None,
         "cpu_count": os.cpu_count(),
         "rounds": rounds,
         "model_only": {
@@ -394,6 +397,7 @@ def _session(
     threads: int,
     out: Path,
     inference: str = "process",
+    pin_cpus: bool = True,
 ) -> LiveSession:
     line = prof.defaults.laser_line
     settings = LiveSettings(modality, line, exposure, {line: prof.defaults.power_mw})
@@ -406,6 +410,7 @@ def _session(
         reconstructions={modality: model},
         run_info={"benchmark": True},
         inference=inference,
+        pin_cpus=pin_cpus,
     )
 
 
@@ -419,6 +424,7 @@ def bench_soak(
     profile: str | None = None,
     out_dir: Path | None = None,
     inference: str = "process",
+    pin_cpus: bool = True,
 ) -> dict[str, Any]:
     """A long run at the camera's top speed: frames acquired vs stored, RSS over time.
 
@@ -452,6 +458,7 @@ def bench_soak(
                 threads,
                 Path(tmp) / "s.zarr",
                 inference,
+                pin_cpus,
             )
             start = time.perf_counter()
             pid = session.pipeline.inference_pid

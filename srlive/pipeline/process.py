@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from srlive.pipeline.cpus import pin_current_thread
+
 READY_TIMEOUT_S = 300.0  # importing torch on a busy machine can take a while
 
 
@@ -59,9 +61,12 @@ def _serve(
     result_name: str,
     result_size: int,
     threads: int | None,
+    pin: bool = False,
 ) -> None:
     """The child: build reconstructors, run them on ring slots, answer through ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
+    if pin:
+        pin_current_thread("inference")  # before torch starts its threads
     if threads:
         import torch
 
@@ -125,7 +130,9 @@ def _handle(
 class InferenceProcess:
     """The parent's handle on the child: ``reconstruct(recon, slot)`` blocks (GIL released)."""
 
-    def __init__(self, ring_shm: str, ring_shape: tuple[int, ...], threads: int | None) -> None:
+    def __init__(
+        self, ring_shm: str, ring_shape: tuple[int, ...], threads: int | None, pin: bool = False
+    ) -> None:
         h, w = ring_shape[-2:]
         self.result_size = 4 * h * w  # SR images up to 2x finer
         self._result = shared_memory.SharedMemory(create=True, size=4 * self.result_size)
@@ -134,7 +141,15 @@ class InferenceProcess:
         self._conn, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_serve,
-            args=(child, ring_shm, tuple(ring_shape), self._result.name, self.result_size, threads),
+            args=(
+                child,
+                ring_shm,
+                tuple(ring_shape),
+                self._result.name,
+                self.result_size,
+                threads,
+                pin,
+            ),
             name="srlive-inference",
             daemon=True,
         )

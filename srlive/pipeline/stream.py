@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from psygnal import Signal, SignalGroup
 
 from srlive.acquisition.engine import SetPlan
 from srlive.acquisition.writer import SeriesState, SeriesWriter
+from srlive.pipeline.cpus import pin_current_thread
 from srlive.pipeline.latency import LatencyTracker
 from srlive.pipeline.metrics import SignalTracker
 from srlive.pipeline.process import InferenceProcess
@@ -36,6 +38,15 @@ from srlive.pipeline.ring import SetRing, Slot
 from srlive.pipeline.worker import InferenceWorker, default_threads
 
 log = logging.getLogger(__name__)
+
+
+def shm_fits(nbytes: int) -> bool:
+    """Is there room for ``nbytes`` of shared memory (containers often give /dev/shm 64 MB)?"""
+    try:
+        free = shutil.disk_usage("/dev/shm").free
+    except OSError:  # no /dev/shm: not Linux, where shared memory is not a small tmpfs
+        return True
+    return free >= 1.1 * nbytes
 
 
 @dataclass
@@ -106,11 +117,23 @@ class Pipeline:
         keep_raw_sum: bool = False,
         inference: str = "process",
         metrics_interval_s: float = 0.1,
+        pin_cpus: bool = True,
     ) -> None:
         if inference not in ("process", "thread"):
             raise ValueError(f"inference must be 'process' or 'thread', got {inference!r}")
+        nbytes = slots * max_frames * frame_shape[0] * frame_shape[1] * 2
+        if inference == "process" and not shm_fits(nbytes):
+            log.warning(
+                "not enough shared memory (/dev/shm) for a %.0f MB ring: inference on a thread",
+                nbytes / 2**20,
+            )
+            inference = "thread"
         self.writer = writer
         self.inference = inference
+        # acquisition on one core, inference on the others; only with an inference process:
+        # threads that share one GIL must not be split (a GIL holder preempted on a busy
+        # core would stall the other side)
+        self.pin_cpus = pin_cpus and inference == "process"
         self.metrics_interval_s = metrics_interval_s
         self._last_metrics = -math.inf
         self.ring = SetRing(slots, max_frames, frame_shape, shared=inference == "process")
@@ -131,23 +154,26 @@ class Pipeline:
         )
         self._writer_thread.start()
         self._proc: InferenceProcess | None = None
-        if inference == "process":
-            try:
-                self._proc = InferenceProcess(
-                    self.ring.shm_name or "", self.ring.buffer.shape, self.threads
-                )
-            except BaseException:
-                self._jobs.put(None)
-                self.ring.close()
-                raise
+        self._proc_lock = threading.Lock()
+        self._proc_closed = False
         self.worker = InferenceWorker(
             self._reconstruct,
             self._on_result,
             self._on_skipped,
             self._on_error,
-            threads=self.threads if self._proc is None else None,
+            threads=self.threads if inference == "thread" else None,
         )
         self._closed = False
+
+    def ensure_inference(self) -> None:
+        """Start the inference process now (else the first set to reconstruct starts it)."""
+        if self.inference != "process":
+            return
+        with self._proc_lock:
+            if self._proc is None and not self._proc_closed:
+                self._proc = InferenceProcess(
+                    self.ring.shm_name or "", self.ring.buffer.shape, self.threads, self.pin_cpus
+                )
 
     def inference_stats(self) -> dict[str, float | None]:
         """Peak RSS and CUDA memory of the inference process (empty when on a thread)."""
@@ -240,8 +266,11 @@ class Pipeline:
     # --- inference side (worker thread) -------------------------------------------------
     def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float]:
         recon = slot.info["state"].recon
-        if self._proc is None:
+        if self.inference == "thread":
             return recon(slot.frames)
+        self.ensure_inference()
+        if self._proc is None:
+            raise RuntimeError("the inference process is closed")
         image, confidence, compute_ms = self._proc.reconstruct(recon, slot.index, slot.n_frames)
         recon.times_ms.append(compute_ms)
         return image, confidence
@@ -293,6 +322,8 @@ class Pipeline:
 
     # --- store side (writer thread) -----------------------------------------------------
     def _write_loop(self) -> None:
+        if self.pin_cpus:
+            pin_current_thread("acquisition")
         while (job := self._jobs.get()) is not None:
             try:
                 self._write(job)
@@ -352,8 +383,10 @@ class Pipeline:
             return
         self._closed = True
         self.worker.stop(drain=drain)
-        if self._proc is not None:
-            self._proc.close()
+        with self._proc_lock:
+            self._proc_closed = True
+            if self._proc is not None:
+                self._proc.close()
         with self._preview_lock:
             old, self._preview = self._preview, None
         if old is not None:

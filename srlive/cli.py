@@ -149,9 +149,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="pipeline/soak: model in a child process (default) or on a thread",
     )
     bench.add_argument(
-        "--no-pin",
+        "--pin",
         action="store_true",
-        help="pipeline/soak: no CPU partition (acquisition on one core, inference on the rest)",
+        help="pipeline/soak: CPU partition (acquisition on one core, inference on the rest)",
     )
     bench.add_argument("--exposure-ms", type=float, default=5.0)
     bench.add_argument("--repeats", type=int, default=20)
@@ -365,7 +365,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             seconds=args.seconds or 30.0,
             threads=args.threads,
             inference=args.inference,
-            pin_cpus=not args.no_pin,
+            pin_cpus=args.pin,
         )
     elif args.what == "soak":
         from srlive.pipeline.bench import bench_soak
@@ -378,7 +378,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             threads=args.threads,
             out_dir=args.dir,
             inference=args.inference,
-            pin_cpus=not args.no_pin,
+            pin_cpus=args.pin,
         )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition

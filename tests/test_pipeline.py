@@ -3,6 +3,7 @@ storage, latency stamps, inference in a child process, metrics."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import zlib
@@ -17,6 +18,7 @@ from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
 from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.acquisition.writer import ModelReconstructor
+from srlive.pipeline.cpus import allowed, partition, pin_current_thread
 from srlive.pipeline.latency import STAGES, LatencyTracker, intervals_ms, ordered
 from srlive.pipeline.metrics import SignalTracker, noise_sigma
 from srlive.pipeline.process import InferenceProcess
@@ -283,3 +285,21 @@ def test_latency_tracker_percentiles_and_order() -> None:
     assert s["to_result"]["p99"] >= s["to_result"]["p50"]
     assert not ordered({"set_complete": 2.0, "inference_start": 1.0})
     assert intervals_ms({"exposure_end": 0.0, "result_ready": 0.5}) == {"to_result": 500.0}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux CPU affinity")
+def test_cpu_partition_pins_only_the_calling_thread() -> None:
+    split = partition()
+    if split is None:
+        pytest.skip("one core")
+    seen = {}
+
+    def work(role: str) -> None:
+        seen[role] = (pin_current_thread(role), os.sched_getaffinity(0))
+
+    for role in ("acquisition", "inference"):
+        t = threading.Thread(target=work, args=(role,))
+        t.start()
+        t.join()
+    assert seen["acquisition"] == (True, split[0]) and seen["inference"] == (True, split[1])
+    assert not split[0] & split[1] and os.sched_getaffinity(0) == set(allowed())

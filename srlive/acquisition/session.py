@@ -101,7 +101,7 @@ class LiveSession:
         hardware_sequencing: bool = True,
         reconstructions: dict[str, str | None] | None = None,
         inference: str = "process",
-        pin_cpus: bool = True,
+        pin_cpus: bool = False,
     ) -> None:
         self.scope = scope
         self.reconstructions = dict(reconstructions or {})  # modality -> method (overrides)

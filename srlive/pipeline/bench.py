@@ -194,7 +194,7 @@ def bench_pipeline(
     profile: str | None = None,
     inference: str = "process",
     rounds: int = 3,
-    pin_cpus: bool = True,
+    pin_cpus: bool = False,
 ) -> dict[str, Any]:
     """Model-only vs end-to-end SR throughput, latency percentiles, drops, peak memory.
 
@@ -397,7 +397,7 @@ def _session(
     threads: int,
     out: Path,
     inference: str = "process",
-    pin_cpus: bool = True,
+    pin_cpus: bool = False,
 ) -> LiveSession:
     line = prof.defaults.laser_line
     settings = LiveSettings(modality, line, exposure, {line: prof.defaults.power_mw})
@@ -424,7 +424,7 @@ def bench_soak(
     profile: str | None = None,
     out_dir: Path | None = None,
     inference: str = "process",
-    pin_cpus: bool = True,
+    pin_cpus: bool = False,
 ) -> dict[str, Any]:
     """A long run at the camera's top speed: frames acquired vs stored, RSS over time.
 

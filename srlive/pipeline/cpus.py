@@ -1,4 +1,4 @@
-"""CPU partition: acquisition threads on one core, inference on the others (Linux).
+"""CPU partition (opt-in): acquisition threads on one core, inference on the others (Linux).
 
 On a small machine the simulated camera, the engine and the store writer would otherwise
 preempt the model's threads (and the model theirs) on every core. Pinning gives the

@@ -117,7 +117,7 @@ class Pipeline:
         keep_raw_sum: bool = False,
         inference: str = "process",
         metrics_interval_s: float = 0.1,
-        pin_cpus: bool = True,
+        pin_cpus: bool = False,
     ) -> None:
         if inference not in ("process", "thread"):
             raise ValueError(f"inference must be 'process' or 'thread', got {inference!r}")

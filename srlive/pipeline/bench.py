@@ -445,7 +445,7 @@ def bench_soak(
             need / 1e9,
         )
     scope = _scope(prof, size)
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, float]] = []  # (t, this process, inference process)
     try:
         with tempfile.TemporaryDirectory(prefix="srlive-soak-", dir=out_dir) as tmp:
             session = _session(
@@ -461,12 +461,11 @@ def bench_soak(
                 pin_cpus,
             )
             start = time.perf_counter()
-            pid = session.pipeline.inference_pid
             try:
                 session.start(None)
                 while (now := time.perf_counter() - start) < seconds:
-                    child = _proc_status_mb(pid, "VmRSS") or 0.0
-                    samples.append((round(now, 2), round(rss_mb() + child, 2)))
+                    child = _proc_status_mb(session.pipeline.inference_pid, "VmRSS") or 0.0
+                    samples.append((round(now, 2), round(rss_mb(), 2), round(child, 2)))
                     time.sleep(sample_s)
                 session.stop()
                 session.wait()
@@ -480,12 +479,18 @@ def bench_soak(
     # warm-up: the core's 250 MB sequence buffer and the caches fill during the first
     # tens of seconds (its pages are touched as the camera writes round it once)
     warm_s = min(120.0, max(30.0, 0.1 * seconds))
-    after = [(t, r) for t, r in samples if t >= warm_s]
+    after = [s for s in samples if s[0] >= warm_s]
     k = max(5, len(after) // 10)
-    base = statistics.median(r for _, r in after[:k]) if after else None
-    end = statistics.median(r for _, r in after[-k:]) if after else None
-    peak_after = max((r for _, r in after), default=None)
-    growth = (end / base - 1.0) * 100.0 if base and end else None
+
+    def growth_pct(column: Callable[[tuple[float, float, float]], float]) -> float | None:
+        """Peak of the last 10 % of samples against the peak of the first 10 % after
+        warm-up (peaks, because the model's memory swings with each reconstruction)."""
+        if len(after) < 2:
+            return None
+        first, last = max(map(column, after[:k])), max(map(column, after[-k:]))
+        return round((last / first - 1.0) * 100.0, 2) if first else None
+
+    growth = growth_pct(lambda s: s[1] + s[2])
     step = max(1, len(samples) // 120)
     return {
         "benchmark": "soak",
@@ -506,10 +511,11 @@ def bench_soak(
         "sr_skipped": summary["sr_skipped"],
         "store_mb": round(disk / 2**20, 1),
         "warmup_s": warm_s,
-        "rss_mb_after_warmup": round(base, 1) if base else None,
-        "rss_mb_end": round(end, 1) if end else None,
-        "rss_mb_peak_after_warmup": peak_after,
-        "rss_growth_pct": round(growth, 2) if growth is not None else None,
+        "rss_mb_after_warmup": round(max(s[1] + s[2] for s in after[:k]), 1) if after else None,
+        "rss_mb_end": round(max(s[1] + s[2] for s in after[-k:]), 1) if after else None,
+        "rss_growth_pct": growth,
+        "rss_growth_pct_acquisition_process": growth_pct(lambda s: s[1]),
+        "rss_growth_pct_inference_process": growth_pct(lambda s: s[2]),
         "target_growth_lt_5pct": growth is not None and growth < 5.0,
         "rss_samples": samples[::step],
         "latency_ms": summary["pipeline"]["latency_ms"]["to_result"],

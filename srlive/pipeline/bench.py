@@ -276,6 +276,9 @@ def bench_pipeline(
             "cpu_cores_inference_process": _cores(bench.e2e_cpu, bench.e2e_s),
         },
         "end_to_end_vs_model_only": round(ratio, 3) if ratio is not None else None,
+        # the same ratio per CPU-second the inference got: what remains when a busy machine
+        # gives the inference process less CPU while the camera streams
+        "end_to_end_vs_model_only_per_inference_cpu_s": _per_cpu_ratio(bench),
         "latency_exposure_end_to_result_ms": {
             "p50": _pct(to_result, 50),
             "p99": p99,
@@ -300,6 +303,12 @@ def bench_pipeline(
     if device == "cuda":
         out["cuda_peak_mb"] = _round(child.get("cuda_peak_mb"))
     return out
+
+
+def _per_cpu_ratio(bench: _Phases) -> float | None:
+    if not (bench.model_cpu and bench.e2e_cpu and bench.model_ms):
+        return None
+    return round((len(bench.results) / bench.e2e_cpu) / (len(bench.model_ms) / bench.model_cpu), 3)
 
 
 def _cores(cpu_s: float, wall_s: float) -> float | None:

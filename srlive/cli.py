@@ -149,6 +149,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="pipeline/soak: model in a child process (default) or on a thread",
     )
     bench.add_argument(
+        "--acquisition-nice",
+        type=int,
+        default=0,
+        help="pipeline: lower the session and simulated-camera threads' priority by N",
+    )
+    bench.add_argument(
         "--pin",
         action="store_true",
         help="pipeline/soak: CPU partition (acquisition on one core, inference on the rest)",
@@ -366,6 +372,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             threads=args.threads,
             inference=args.inference,
             pin_cpus=args.pin,
+            acquisition_nice=args.acquisition_nice,
         )
     elif args.what == "soak":
         from srlive.pipeline.bench import bench_soak

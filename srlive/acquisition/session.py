@@ -34,7 +34,7 @@ from srlive.acquisition.engine import MAX_BATCH_SETS, Engine, SetPlan
 from srlive.acquisition.modalities import Modality, get_modality, slm_images
 from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, SeriesWriter
 from srlive.hardware.microscope import Microscope
-from srlive.pipeline.cpus import pin_current_thread
+from srlive.pipeline.cpus import lower_current_thread_priority, pin_current_thread
 from srlive.pipeline.stream import Pipeline, SRResult
 from srlive.safety import SafetyError
 
@@ -102,9 +102,11 @@ class LiveSession:
         reconstructions: dict[str, str | None] | None = None,
         inference: str = "process",
         pin_cpus: bool = False,
+        acquisition_nice: int = 0,
     ) -> None:
         self.scope = scope
         self.reconstructions = dict(reconstructions or {})  # modality -> method (overrides)
+        self.acquisition_nice = acquisition_nice  # > 0: the session thread and camera yield
         self.profile = scope.profile
         self.out = Path(out)
         self._check(settings)
@@ -331,6 +333,7 @@ class LiveSession:
     def _loop(self, n_sets: int | None) -> None:
         if self.pipeline.pin_cpus:
             pin_current_thread("acquisition")  # the camera's sequence thread inherits it
+        lower_current_thread_priority(self.acquisition_nice)  # inherited the same way
         done, error = 0, None
         try:
             while n_sets is None or done < n_sets:

@@ -195,6 +195,7 @@ def bench_pipeline(
     inference: str = "process",
     rounds: int = 3,
     pin_cpus: bool = False,
+    acquisition_nice: int = 0,
 ) -> dict[str, Any]:
     """Model-only vs end-to-end SR throughput, latency percentiles, drops, peak memory.
 
@@ -216,7 +217,17 @@ def bench_pipeline(
         with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
             out = Path(tmp) / "b.zarr"
             session = _session(
-                scope, prof, modality, model, exposure, device, threads, out, inference
+                scope,
+                prof,
+                modality,
+                model,
+                exposure,
+                device,
+                threads,
+                out,
+                inference,
+                pin_cpus,
+                acquisition_nice,
             )
             bench = _Phases(session, sets[0])
             try:
@@ -225,6 +236,12 @@ def bench_pipeline(
                     bench.model_phase(phase_s)
                     bench.pipeline_phase(phase_s)
                 child = session.pipeline.inference_stats()
+                pid = session.pipeline.inference_pid
+                child["cpus"] = (
+                    sorted(os.sched_getaffinity(pid))
+                    if pid and hasattr(os, "sched_getaffinity")
+                    else None
+                )
             finally:
                 bench.release()
                 summary = session.close()
@@ -255,6 +272,8 @@ def bench_pipeline(
         "inference": inference,
         "inference_threads": threads,
         "cpu_partition": pin_cpus and inference == "process" and partition() is not None,
+        "acquisition_nice": acquisition_nice,
+        "inference_process_cpus": child.get("cpus"),
         "cpu_count": os.cpu_count(),
         "rounds": rounds,
         "model_only": {
@@ -407,6 +426,7 @@ def _session(
     out: Path,
     inference: str = "process",
     pin_cpus: bool = False,
+    acquisition_nice: int = 0,
 ) -> LiveSession:
     line = prof.defaults.laser_line
     settings = LiveSettings(modality, line, exposure, {line: prof.defaults.power_mw})
@@ -420,6 +440,7 @@ def _session(
         run_info={"benchmark": True},
         inference=inference,
         pin_cpus=pin_cpus,
+        acquisition_nice=acquisition_nice,
     )
 
 

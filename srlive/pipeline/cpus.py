@@ -40,3 +40,18 @@ def pin_current_thread(role: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def lower_current_thread_priority(nice: int) -> bool:
+    """Raise the calling thread's nice value by ``nice`` (Linux; threads it starts inherit
+    it): the simulated camera then yields the CPU to inference when the machine is busy."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return False
+    import threading
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError:
+        return False
+    return True

@@ -18,7 +18,12 @@ from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
 from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.acquisition.writer import ModelReconstructor
-from srlive.pipeline.cpus import allowed, partition, pin_current_thread
+from srlive.pipeline.cpus import (
+    allowed,
+    lower_current_thread_priority,
+    partition,
+    pin_current_thread,
+)
 from srlive.pipeline.latency import STAGES, LatencyTracker, intervals_ms, ordered
 from srlive.pipeline.metrics import SignalTracker, noise_sigma
 from srlive.pipeline.process import InferenceProcess
@@ -303,3 +308,22 @@ def test_cpu_partition_pins_only_the_calling_thread() -> None:
         t.join()
     assert seen["acquisition"] == (True, split[0]) and seen["inference"] == (True, split[1])
     assert not split[0] & split[1] and os.sched_getaffinity(0) == set(allowed())
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="POSIX thread priority")
+def test_acquisition_nice_lowers_only_the_calling_thread() -> None:
+    seen = {}
+
+    def work() -> None:
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["ok"] = lower_current_thread_priority(5)
+        seen["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen["ok"] and seen["delta"] == min(5, 19 - main_before)  # nice tops out at 19
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+    assert lower_current_thread_priority(0) is False

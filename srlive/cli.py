@@ -64,6 +64,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="output .zarr (default: runs/...)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing store")
     run.add_argument("--headless", action="store_true", help="no window")
+    run.add_argument(
+        "--close-when-done",
+        action="store_true",
+        help="close the window after the sets (default: it stays open for Start/Snap)",
+    )
     run.add_argument("--json", action="store_true", help="print a JSON summary last")
 
     acq = sub.add_parser("acquire", help="run an automated imaging protocol (YAML/JSON)")
@@ -120,14 +125,54 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument(
-        "what", choices=["camera", "recon", "storage", "acquisition", "models", "optimizer"]
+        "what",
+        choices=[
+            "camera",
+            "recon",
+            "storage",
+            "acquisition",
+            "models",
+            "pipeline",
+            "soak",
+            "optimizer",
+        ],
     )
-    bench.add_argument("--model", action="append", default=None, help="models: which (repeatable)")
-    bench.add_argument("--device", default="auto", help="models: auto | cpu | cuda")
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
     bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
     bench.add_argument("--size", type=int, default=512)
-    bench.add_argument("--seconds", type=float, default=5.0, help="camera: how long to stream")
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="how long to stream (camera 5, soak 600; pipeline 30: model-only and end-to-end "
+        "each, in 3 alternating rounds)",
+    )
+    bench.add_argument("--device", default="auto", help="models/pipeline/soak: auto | cpu | cuda")
+    bench.add_argument(
+        "--model",
+        default=None,
+        help="models: one model (default all shipped); pipeline/soak: model (default dl-sim3)",
+    )
+    bench.add_argument(
+        "--threads", type=int, default=None, help="pipeline/soak: inference threads (cores - 1)"
+    )
+    bench.add_argument(
+        "--inference",
+        choices=["process", "thread"],
+        default="process",
+        help="pipeline/soak: model in a child process (default) or on a thread",
+    )
+    bench.add_argument(
+        "--acquisition-nice",
+        type=int,
+        default=0,
+        help="pipeline: lower the session and simulated-camera threads' priority by N",
+    )
+    bench.add_argument(
+        "--pin",
+        action="store_true",
+        help="pipeline/soak: CPU partition (acquisition on one core, inference on the rest)",
+    )
     bench.add_argument("--exposure-ms", type=float, default=5.0)
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
@@ -146,6 +191,14 @@ def _build_parser() -> argparse.ArgumentParser:
     prior.add_argument("--out", type=Path, default=None, help="default: the shipped prior")
     prior.add_argument("--seeds", type=int, default=4, help="fields per structure")
     prior.add_argument("--levels", type=int, default=12, help="light levels per field")
+
+    view = sub.add_parser("view", help="browse a saved acquisition (raw and SR over time)")
+    view.add_argument("store", type=Path, help="an srlive OME-Zarr store (run or protocol)")
+    view.add_argument("--series", default=None, help="series to show first")
+    view.add_argument("--t", type=int, default=0, help="set to show first")
+    view.add_argument(
+        "--snapshot", type=Path, default=None, metavar="PNG", help="save a PNG instead of showing"
+    )
 
     prof = sub.add_parser("profile", help="validate a profile and its Micro-Manager config")
     prof.add_argument("profile", nargs="?", default=None)
@@ -170,7 +223,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     headless = args.headless or not display_available()
-    summary = _run_headless(settings) if headless else _run_with_window(settings)
+    summary = (
+        _run_headless(settings)
+        if headless
+        else _run_with_window(settings, stay_open=not args.close_when_done)
+    )
     text = (
         f"{summary.sr_images} SR images, {summary.raw_frames_stored}/"
         f"{summary.raw_frames_acquired} raw frames stored ({summary.raw_frames_dropped} dropped)"
@@ -198,23 +255,33 @@ def _run_headless(settings):
         return run_live(settings, stop=stop, progress=lambda n: bar.update(n - bar.n))
 
 
-def _run_with_window(settings):
+def _run_with_window(settings, stay_open: bool = True):
     from srlive.acquisition.live import run_live
     from srlive.profiles import load_profile
+    from srlive.safety import graceful_stop
+    from srlive.viewer.attach import attach_session
     from srlive.viewer.live import run_with_viewer
 
     profile = load_profile(settings.profile)
     result = {}
 
     def worker(viewer, stop: threading.Event) -> None:
-        result["summary"] = run_live(settings, on_update=viewer.submit, stop=stop)
+        result["summary"] = run_live(
+            settings,
+            stop=stop,
+            attach=lambda session: attach_session(viewer, session),
+            stay_open=stay_open,
+        )
 
-    run_with_viewer(
-        worker,
-        raw_pixel_nm=profile.optics.pixel_nm,
-        sr_pixel_nm=profile.optics.pixel_nm / 2,
-        title=f"srlive — {profile.name}",
-    )
+    with graceful_stop(threading.Event()) as stop:
+        run_with_viewer(
+            worker,
+            raw_pixel_nm=profile.optics.pixel_nm,
+            sr_pixel_nm=profile.optics.pixel_nm / 2,
+            title=f"srlive — {profile.name}",
+            profile=profile,
+            stop=stop,
+        )
     return result["summary"]
 
 
@@ -330,11 +397,42 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.seconds is not None and args.seconds <= 0:
+        raise UsageError("--seconds must be positive")
     if args.what == "camera":
         from simulators.bench import bench_camera
 
         result = bench_camera(
-            size=args.size, seconds=args.seconds, exposure_ms=args.exposure_ms, motion=args.motion
+            size=args.size,
+            seconds=args.seconds or 5.0,
+            exposure_ms=args.exposure_ms,
+            motion=args.motion,
+        )
+    elif args.what == "pipeline":
+        from srlive.pipeline.bench import bench_pipeline
+
+        result = bench_pipeline(
+            device=args.device,
+            size=args.size,
+            model=args.model or "dl-sim3",
+            seconds=args.seconds or 30.0,
+            threads=args.threads,
+            inference=args.inference,
+            pin_cpus=args.pin,
+            acquisition_nice=args.acquisition_nice,
+        )
+    elif args.what == "soak":
+        from srlive.pipeline.bench import bench_soak
+
+        result = bench_soak(
+            seconds=args.seconds or 600.0,
+            size=args.size,
+            model=args.model or "dl-sim3",
+            device=args.device,
+            threads=args.threads,
+            out_dir=args.dir,
+            inference=args.inference,
+            pin_cpus=args.pin,
         )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition
@@ -343,7 +441,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "models":
         from srlive.learn.bench import bench_models
 
-        result = bench_models(args.model, size=args.size, repeats=args.repeats, device=args.device)
+        result = bench_models(
+            [args.model] if args.model else None,
+            size=args.size,
+            repeats=args.repeats,
+            device=args.device,
+        )
     elif args.what == "optimizer":
         result = _bench_optimizer(args)
     elif args.what == "recon":
@@ -407,6 +510,15 @@ def _cmd_optimizer_prior(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from srlive.viewer.browse import view_store
+
+    shot = view_store(args.store, series=args.series, t=args.t, snapshot=args.snapshot)
+    if shot is not None:
+        print(shot)
+    return 0
+
+
 def _cmd_profile(args: argparse.Namespace) -> int:
     from srlive.hardware.connect import connect
     from srlive.profiles import load_profile
@@ -457,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench": _cmd_bench,
         "profile": _cmd_profile,
         "optimizer-prior": _cmd_optimizer_prior,
+        "view": _cmd_view,
     }
     try:
         return handlers[args.command](args)

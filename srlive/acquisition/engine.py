@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from psygnal import Signal, SignalGroup
@@ -24,7 +24,7 @@ from srlive.acquisition.modalities import Modality
 from srlive.hardware.microscope import Microscope
 
 # frame metadata the engine adds beyond the store's standard columns
-EXTRA_FRAME_COLUMNS = ("k", "position", "c", "camera_time_ms", "camera_crc")
+EXTRA_FRAME_COLUMNS = ("k", "position", "c", "camera_time_ms", "camera_crc", "exposure_end_s")
 MAX_BATCH_SETS = 256
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,18 @@ class SetPlan:
         return self.position
 
 
+class FrameSink(Protocol):
+    """Where the engine puts the frames of a set (e.g. a preallocated ring buffer slot)."""
+
+    def claim(self, plan: SetPlan) -> np.ndarray:
+        """A writable (n_frames, H, W) uint16 array for the next set of ``plan``."""
+        ...
+
+    def abandon(self, frames: np.ndarray) -> None:
+        """The set in ``frames`` will not complete (stop or error): take the space back."""
+        ...
+
+
 @dataclass
 class FrameRecord:
     """A frame and its metadata, as delivered to subscribers."""
@@ -82,7 +94,11 @@ class EngineStats:
 
 
 class EngineEvents(SignalGroup):
-    """Signals the engine emits (from the acquisition thread)."""
+    """Signals the engine emits (from the acquisition thread).
+
+    With a :class:`FrameSink`, ``frames`` is the sink's memory: valid until the sink reuses
+    it, so a subscriber that keeps frames beyond its call copies them.
+    """
 
     frame_ready = Signal(object)  # FrameRecord
     set_complete = Signal(object, object, object)  # SetPlan, frames (n, H, W), list[meta]
@@ -99,8 +115,10 @@ class Engine:
         *,
         hardware_sequencing: bool = True,
         dose_budget_mj: float | None = None,
+        sink: FrameSink | None = None,
     ) -> None:
         self.scope = scope
+        self.sink = sink
         self.core = scope.core
         self.hardware_sequencing = hardware_sequencing
         self.dose_budget_mj = (
@@ -108,18 +126,34 @@ class Engine:
         )
         self.events = EngineEvents()
         self.stats = EngineStats()
-        self._loaded_sequence: tuple[int, ...] | None = None
-        self._t0 = 0.0
+        # the SLM images last uploaded (kept referenced, so identity comparison is safe);
+        # successive runs of one engine (a live session's chunks) do not re-upload them
+        self._loaded_sequence: tuple[np.ndarray, ...] | None = None
+        self._t0: float | None = None  # time_s origin: the engine's first run
+        self._sequence_t0 = 0.0  # engine time when the current camera sequence started
+        self._stop_at_set = threading.Event()
 
     # --- public --------------------------------------------------------------------
-    def run(self, plans: Iterable[SetPlan], stop: threading.Event | None = None) -> EngineStats:
-        """Execute the plans in order; the microscope is made safe however this ends."""
+    def run(
+        self,
+        plans: Iterable[SetPlan],
+        stop: threading.Event | None = None,
+        stop_at_set: threading.Event | None = None,
+    ) -> EngineStats:
+        """Execute the plans in order; the microscope is made safe however this ends.
+
+        ``stop`` ends the run at the next frame (the set in progress is incomplete and
+        counted as dropped); ``stop_at_set`` ends it when the set in progress completes.
+        """
         stop = stop or threading.Event()
-        self._t0 = time.perf_counter()
+        self._stop_at_set = stop_at_set or threading.Event()
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+        failed = True
         try:
             for batch in self._batches(plans):
                 self._wait_until(batch[0].min_start_s, stop)
-                if stop.is_set():
+                if stop.is_set() or self._stop_at_set.is_set():
                     self.stats.stopped_by = "stop requested"
                     break
                 runnable = self._within_budget(batch)
@@ -127,9 +161,10 @@ class Engine:
                     self._run_batch(runnable, stop)
                 if len(runnable) < len(batch):
                     self._raise_budget(batch[len(runnable)])
-                if stop.is_set():
+                if stop.is_set() or self._stop_at_set.is_set():
                     self.stats.stopped_by = "stop requested"
                     break
+            failed = False
         except KeyboardInterrupt:
             self.stats.stopped_by = "interrupted"
             raise
@@ -139,7 +174,8 @@ class Engine:
             raise
         finally:
             self.scope.make_safe()
-            self._loaded_sequence = None
+            if failed:
+                self._loaded_sequence = None
             self.events.finished.emit(self.stats)
         return self.stats
 
@@ -193,8 +229,13 @@ class Engine:
         if batch:
             yield batch
 
+    @property
+    def t0(self) -> float:
+        """perf_counter() at the start of the engine's first run (the origin of time_s)."""
+        return self._t0 if self._t0 is not None else time.perf_counter()
+
     def _wait_until(self, start_s: float, stop: threading.Event) -> None:
-        delay = start_s - (time.perf_counter() - self._t0)
+        delay = start_s - (time.perf_counter() - self.t0)
         if delay > 0:
             stop.wait(delay)
 
@@ -245,25 +286,42 @@ class Engine:
             if self.uses_hardware_sequencing(plan)
             else self._software_frames(plan, n_frames, stop)
         )
-        frames: list[np.ndarray] = []
+        dest: np.ndarray | None = None  # the set being filled (sink slot or a new array)
         metas: list[dict[str, Any]] = []
         current = 0
-        for image, core_meta in source:
-            set_plan = batch[current]
-            meta = self._stamp(set_plan, len(frames), core_meta)
-            self.stats.frames_acquired += 1
-            self.events.frame_ready.emit(FrameRecord(image, meta))
-            frames.append(image)
-            metas.append(meta)
-            if len(frames) == set_plan.n_frames:
-                self._account(set_plan, len(frames))
-                self.stats.sets_completed += 1
-                self.events.set_complete.emit(set_plan, np.stack(frames), metas)
-                frames, metas = [], []
-                current += 1
-        if frames:  # an incomplete set (stopped or the camera ended early)
-            self._account(batch[current], len(frames))
-            self.stats.frames_dropped += len(frames)
+        try:
+            for image, core_meta in source:
+                set_plan = batch[current]
+                if dest is None:
+                    dest = self._destination(set_plan, image)
+                k = len(metas)
+                np.copyto(dest[k], image)  # out of the core's buffer, which it reuses
+                meta = self._stamp(set_plan, k, core_meta)
+                self.stats.frames_acquired += 1
+                metas.append(meta)
+                self.events.frame_ready.emit(FrameRecord(dest[k], meta))
+                if len(metas) == set_plan.n_frames:
+                    self._account(set_plan, len(metas))
+                    self.stats.sets_completed += 1
+                    frames, dest = dest, None
+                    self.events.set_complete.emit(set_plan, frames, metas)
+                    metas = []
+                    current += 1
+                    if self._stop_at_set.is_set():
+                        break
+        finally:
+            source.close()  # camera sequence stopped, laser off, now rather than at GC
+            if dest is not None:  # an incomplete set (stopped, error, camera ended early)
+                self._account(batch[current], len(metas))
+                self.stats.frames_dropped += len(metas)
+                if self.sink is not None:
+                    self.sink.abandon(dest)
+
+    def _destination(self, plan: SetPlan, image: np.ndarray) -> np.ndarray:
+        """Where the frames of the next set go: a sink slot, or a new (n, H, W) array."""
+        if self.sink is not None:
+            return self.sink.claim(plan)
+        return np.empty((plan.n_frames, *np.shape(image)), np.asarray(image).dtype)
 
     def _account(self, plan: SetPlan, n_frames: int) -> None:
         dose = plan.power_mw * plan.exposure_ms * n_frames / 1000.0
@@ -281,7 +339,7 @@ class Engine:
             "k": k,
             "position": plan.position,
             "c": plan.channel_index,
-            "time_s": time.perf_counter() - self._t0,
+            "time_s": time.perf_counter() - self.t0,
             "exposure_ms": plan.exposure_ms,
             "slm_pattern": k % len(plan.slm_images) if modality.structured else -1,
             "z_um": plan.z_um if plan.z_um is not None else self._z(),
@@ -299,6 +357,13 @@ class Engine:
                     meta[column] = float(core_meta[key])
                 except (KeyError, TypeError, ValueError):
                     pass
+        # end of the frame's exposure (last row, rolling readout done), on the engine's clock:
+        # the core's elapsed-time stamp of the camera frame, from the sequence start recorded
+        # just before it was started (so never late); else the frame stamp (software timing)
+        camera_ms = meta.get("camera_time_ms")
+        meta["exposure_end_s"] = (
+            self._sequence_t0 + camera_ms / 1000.0 if camera_ms is not None else meta["time_s"]
+        )
         return meta
 
     def _z(self) -> float:
@@ -311,14 +376,20 @@ class Engine:
         scope, core = self.scope, self.core
         structured = plan.modality.structured and len(plan.slm_images) > 1
         if structured:
-            key = tuple(id(img) for img in plan.slm_images)
-            if self._loaded_sequence != key:
+            loaded = self._loaded_sequence
+            if (
+                loaded is None
+                or len(loaded) != len(plan.slm_images)
+                or any(a is not b for a, b in zip(loaded, plan.slm_images, strict=True))
+            ):
+                self._loaded_sequence = None
                 core.loadSLMSequence(scope.roles.slm, list(plan.slm_images))
-                self._loaded_sequence = key
+                self._loaded_sequence = tuple(plan.slm_images)
             core.startSLMSequence(scope.roles.slm)
         elif plan.slm_images and scope.has_slm:
             scope.show_slm(plan.slm_images[0])
         scope.laser_on(plan.line)
+        self._sequence_t0 = time.perf_counter() - self.t0
         core.startSequenceAcquisition(n_frames, 0.0, True)
         popped = 0
         try:
@@ -326,7 +397,7 @@ class Engine:
                 if core.getRemainingImageCount() > 0:
                     image, meta = core.popNextImageAndMD()
                     popped += 1
-                    yield np.array(image, copy=True), meta
+                    yield image, meta  # the consumer copies it out before the next pop
                 elif not core.isSequenceRunning():
                     if core.getRemainingImageCount() == 0:
                         break
@@ -354,4 +425,4 @@ class Engine:
                 core.snapImage()
             finally:
                 scope.laser_off(plan.line)
-            yield np.array(core.getImage(), copy=True), None
+            yield core.getImage(), None

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from srlive.acquisition.engine import Engine, SetPlan
-from srlive.acquisition.modalities import Modality, get_modality, slm_images
-from srlive.acquisition.plan import repeated_sets
-from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, SeriesWriter
+from srlive.acquisition.modalities import get_modality
+from srlive.acquisition.session import FIRST_SERIES, LiveSession, LiveSettings
+from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
-from srlive.profiles import Profile, load_profile
+from srlive.pipeline.stream import SRResult
+from srlive.profiles import load_profile
 from srlive.safety import interlock
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class RunSummary:
     raw_frames_stored: int = 0
     raw_frames_dropped: int = 0
     sr_images: int = 0
+    sr_skipped: int = 0  # sets the live pipeline did not reconstruct (it fell behind)
     raw_path: str = "raw/0"
     sr_path: str | None = "sr/0"
     raw_axes: list[str] = field(default_factory=lambda: ["t", "ap", "y", "x"])
@@ -62,7 +63,10 @@ class RunSummary:
     raw_fps: float = 0.0
     recon_ms_median: float | None = None
     sim_parameters: dict[str, Any] | None = None
+    latency_ms: dict[str, Any] | None = None  # exposure end -> SR ready: n, p50, p99, max
+    series: dict[str, str] = field(default_factory=dict)  # series -> path (one per modality)
     lasers_on_at_end: list[int] = field(default_factory=list)
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,8 +83,16 @@ def run_live(
     on_update: UpdateCallback | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    attach: Callable[[LiveSession], None] | None = None,
+    stay_open: bool = False,
+    session_options: dict[str, Any] | None = None,
 ) -> RunSummary:
-    """Acquire ``settings.frames`` sets, reconstruct, display and store them."""
+    """Acquire ``settings.frames`` sets through a :class:`LiveSession`, store and show them.
+
+    ``stop`` (Ctrl-C, SIGTERM, window closed) ends acquisition at the next frame.
+    ``attach(session)`` connects a viewer before the run starts; with ``stay_open`` the
+    session stays usable (Start/Snap/settings from the viewer) until ``stop`` is set.
+    """
     stop = stop or threading.Event()
     profile = load_profile(settings.profile)
     modality = get_modality(settings.modality)
@@ -102,18 +114,23 @@ def run_live(
         with interlock(scope):
             for label, prop, value in settings.properties:
                 scope.set_property(label, prop, value)
-            return _acquire(
-                scope,
-                profile,
-                modality,
+            live = LiveSettings(
+                modality.name,
                 line,
                 exposure,
-                power,
+                {ln: (power if ln == line else 0.0) for ln in profile.laser_lines},
+            )
+            return _acquire(
+                scope,
+                live,
                 settings,
                 out,
-                on_update,
-                stop,
-                progress,
+                on_update=on_update,
+                stop=stop,
+                progress=progress,
+                attach=attach,
+                stay_open=stay_open,
+                session_options=session_options or {},
             )
     finally:
         scope.core.unloadAllDevices()
@@ -121,90 +138,112 @@ def run_live(
 
 def _acquire(
     scope: Microscope,
-    profile: Profile,
-    modality: Modality,
-    line: int,
-    exposure: float,
-    power: float,
+    live: LiveSettings,
     settings: RunSettings,
     out: Path,
+    *,
     on_update: UpdateCallback | None,
     stop: threading.Event,
     progress: Callable[[int], None] | None,
+    attach: Callable[[LiveSession], None] | None,
+    stay_open: bool,
+    session_options: dict[str, Any],
 ) -> RunSummary:
-    images = tuple(slm_images(profile, modality, line, scope.slm_shape)) if scope.has_slm else ()
-    plans = repeated_sets(modality, line, power, exposure, images, settings.frames)
-    engine = Engine(scope)
+    modality = get_modality(live.modality)
+    run_info = {
+        "modality": modality.name,
+        "frames": settings.frames,
+        "exposure_ms": live.exposure_ms,
+        "laser_line": live.line,
+        "power_mw": live.power,
+        "set_properties": settings.properties,
+    }
+    session = LiveSession(
+        scope,
+        live,
+        out,
+        overwrite=settings.overwrite,
+        run_info=run_info,
+        keep_raw_sum=on_update is not None,
+        **session_options,
+    )
+    sequencing = session.sequencing()
+    session.writer.run_info["sequencing"] = sequencing
     summary = RunSummary(
         output=str(out),
         modality=modality.name,
-        sequencing="hardware" if engine.uses_hardware_sequencing(plans[0]) else "software",
+        sequencing=sequencing,
         sr_path="sr/0" if modality.reconstruction in AVAILABLE_RECONSTRUCTIONS else None,
     )
+    start = time.perf_counter()
+    stored = [0]
 
-    def on_result(
-        plan: SetPlan, frames: np.ndarray, sr: np.ndarray | None, info: dict[str, Any]
-    ) -> None:
-        if progress:
-            progress(plan.t + 1)
-        if on_update:
-            on_update(
-                frames.sum(axis=0, dtype=np.float32),
-                sr,
-                {
-                    "t": plan.t + 1,
-                    "of": settings.frames,
-                    "frames": engine.stats.frames_acquired,
-                    "dropped": engine.stats.frames_dropped,
-                    "recon_ms": info.get("recon_ms"),
-                    "status": f"{modality.name}, {summary.sequencing} sequencing",
-                },
+    def on_stored(info: dict[str, Any]) -> None:
+        if info["series"] == FIRST_SERIES:
+            stored[0] += 1
+            if progress:
+                progress(min(stored[0], settings.frames))
+            if on_update and summary.sr_path is None:
+                shown = session.preview(lambda f: f.sum(axis=0, dtype=np.float32))
+                if shown is not None:
+                    on_update(shown[0], None, _info(info["t"], None))
+
+    def _info(t: int, result: SRResult | None) -> dict[str, Any]:
+        return {
+            "t": t + 1,
+            "of": settings.frames,
+            "frames": session.engine.stats.frames_acquired,
+            "dropped": session.engine.stats.frames_dropped,
+            "recon_ms": result.recon_ms if result else None,
+            "status": f"{modality.name}, {sequencing} sequencing",
+        }
+
+    session.events.stored.connect(on_stored)
+    if on_update is not None:
+        session.events.result.connect(
+            lambda r: (
+                on_update(r.raw_sum, r.image, _info(r.t, r)) if r.series == FIRST_SERIES else None
             )
-
-    writer = SeriesWriter(
-        profile,
-        scope.frame_shape,
-        scope.camera_offset_adu,
-        {
-            "modality": modality.name,
-            "frames": settings.frames,
-            "exposure_ms": exposure,
-            "laser_line": line,
-            "power_mw": power,
-            "set_properties": settings.properties,
-            "sequencing": summary.sequencing,
-        },
-        path_for=lambda _name: out,
-        overwrite=settings.overwrite,
-        on_result=on_result,
-    )
-    engine.events.set_complete.connect(
-        lambda plan, frames, metas: writer.on_set(
-            plan, frames, metas, "run", modality.reconstruction
         )
-    )
-    complete = False
+    if attach is not None:
+        attach(session)
+    forced = False
     try:
-        engine.run(plans, stop)
-        complete = True
+        session.start(settings.frames)
+        while not session.wait(0.05):
+            if stop.is_set():
+                session.abort()
+        summary.interrupted = session.interrupted
+        if stay_open:
+            stop.wait()
+            summary.interrupted = summary.interrupted or session.interrupted or session.running
     except KeyboardInterrupt:
         log.warning("interrupted: lasers off, closing the store")
+        forced = summary.interrupted = True
     finally:
-        summary.lasers_on_at_end = [ln for ln in profile.laser_lines if scope.laser_is_on(ln)]
-        writer.close(complete=True)
-        summary.interrupted = not complete or stop.is_set()
-        summary.raw_frames_acquired = engine.stats.frames_acquired
-        summary.raw_frames_stored = writer.frames_stored
-        summary.raw_frames_dropped = summary.raw_frames_acquired - summary.raw_frames_stored
-        summary.sr_images = writer.sr_images
-        summary.wall_s = time.perf_counter() - engine._t0
+        session.abort()
+        session.wait()
+        if forced:
+            session.pipeline.close(drain=False)
+        result = session.close()
+        summary.lasers_on_at_end = result["lasers_on_at_end"]
+        summary.interrupted = summary.interrupted or (stop.is_set() and settings.frames > stored[0])
+        summary.raw_frames_acquired = result["raw_frames_acquired"]
+        summary.raw_frames_stored = result["raw_frames_stored"]
+        summary.raw_frames_dropped = result["raw_frames_dropped"]
+        summary.sr_images = result["sr_images"]
+        summary.sr_skipped = result["sr_skipped"]
+        summary.series = {k: v["path"] for k, v in result["series"].items()}
+        summary.latency_ms = result["pipeline"]["latency_ms"]["to_result"]
+        summary.wall_s = time.perf_counter() - start
         summary.raw_fps = summary.raw_frames_acquired / summary.wall_s if summary.wall_s else 0.0
-        times = writer.recon_times_ms()
-        if times:
-            summary.recon_ms_median = float(np.median(times))
-            recon = writer.series["run"].recon
-            if hasattr(recon, "sim"):
-                summary.sim_parameters = _params_dict(recon.sim.params)
+        summary.error = result["error"]
+        state = session.writer.series.get(FIRST_SERIES)
+        if state is not None and state.recon is not None and state.recon.times_ms:
+            summary.recon_ms_median = float(np.median(state.recon.times_ms))
+            if hasattr(state.recon, "sim"):
+                params = getattr(state.recon, "child_sim_params", None) or state.recon.sim.params
+                summary.sim_parameters = _params_dict(params)
     return summary
 
 

@@ -1,9 +1,16 @@
-"""Engine subscriber that reconstructs and stores every complete set, per series."""
+"""Per-series OME-Zarr stores and reconstructors; the synchronous engine subscriber.
+
+:meth:`SeriesWriter.on_set` stores and reconstructs a set on the calling thread (protocols);
+the live pipeline (:mod:`srlive.pipeline`) uses :meth:`SeriesWriter.series_for`,
+:meth:`~SeriesWriter.write_raw` and :meth:`~SeriesWriter.write_sr` from its own threads.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +21,7 @@ import zarr
 
 from srlive.acquisition.engine import EXTRA_FRAME_COLUMNS, SetPlan
 from srlive.acquisition.modalities import Modality
+from srlive.learn.geometry import Geometry
 from srlive.profiles import Profile
 from srlive.recon.wiener_sim import WienerSIM
 from srlive.storage.omezarr import AcquisitionStore
@@ -21,6 +29,8 @@ from srlive.storage.omezarr import AcquisitionStore
 log = logging.getLogger(__name__)
 
 AVAILABLE_RECONSTRUCTIONS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr")
+SR_EXTRA_COLUMNS = ("recon_ms", "confidence", "latency_ms")
+TIMES_KEPT = 10_000  # reconstruction times kept for summaries (bounded: long runs stay flat)
 
 
 class SIMReconstructor:
@@ -34,6 +44,7 @@ class SIMReconstructor:
         line: int,
         offset_adu: float,
     ) -> None:
+        self.spec = (SIMReconstructor, (profile, modality, frame_shape, line, offset_adu))
         self.sim = WienerSIM(
             frame_shape,
             profile.optics.pixel_nm,
@@ -43,7 +54,7 @@ class SIMReconstructor:
             n_phases=modality.n_phases,
             offset_adu=offset_adu,
         )
-        self.times_ms: list[float] = []
+        self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
 
     upscale = 2
 
@@ -59,12 +70,20 @@ class SIMReconstructor:
 class ModelReconstructor:
     """A learned model (shipped weights) with its confidence score per output."""
 
-    def __init__(self, method: str, offset_adu: float, profile: Profile, line: int) -> None:
-        from srlive.learn.infer import Geometry, learned
+    def __init__(
+        self,
+        method: str,
+        offset_adu: float,
+        geometry: Geometry | None = None,
+        device: str = "auto",
+    ) -> None:
+        from srlive.learn.infer import learned
 
-        self.model = learned(method, "auto", offset_adu, Geometry.from_profile(profile, line))
+        # how to build the same reconstructor elsewhere (the inference process)
+        self.spec = (ModelReconstructor, (method, offset_adu, geometry, device))
+        self.model = learned(method, device, offset_adu, geometry)
         self.upscale = self.model.upscale
-        self.times_ms: list[float] = []
+        self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
@@ -80,9 +99,11 @@ class SeriesState:
     name: str
     store: AcquisitionStore
     recon: SIMReconstructor | ModelReconstructor | None
-    sets: int = 0
+    sets: int = 0  # raw sets stored
     frames: int = 0
     sr_images: int = 0
+    sr_skipped: int = 0
+    next_t: int = 0  # time index the next set of this series gets (the live pipeline)
 
 
 @dataclass
@@ -99,6 +120,13 @@ class SeriesWriter:
         None
     )
     series: dict[str, SeriesState] = field(default_factory=dict)
+    device: str = "auto"  # for learned reconstructions
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def series_for(self, name: str, plan: SetPlan, reconstruction: str | None) -> SeriesState:
+        """The series ``name``, created (store and reconstructor) by its first set."""
+        with self._lock:
+            return self.series.get(name) or self._open(name, plan, reconstruction)
 
     def _open(self, name: str, plan: SetPlan, reconstruction: str | None) -> SeriesState:
         modality = plan.modality
@@ -107,8 +135,11 @@ class SeriesWriter:
             recon = SIMReconstructor(
                 self.profile, modality, self.frame_shape, plan.line, self.offset_adu
             )
-        elif reconstruction in AVAILABLE_RECONSTRUCTIONS:
-            recon = ModelReconstructor(reconstruction, self.offset_adu, self.profile, plan.line)
+        elif reconstruction in AVAILABLE_RECONSTRUCTIONS or str(reconstruction).endswith(
+            ".safetensors"
+        ):
+            geometry = Geometry.from_profile(self.profile, plan.line)
+            recon = ModelReconstructor(str(reconstruction), self.offset_adu, geometry, self.device)
         elif reconstruction is not None:
             log.warning(
                 "%s: reconstruction %r is not available in this version; storing raw frames only",
@@ -138,6 +169,7 @@ class SeriesWriter:
             sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
             extra_frame_columns=EXTRA_FRAME_COLUMNS,
+            extra_sr_columns=SR_EXTRA_COLUMNS,
         )
         state = SeriesState(name, store, recon)
         self.series[name] = state
@@ -152,31 +184,45 @@ class SeriesWriter:
         reconstruction: str | None,
     ) -> None:
         """Store a complete set; reconstruct it when the series has a reconstructor."""
-        state = self.series.get(name) or self._open(name, plan, reconstruction)
-        modality = plan.modality
-        raw_set = frames.reshape(modality.n_angles, modality.n_phases, *frames.shape[-2:])
-        state.store.write_set(state.sets, raw_set, metas)
+        state = self.series_for(name, plan, reconstruction)
+        t = state.next_t
+        state.next_t += 1
+        self.write_raw(state, t, plan, frames, metas)
         sr = None
-        info: dict[str, Any] = {"series": name, "t": state.sets}
+        info: dict[str, Any] = {"series": name, "t": t}
         if state.recon is not None:
             sr, confidence = state.recon(frames)
             info["recon_ms"] = state.recon.times_ms[-1]
             info["confidence"] = confidence
-            state.store.write_sr(
-                state.sets,
-                sr,
-                {
-                    "t": state.sets,
-                    "time_s": metas[-1]["time_s"],
-                    "recon_ms": info["recon_ms"],
-                    "confidence": confidence,
-                },
-            )
-            state.sr_images += 1
-        state.sets += 1
-        state.frames += len(frames)
+            meta = {"time_s": metas[-1]["time_s"], "recon_ms": info["recon_ms"]}
+            self.write_sr(state, t, sr, {**meta, "confidence": confidence})
         if self.on_result:
             self.on_result(plan, frames, sr, info)
+
+    def write_raw(
+        self,
+        state: SeriesState,
+        t: int,
+        plan: SetPlan,
+        frames: np.ndarray,
+        metas: list[dict[str, Any]],
+    ) -> None:
+        """Store the raw set ``frames`` (n, H, W) as time point ``t`` of ``state``."""
+        modality = plan.modality
+        raw_set = frames.reshape(modality.n_angles, modality.n_phases, *frames.shape[-2:])
+        state.store.write_set(t, raw_set, metas)
+        state.sets += 1
+        state.frames += len(frames)
+
+    def write_sr(self, state: SeriesState, t: int, sr: np.ndarray, meta: dict[str, Any]) -> None:
+        """Store the SR image of set ``t`` and its table row (time_s, recon_ms, ...)."""
+        state.store.write_sr(t, sr, {"t": t, **meta})
+        state.sr_images += 1
+
+    def write_skipped(self, state: SeriesState, t: int, meta: dict[str, Any]) -> None:
+        """Record that set ``t`` was not reconstructed (the live pipeline fell behind)."""
+        state.store.write_sr_skipped(t, {"t": t, **meta})
+        state.sr_skipped += 1
 
     def close(self, complete: bool) -> None:
         for state in self.series.values():
@@ -189,6 +235,10 @@ class SeriesWriter:
     @property
     def sr_images(self) -> int:
         return sum(s.sr_images for s in self.series.values())
+
+    @property
+    def sr_skipped(self) -> int:
+        return sum(s.sr_skipped for s in self.series.values())
 
     def recon_times_ms(self) -> list[float]:
         return [t for s in self.series.values() if s.recon for t in s.recon.times_ms]

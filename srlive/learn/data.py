@@ -28,12 +28,9 @@ from simulators.illumination import IlluminationPattern
 from simulators.imaging import FringeCache, expected_from_cache
 from simulators.optics import blur, otf_2d
 from simulators.samples import make_sample
+from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA, PERIOD_NM
 
-CAMERA_NM = 65.0
-HI_NM = 32.5
-NA = 1.49
-EMISSION_NM = 510.0
-PERIOD_NM = 195.0
+HI_NM = CAMERA_NM / 2
 TRAIN_STRUCTURES = ("microtubules", "vesicles", "mitochondria", "beads")
 HELD_OUT_STRUCTURES = ("er",)
 

@@ -29,12 +29,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from srlive.learn.data import CAMERA_NM, EMISSION_NM, NA, PERIOD_NM, SimSettings
+from srlive.learn.data import SimSettings
+from srlive.learn.geometry import Geometry, geometry_mismatch
 from srlive.learn.models import SRUNet
 from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
 
@@ -44,49 +44,7 @@ CLIP_BAND = 0.0005  # "at the top": within this fraction of the top value (33 AD
 CLIP_MIN_ADU = 1000.0  # ... when that value is this far above the offset (no camera clips lower)
 GEOMETRY_TOLERANCE = 0.02  # relative mismatch outside the trained range that costs 1/e
 
-
-@dataclass(frozen=True)
-class Geometry:
-    """How an acquisition samples the sample: what a model's input depends on."""
-
-    pixel_nm: float = CAMERA_NM
-    na: float = NA
-    emission_nm: float = EMISSION_NM
-    pattern_period_nm: float | None = PERIOD_NM
-
-    @classmethod
-    def from_profile(cls, profile: Any, line: int | None = None) -> Geometry:
-        line = line or profile.defaults.laser_line
-        return cls(
-            profile.optics.pixel_nm,
-            profile.optics.na,
-            profile.optics.emission_for(line),
-            profile.sim.period_nm.get(line),
-        )
-
-    @property
-    def psf_px(self) -> float:
-        """Widefield resolution λ/(2NA) in camera pixels."""
-        return self.emission_nm / (2 * self.na) / self.pixel_nm
-
-    @property
-    def period_px(self) -> float | None:
-        return None if self.pattern_period_nm is None else self.pattern_period_nm / self.pixel_nm
-
-
-def _outside(value: float, lo: float, hi: float) -> float:
-    """Relative distance of ``value`` outside [lo, hi] (0 inside)."""
-    return max(lo - value, value - hi, 0.0) / ((lo + hi) / 2)
-
-
-def geometry_mismatch(task_patterned: bool, trained_jitter: float, geometry: Geometry) -> float:
-    """Relative mismatch between an acquisition and the training geometry (0 = matches)."""
-    mismatch = _outside(geometry.psf_px, *(Geometry().psf_px * f for f in (0.99, 1.01)))
-    if task_patterned and geometry.period_px is not None:
-        trained = Geometry().period_px
-        lo, hi = trained * (1 - trained_jitter), trained * (1 + trained_jitter)
-        mismatch = max(mismatch, _outside(geometry.period_px, lo, hi))
-    return mismatch
+__all__ = ["Geometry", "LearnedReconstructor", "Result", "learned", "resolve_weights"]
 
 
 @dataclass

@@ -8,7 +8,9 @@ Layout of one acquisition (``<name>.zarr``)::
     sr/                   NGFF 0.5 image, axes t, y, x (only when an SR shape is given)
       0/                  float32 (T, H2, W2); sr/0[t] is the SR image of raw set t (NaN if none)
     tables/frames/        one 1-D array per column, one row per stored raw frame
-    tables/sr/            one 1-D array per column, one row per stored SR image
+    tables/sr/            one 1-D array per column, one row per raw set given to the
+                          reconstruction: ``status`` says "reconstructed" (image in sr/0[t])
+                          or "skipped" (the live pipeline fell behind; sr/0[t] stays NaN)
 
 NGFF 0.5 allows at most one axis besides time and space ("MAY contain one additional entry
 of type channel or a null / custom type"), so the SIM angle and phase share one custom axis
@@ -72,7 +74,9 @@ SR_COLUMN_DEFAULTS: dict[str, tuple[str, float | int]] = {
     "t": ("int32", -1),
     "time_s": ("float64", math.nan),
     "method": ("int16", -1),  # categorical: codes into attrs["categories"]["method"]
+    "status": ("int16", -1),  # categorical: "reconstructed" | "skipped" (absent in layout 1.0)
 }
+SR_STATUSES = ("reconstructed", "skipped")
 DEFAULT_SR_EXTRAS: tuple[str, ...] = ("recon_ms", "confidence")
 
 
@@ -343,6 +347,7 @@ class AcquisitionStore:
         self.sr_method = sr_method
         self.frames_written = 0
         self.sr_written = 0
+        self.sr_skipped = 0
         self._frames_flushed = 0
         self._sr_flushed = 0
         self._n_sets = 0  # 1 + largest raw set index written
@@ -436,8 +441,8 @@ class AcquisitionStore:
         self._sr_table = _Table(
             tables.create_group("sr"),
             sr_cols,
-            categories={"method": [sr_method] if sr_method else []},
-            description="one row per stored SR image",
+            categories={"method": [sr_method] if sr_method else [], "status": list(SR_STATUSES)},
+            description="one row per raw set given to the reconstruction (status says which)",
         )
         self._frame_cols = list(self._frames.columns)
         self._sr_cols = list(self._sr_table.columns)
@@ -538,6 +543,15 @@ class AcquisitionStore:
         img = np.asarray(image, dtype=np.float32)
         if img.shape != self._sr.shape[1:]:
             raise ValueError(f"SR image shape {img.shape} != {self._sr.shape[1:]}")
+        self._sr_row(t, meta, "reconstructed", img)
+
+    def write_sr_skipped(self, t: int, meta: Mapping[str, Any]) -> None:
+        """Record that raw set ``t`` was not reconstructed (``sr/0[t]`` stays NaN)."""
+        if self._sr is None:
+            raise RuntimeError("this store was created without sr_shape")
+        self._sr_row(t, meta, "skipped", None)
+
+    def _sr_row(self, t: int, meta: Mapping[str, Any], status: str, img: np.ndarray | None) -> None:
         t = int(t)
         if t < 0:
             raise ValueError("t must be >= 0")
@@ -552,14 +566,19 @@ class AcquisitionStore:
                     method = meta.get("method", self.sr_method)
                     code = -1 if method is None else self._sr_table.code("method", str(method))
                     row[name] = [code]
+                elif name == "status":
+                    row[name] = [self._sr_table.code("status", status)]
                 else:
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
             self._ensure_length(self._sr, t)
-            self._sr[t] = img
-            self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
+            if img is not None:
+                self._sr[t] = img
+                self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
+                self.sr_written += 1
+            else:
+                self.sr_skipped += 1
             self._sr_table.add_rows(rows)
-            self.sr_written += 1
             self._n_sr_t = max(self._n_sr_t, t + 1)
             self._maybe_autoflush()
 
@@ -764,6 +783,17 @@ class StoreReader:
         if self.sr is None:
             raise KeyError("this store has no SR images")
         return np.asarray(self.sr[t])
+
+    def sr_status(self) -> dict[int, str]:
+        """Per raw set t given to the reconstruction: "reconstructed" or "skipped".
+
+        Stores written before the ``status`` column existed list every row as reconstructed.
+        """
+        ts = self.sr_table.get("t", np.zeros(0, np.int32))
+        status = self.sr_table.get("status")
+        if status is None:
+            return {int(t): "reconstructed" for t in ts}
+        return {int(t): str(s) or "reconstructed" for t, s in zip(ts, status, strict=True)}
 
 
 def _read_table(group: zarr.Group, n: int | None) -> dict[str, np.ndarray]:

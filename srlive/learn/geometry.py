@@ -1,0 +1,59 @@
+"""Acquisition geometry a learned model depends on, and how far one is from its training.
+
+Kept free of torch so acquisition code can describe an acquisition without loading models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# the simulated microscope the shipped models are trained on (see srlive.learn.data)
+CAMERA_NM = 65.0
+NA = 1.49
+EMISSION_NM = 510.0
+PERIOD_NM = 195.0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an acquisition samples the sample: what a model's input depends on."""
+
+    pixel_nm: float = CAMERA_NM
+    na: float = NA
+    emission_nm: float = EMISSION_NM
+    pattern_period_nm: float | None = PERIOD_NM
+
+    @classmethod
+    def from_profile(cls, profile: Any, line: int | None = None) -> Geometry:
+        line = line or profile.defaults.laser_line
+        return cls(
+            profile.optics.pixel_nm,
+            profile.optics.na,
+            profile.optics.emission_for(line),
+            profile.sim.period_nm.get(line),
+        )
+
+    @property
+    def psf_px(self) -> float:
+        """Widefield resolution λ/(2NA) in camera pixels."""
+        return self.emission_nm / (2 * self.na) / self.pixel_nm
+
+    @property
+    def period_px(self) -> float | None:
+        return None if self.pattern_period_nm is None else self.pattern_period_nm / self.pixel_nm
+
+
+def _outside(value: float, lo: float, hi: float) -> float:
+    """Relative distance of ``value`` outside [lo, hi] (0 inside)."""
+    return max(lo - value, value - hi, 0.0) / ((lo + hi) / 2)
+
+
+def geometry_mismatch(task_patterned: bool, trained_jitter: float, geometry: Geometry) -> float:
+    """Relative mismatch between an acquisition and the training geometry (0 = matches)."""
+    mismatch = _outside(geometry.psf_px, *(Geometry().psf_px * f for f in (0.99, 1.01)))
+    if task_patterned and geometry.period_px is not None:
+        trained = Geometry().period_px
+        lo, hi = trained * (1 - trained_jitter), trained * (1 + trained_jitter)
+        mismatch = max(mismatch, _outside(geometry.period_px, lo, hi))
+    return mismatch

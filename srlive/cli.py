@@ -65,6 +65,20 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing store")
     run.add_argument("--headless", action="store_true", help="no window")
     run.add_argument(
+        "--optimize",
+        action="store_true",
+        help="the learned optimizer sets power and exposure (sim9/sim3; a toggle in the window)",
+    )
+    run.add_argument(
+        "--goal",
+        default="min-dose-at-quality",
+        choices=["min-dose-at-quality", "quality-within-budget", "max-rate-at-quality"],
+        help="optimizer goal",
+    )
+    run.add_argument(
+        "--target-quality", type=float, default=None, help="optimizer: SSIM to aim at (0-1)"
+    )
+    run.add_argument(
         "--close-when-done",
         action="store_true",
         help="close the window after the sets (default: it stays open for Start/Snap)",
@@ -221,7 +235,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         properties=args.properties,
         out=args.out,
         overwrite=args.overwrite,
+        optimize=args.optimize,
+        goal=args.goal,
+        target_quality=args.target_quality,
     )
+    if args.target_quality is not None and not 0 < args.target_quality <= 1:
+        raise UsageError("--target-quality must be in (0, 1]")
     headless = args.headless or not display_available()
     summary = (
         _run_headless(settings)

@@ -237,3 +237,24 @@ def test_goals_pace_the_budget_and_prefer_short_sets():
     rate = Optimizer(_space(), prior, goal="max-rate-at-quality", target_quality=0.6, seed=6)
     decisions = _simulate(rate, 12, beta=2.0, k=0.0)
     assert decisions[-1]["exposure_ms"] == pytest.approx(_space().min_exposure_ms)
+
+
+def test_live_run_with_the_optimizer_stays_in_limits_and_stores_its_decisions(
+    tmp_path, received, profile
+):
+    from srlive.cli import main
+
+    out = tmp_path / "live.zarr"
+    args = ["run", "--headless", "--frames", "25", "--optimize", "--out", str(out)]
+    for label, prop, value in SMALL:
+        args += ["--set", f"{label}.{prop}={value}"]
+    assert main(args) == 0
+    records = read_records(out)
+    assert records, "the optimizer made no decision in 25 sets"
+    # the default 20 mW is far more light than this bright sample needs at the default
+    # target: the optimizer turned the power down, within the profile's limits
+    assert received["power"][-1] < profile.defaults.power_mw
+    assert max(received["power"]) <= profile.limits.max_power_mw[488]
+    assert all(0 < r["power_mw"] <= profile.limits.max_power_mw[488] for r in records)
+    assert all(r["reason"] for r in records)
+    assert np.array_equal(read_table(out)["t"], [r["t"] for r in records])

@@ -3,6 +3,7 @@ storage, latency stamps, inference in a child process, metrics."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 import zarr
 
+from simulators.camera_model import CameraModel
 from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
 from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.acquisition.writer import ModelReconstructor
+from srlive.optimize.metrics import NoiseModel
 from srlive.pipeline.cpus import (
     allowed,
     lower_current_thread_priority,
@@ -25,7 +28,7 @@ from srlive.pipeline.cpus import (
     pin_current_thread,
 )
 from srlive.pipeline.latency import STAGES, LatencyTracker, intervals_ms, ordered
-from srlive.pipeline.metrics import SignalTracker, noise_sigma
+from srlive.pipeline.metrics import SignalTracker
 from srlive.pipeline.process import InferenceProcess
 from srlive.pipeline.ring import SetRing
 from srlive.safety import SafetyError
@@ -263,20 +266,25 @@ def test_modality_change_opens_a_sub_series(scope, tmp_path) -> None:
     assert open_store(tmp_path / "live.zarr" / "sim9").sr_status() == {0: "reconstructed"}
 
 
-def test_signal_tracker_and_noise_estimate() -> None:
-    rng = np.random.default_rng(0)
-    noise = rng.normal(0, 4.0, (3, 256, 256)).astype(np.float32)
-    assert noise_sigma(noise[0]) == pytest.approx(4.0, rel=0.05)
-    tracker = SignalTracker(offset_adu=100.0)
-    frames = 100.0 + 50.0 + noise
-    first = tracker.update(0, 0.0, frames, power_mw=20.0, exposure_ms=10.0)
-    assert first["signal"] == pytest.approx(50.0, abs=0.1)
+def test_signal_tracker_follows_brightness_and_bleaching() -> None:
+    camera, rng = CameraModel(), np.random.default_rng(0)
+    noise = NoiseModel(camera.offset_adu, camera.e_per_adu, camera.read_noise_e)
+    structure = np.zeros((128, 128), np.float32)
+    structure[40:80, 40:80] = 1.0  # photons per mW·ms
+
+    def frames(light: float, left: float) -> np.ndarray:
+        return np.stack([camera.expose(structure * light * left, 10.0, rng) for _ in range(3)])
+
+    tracker = SignalTracker(noise)
+    first = tracker.update(0, 0.0, frames(200.0, 1.0), power_mw=20.0, exposure_ms=10.0)
+    assert first["signal"] == pytest.approx(camera.qe * 200.0, rel=0.05)
     assert first["surviving_fraction"] == pytest.approx(1.0)
-    assert first["snr"] == pytest.approx(50.0 / 4.0, rel=0.1)
+    assert first["snr"] == pytest.approx(160.0 / math.sqrt(160.0 + 1.6**2), rel=0.1)
     # half the power x exposure and 80% of the fluorophores left: 0.4 x the signal
-    later = tracker.update(1, 1.0, 100.0 + 20.0 + noise, power_mw=10.0, exposure_ms=10.0)
-    assert later["surviving_fraction"] == pytest.approx(0.8, abs=0.01)
-    assert later["bleaching"] == pytest.approx(0.2, abs=0.01)
+    later = tracker.update(1, 1.0, frames(100.0, 0.8), power_mw=10.0, exposure_ms=10.0)
+    assert later["signal"] == pytest.approx(0.4 * first["signal"], rel=0.05)
+    assert later["surviving_fraction"] == pytest.approx(0.8, abs=0.03)
+    assert later["bleaching"] == pytest.approx(0.2, abs=0.03)
 
 
 def test_latency_tracker_percentiles_and_order() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,8 @@ def _run(
         from srlive.optimize.control import OptimizedPlans, build_controls
 
         controls = build_controls(plans, channels, protocol, scope, on_decision=on_decision)
+        for control in controls.values():
+            control.worker.persist = partial(_write_tables, control, out)
         source = OptimizedPlans(
             plans,
             controls,
@@ -227,11 +230,21 @@ def _run(
     }
 
 
+def _write_tables(control: Any, out: Path) -> None:
+    """Decisions and metrics of one optimized series into its store (once it exists)."""
+    from srlive.optimize.store import DECISIONS, METRICS, write_table
+
+    series = out / control.worker.name
+    if (series / "zarr.json").exists():
+        write_table(series, DECISIONS, list(control.applied))
+        write_table(series, METRICS, list(control.worker.metrics))
+
+
 def _store_decisions(controls: dict, writer: SeriesWriter, out: Path) -> dict[str, Any] | None:
     """Stop the optimizer workers; store decisions and metrics in each series' tables."""
     if not controls:
         return None
-    from srlive.optimize.store import DECISIONS, METRICS, write_table
+    from srlive.optimize.store import DECISIONS
 
     summary: dict[str, Any] = {}
     for control in controls.values():
@@ -239,8 +252,7 @@ def _store_decisions(controls: dict, writer: SeriesWriter, out: Path) -> dict[st
         name = control.worker.name
         if name not in writer.series:
             continue
-        write_table(out / name, DECISIONS, control.applied)
-        write_table(out / name, METRICS, control.worker.metrics)
+        _write_tables(control, out)
         late = sum(bool(d.get("late")) for d in control.applied)
         times = [d["decision_ms"] for d in control.applied if "decision_ms" in d]
         summary[name] = {

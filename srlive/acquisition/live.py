@@ -40,6 +40,9 @@ class RunSettings:
     properties: list[tuple[str, str, str]] = field(default_factory=list)
     out: Path | None = None
     overwrite: bool = False
+    optimize: bool = False  # the learned optimizer drives power and exposure from the start
+    goal: str = "min-dose-at-quality"
+    target_quality: float | None = None
 
 
 @dataclass
@@ -158,6 +161,7 @@ def _acquire(
         "power_mw": live.power,
         "set_properties": settings.properties,
     }
+    optimizer = _live_optimizer(scope, live, settings, lambda: session.dose_mj())
     session = LiveSession(
         scope,
         live,
@@ -165,8 +169,11 @@ def _acquire(
         overwrite=settings.overwrite,
         run_info=run_info,
         keep_raw_sum=on_update is not None,
+        optimizer=optimizer,
         **session_options,
     )
+    if settings.optimize:
+        session.set_optimizer_enabled(True)
     sequencing = session.sequencing()
     session.writer.run_info["sequencing"] = sequencing
     summary = RunSummary(
@@ -245,6 +252,30 @@ def _acquire(
                 params = getattr(state.recon, "child_sim_params", None) or state.recon.sim.params
                 summary.sim_parameters = _params_dict(params)
     return summary
+
+
+def _live_optimizer(
+    scope: Microscope, live: LiveSettings, settings: RunSettings, dose_mj: Callable[[], float]
+) -> Any:
+    """The learned optimizer the window (or ``--optimize``) can switch on."""
+    from srlive.optimize.live import LiveOptimizer
+    from srlive.optimize.optimizer import DEFAULT_TARGET_QUALITY
+
+    core, camera = scope.core, scope.roles.camera
+    readout = (
+        float(core.getProperty(camera, "ReadoutTime"))
+        if core.hasProperty(camera, "ReadoutTime")
+        else 0.0
+    )
+    return LiveOptimizer(
+        scope.profile,
+        live.line,
+        live.exposure_ms,
+        dose_mj,
+        goal=settings.goal,
+        target_quality=settings.target_quality or DEFAULT_TARGET_QUALITY,
+        readout_ms=readout,
+    )
 
 
 def _params_dict(params: Any) -> dict[str, Any] | None:

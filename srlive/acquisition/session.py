@@ -20,6 +20,7 @@ like a user's changes (and refused the same way when outside the limits).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from srlive.acquisition.engine import MAX_BATCH_SETS, Engine, SetPlan
 from srlive.acquisition.modalities import Modality, get_modality, slm_images
 from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, SeriesWriter
 from srlive.hardware.microscope import Microscope
+from srlive.optimize.control import noise_model
 from srlive.pipeline.cpus import lower_current_thread_priority, pin_current_thread
 from srlive.pipeline.stream import Pipeline, SRResult
 from srlive.safety import SafetyError
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 LIVE_MODALITIES = ("widefield", "sim9", "sim3")
 FIRST_SERIES = "run"
 RING_BUDGET_BYTES = 256 * 2**20
+DECISIONS_PERSIST_S = 2.0
 
 
 class Optimizer(Protocol):
@@ -136,6 +139,7 @@ class LiveSession:
             keep_raw_sum=keep_raw_sum,
             inference=inference,
             pin_cpus=pin_cpus,
+            noise=noise_model(scope),
         )
         self.engine.sink = self.pipeline
         self.engine.events.set_complete.connect(self._on_set_complete)
@@ -159,6 +163,7 @@ class LiveSession:
         self._closed = False
         self.optimizer = optimizer
         self.optimizer_enabled = False
+        self.decisions: list[dict[str, Any]] = []  # applied optimizer decisions
         self._opt = _OptimizerDriver(self) if optimizer is not None else None
         # the devices show the session's settings from the start (lasers stay off)
         scope.set_exposure(self.settings.exposure_ms)
@@ -405,6 +410,10 @@ class LiveSession:
         state = "on" if self.optimizer_enabled else "off"
         self.events.status.emit(f"optimizer {state}", False)
 
+    def dose_mj(self) -> float:
+        """Light dose delivered to the sample so far (every acquired frame counted)."""
+        return float(sum(self.engine.stats.dose_mj.values()))
+
     def check_decision(self, decision: dict[str, Any]) -> None:
         """Raise (SafetyError, ValueError) if a decision is outside the profile's limits."""
         if decision.get("modality"):
@@ -429,8 +438,17 @@ class LiveSession:
         except Exception as exc:
             self.events.status.emit(f"optimizer decision refused: {exc}", True)
             return False
+        self.decisions.append(dict(decision))
         self.events.decision.emit(dict(decision))
         return True
+
+    def write_decisions(self) -> None:
+        """The applied optimizer decisions as ``tables/optimizer`` of the first series."""
+        from srlive.optimize.store import DECISIONS, write_table
+
+        path = self._series_path(FIRST_SERIES)
+        if self.decisions and (path / "zarr.json").exists():
+            write_table(path, DECISIONS, list(self.decisions))
 
     # --- display and results ------------------------------------------------------------
     def preview(
@@ -468,6 +486,10 @@ class LiveSession:
             finally:
                 self.writer.close(complete=True)
                 self.scope.make_safe()
+                try:
+                    self.write_decisions()
+                except Exception as exc:  # the data is safe; say what was not stored
+                    self.events.status.emit(f"optimizer decisions not stored: {exc}", True)
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -507,6 +529,7 @@ class _OptimizerDriver:
         self._metrics: list[dict[str, Any]] = []
         self._decision: dict[str, Any] | None = None
         self._stopping = False
+        self._persisted = -math.inf
         self.decisions = 0
         self._thread = threading.Thread(target=self._run, name="srlive-optimizer", daemon=True)
         self._thread.start()
@@ -566,3 +589,15 @@ class _OptimizerDriver:
                     self.session.apply_decision(decision)
             except Exception as exc:
                 self.session.events.status.emit(f"optimizer: {exc}", True)
+            self._maybe_persist()
+
+    def _maybe_persist(self) -> None:
+        """Applied decisions into the store every few seconds (a crash keeps them)."""
+        now = time.perf_counter()
+        if now - self._persisted < DECISIONS_PERSIST_S or not self.session.decisions:
+            return
+        self._persisted = now
+        try:
+            self.session.write_decisions()
+        except Exception as exc:  # written again when the session closes
+            self.session.events.status.emit(f"optimizer decisions not stored yet: {exc}", True)

@@ -37,11 +37,9 @@ from srlive.learn.data import SimSettings
 from srlive.learn.geometry import Geometry, geometry_mismatch
 from srlive.learn.models import SRUNet
 from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
+from srlive.optimize.metrics import NoiseModel, saturated_fraction
 
 SATURATION_SCALE = 0.002  # fraction of clipped pixels that divides confidence by e
-CLIP_MIN_PIXELS = 8  # pixels piled up at the top of the range that mean clipping
-CLIP_BAND = 0.0005  # "at the top": within this fraction of the top value (33 ADU of 65k)
-CLIP_MIN_ADU = 1000.0  # ... when that value is this far above the offset (no camera clips lower)
 GEOMETRY_TOLERANCE = 0.02  # relative mismatch outside the trained range that costs 1/e
 
 __all__ = ["Geometry", "LearnedReconstructor", "Result", "learned", "resolve_weights"]
@@ -88,22 +86,6 @@ def pick_precision(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if bf16_supported() else torch.float32
-
-
-def saturated_fraction(frames: np.ndarray, offset_adu: float = 100.0) -> float:
-    """Fraction of clipped pixels: those piled up just below the frames' top value.
-
-    A camera clips at its full well or at its converter's last code, whichever comes first,
-    and neither is always known. Clipped pixels pile up within read noise of one level;
-    unclipped bright pixels spread over their shot noise (hundreds of ADU at the top of a
-    16-bit range), so only a handful lie within ``CLIP_BAND`` of the maximum.
-    """
-    top = float(frames.max())
-    signal = top - offset_adu
-    if signal < CLIP_MIN_ADU:
-        return 0.0
-    clipped = int(np.count_nonzero(frames >= top - CLIP_BAND * signal))
-    return clipped / frames.size if clipped >= CLIP_MIN_PIXELS else 0.0
 
 
 def dynamic_range(image: torch.Tensor) -> float:
@@ -215,7 +197,7 @@ class LearnedReconstructor:
             checks["predicted_error"] = e
             if math.isfinite(self.e90):
                 factor /= 1.0 + (e / self.e90) ** 2
-        sat = saturated_fraction(stack, self.offset_adu)
+        sat = saturated_fraction(stack, NoiseModel(offset_adu=self.offset_adu))
         checks["saturated_fraction"] = sat
         factor *= math.exp(-sat / SATURATION_SCALE)
         checks["geometry_mismatch"] = self.mismatch

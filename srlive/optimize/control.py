@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DecisionCallback = Callable[[dict[str, Any]], None]
 DEFAULT_READ_NOISE_E = 1.6
+PERSIST_INTERVAL_S = 2.0
 
 
 def noise_model(scope: Microscope) -> NoiseModel:
@@ -123,6 +124,10 @@ class DecisionWorker:
         self.name = name
         self.sr_pixel_nm = sr_pixel_nm
         self.on_decision = on_decision
+        # called on this thread after a set's decision, at most every PERSIST_INTERVAL_S, so
+        # decisions reach the store during the run (not only at its end)
+        self.persist: Callable[[], None] | None = None
+        self._persisted = -math.inf
         self.metrics: list[dict[str, Any]] = []
         self.decisions: dict[int, dict[str, Any]] = {}
         self.errors: list[str] = []
@@ -159,6 +164,17 @@ class DecisionWorker:
                 self.errors.append(f"t={job.t}: {exc}")
                 with self._cond:
                     self._cond.notify_all()
+            self._maybe_persist()
+
+    def _maybe_persist(self) -> None:
+        now = time.perf_counter()
+        if self.persist is None or now - self._persisted < PERSIST_INTERVAL_S:
+            return
+        self._persisted = now
+        try:
+            self.persist()
+        except Exception:  # the tables are written again at the end of the run
+            log.exception("optimizer %s: could not write its tables", self.name)
 
     def _process(self, job: _Job) -> None:
         start = time.perf_counter()

@@ -59,9 +59,28 @@ def snr(signal_e: float, background_e: float, read_noise_e: float) -> float:
     return float(signal_e / math.sqrt(variance)) if variance > 0 else 0.0
 
 
-def saturated_fraction(frames: np.ndarray, noise: NoiseModel) -> float:
-    """Fraction of pixels at the camera's maximum value."""
-    return float(np.mean(np.asarray(frames) >= noise.max_adu))
+CLIP_MIN_PIXELS = 8  # pixels piled up at the top of the range that mean clipping
+CLIP_BAND = 0.0005  # "at the top": within this fraction of the top value (33 ADU of 65k)
+CLIP_MIN_ADU = 1000.0  # ... when that value is this far above the offset (no camera clips lower)
+
+
+def saturated_fraction(frames: np.ndarray, noise: NoiseModel = NoiseModel()) -> float:
+    """Fraction of clipped pixels: at the converter's last code, or piled up at the top.
+
+    A camera clips at its full well or at its converter's last code, whichever comes first,
+    and the full well in ADU is not always known. Pixels clipped at the full well pile up
+    within read noise of one level; unclipped bright pixels spread over their shot noise
+    (hundreds of ADU at the top of a 16-bit range), so only a handful lie within
+    ``CLIP_BAND`` of the maximum.
+    """
+    frames = np.asarray(frames)
+    at_code = int(np.count_nonzero(frames >= noise.max_adu))
+    top = float(frames.max())
+    piled = 0
+    if top - noise.offset_adu >= CLIP_MIN_ADU:
+        piled = int(np.count_nonzero(frames >= top - CLIP_BAND * (top - noise.offset_adu)))
+        piled = piled if piled >= CLIP_MIN_PIXELS else 0
+    return max(at_code, piled) / frames.size
 
 
 def motion_px(previous: np.ndarray | None, current: np.ndarray) -> float:

@@ -30,6 +30,7 @@ from psygnal import Signal, SignalGroup
 
 from srlive.acquisition.engine import SetPlan
 from srlive.acquisition.writer import SeriesState, SeriesWriter
+from srlive.optimize.metrics import NoiseModel
 from srlive.pipeline.cpus import pin_current_thread
 from srlive.pipeline.latency import LatencyTracker
 from srlive.pipeline.metrics import SignalTracker
@@ -118,6 +119,7 @@ class Pipeline:
         inference: str = "process",
         metrics_interval_s: float = 0.1,
         pin_cpus: bool = False,
+        noise: NoiseModel | None = None,
     ) -> None:
         if inference not in ("process", "thread"):
             raise ValueError(f"inference must be 'process' or 'thread', got {inference!r}")
@@ -135,6 +137,7 @@ class Pipeline:
         # core would stall the other side)
         self.pin_cpus = pin_cpus and inference == "process"
         self.metrics_interval_s = metrics_interval_s
+        self.noise = noise or NoiseModel(offset_adu=writer.offset_adu)
         self._last_metrics = -math.inf
         self.ring = SetRing(slots, max_frames, frame_shape, shared=inference == "process")
         self.ring_mb = round(self.ring.nbytes / 2**20, 2)
@@ -356,7 +359,7 @@ class Pipeline:
 
     def _tracker(self, series: str) -> SignalTracker:
         if series not in self._trackers:
-            self._trackers[series] = SignalTracker(self.writer.offset_adu)
+            self._trackers[series] = SignalTracker(self.noise)
         return self._trackers[series]
 
     def _emit_metrics(self, job: _Job, slot: Slot) -> None:

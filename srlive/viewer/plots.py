@@ -86,7 +86,7 @@ class OptimizerPanel(QtWidgets.QGroupBox):
         self.reason_label = QtWidgets.QLabel("no decision yet")
         self.reason_label.setWordWrap(True)
         self.choices = TwinPlot("Choices", "power", "exposure", "mW", "ms")
-        self.signal = TwinPlot("Signal and bleaching", "signal", "surviving", "ADU", "")
+        self.signal = TwinPlot("Signal and bleaching", "signal", "surviving", "e⁻", "")
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.toggle)
         layout.addWidget(self.reason_label)

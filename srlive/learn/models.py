@@ -41,6 +41,10 @@ class _ResBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        # zero-initialised residual branch: each block starts as the identity, which keeps
+        # early training stable (without it wider models diverged at the learning-rate peak)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.gelu(self.conv1(x)))
@@ -72,6 +76,8 @@ class SRUNet(nn.Module):
         self.dec1 = _stage(2 * w, w, b)
         r = config.upscale
         self.head = nn.Sequential(nn.Conv2d(w, r * r, 3, padding=1), nn.PixelShuffle(r))
+        nn.init.zeros_(self.head[0].weight)  # the untrained model returns its base estimate
+        nn.init.zeros_(self.head[0].bias)
         # the error head reads the image path's features without training them, so
         # learning where it will be wrong never changes what the model reconstructs
         self.error_head = (
@@ -84,6 +90,9 @@ class SRUNet(nn.Module):
             if config.uncertainty
             else None
         )
+        if self.error_head is not None:  # start from one moderate error scale everywhere
+            nn.init.zeros_(self.error_head[2].weight)
+            nn.init.zeros_(self.error_head[2].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -72,7 +72,7 @@ class SampleType:
 SAMPLE_TYPES: dict[str, SampleType] = {
     "microtubules-bright-fragile": SampleType("microtubules", 21, 20.0, 40.0),
     "er-dim": SampleType("er", 22, 5.0, 80.0),
-    "mitochondria-very-dim-robust": SampleType("mitochondria", 23, 2.0, 300.0),
+    "mitochondria-dim-slow": SampleType("mitochondria", 23, 4.0, 100.0),
 }
 
 

@@ -104,6 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patch", type=int, default=64, help="camera pixels per training crop")
     train.add_argument("--width", type=int, default=24, help="channels of the first U-Net scale")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--lr", type=float, default=7e-4, help="peak learning rate")
     train.add_argument(
         "--out",
         type=Path,
@@ -339,7 +340,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     out = args.out or Path("runs") / "models" / f"{args.model}.safetensors"
     settings = TrainSettings(
-        steps=args.steps, batch=args.batch, patch=args.patch, width=args.width, seed=args.seed
+        steps=args.steps,
+        batch=args.batch,
+        patch=args.patch,
+        width=args.width,
+        seed=args.seed,
+        lr=args.lr,
     )
     init = resolve_weights(args.model) if args.fine_tune else None
     meta = train_model(
@@ -399,7 +405,7 @@ def _train_command(model: str, info: dict, out: Path) -> str:
     return (
         f"srlive train {model} --steps {train.get('steps')} --batch {train.get('batch')} "
         f"--patch {train.get('patch')} --width {train.get('width')} --seed {train.get('seed')}"
-        f"{tune} --out {out}"
+        f" --lr {train.get('lr')}{tune} --out {out}"
     )
 
 

@@ -188,7 +188,12 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pipeline/soak: CPU partition (acquisition on one core, inference on the rest)",
     )
-    bench.add_argument("--exposure-ms", type=float, default=5.0)
+    bench.add_argument(
+        "--exposure-ms",
+        type=float,
+        default=None,
+        help="camera 5, acquisition 10, pipeline/soak the profile's shortest (top speed)",
+    )
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
     bench.add_argument("--json", action="store_true", help="JSON only (default prints JSON too)")
@@ -430,7 +435,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench_camera(
             size=args.size,
             seconds=args.seconds or 5.0,
-            exposure_ms=args.exposure_ms,
+            exposure_ms=args.exposure_ms or 5.0,
             motion=args.motion,
         )
     elif args.what == "pipeline":
@@ -445,6 +450,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             inference=args.inference,
             pin_cpus=args.pin,
             acquisition_nice=args.acquisition_nice,
+            exposure_ms=args.exposure_ms,
         )
     elif args.what == "soak":
         from srlive.pipeline.bench import bench_soak
@@ -458,11 +464,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             out_dir=args.dir,
             inference=args.inference,
             pin_cpus=args.pin,
+            exposure_ms=args.exposure_ms,
         )
     elif args.what == "acquisition":
         from srlive.acquisition.bench import bench_acquisition
 
-        result = bench_acquisition(size=args.size, n_sets=args.sets, exposure_ms=args.exposure_ms)
+        result = bench_acquisition(
+            size=args.size, n_sets=args.sets, exposure_ms=args.exposure_ms or 10.0
+        )
     elif args.what == "models":
         from srlive.learn.bench import bench_models
 

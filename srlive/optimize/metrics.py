@@ -91,13 +91,13 @@ def motion_px(previous: np.ndarray | None, current: np.ndarray) -> float:
     """
     if previous is None or previous.shape != current.shape:
         return 0.0
-    a = np.asarray(previous, np.float64)
-    b = np.asarray(current, np.float64)
-    fa = sfft.fft2(a - a.mean())
-    fb = sfft.fft2(b - b.mean())
+    a = np.asarray(previous, np.float32)
+    b = np.asarray(current, np.float32)
+    fa = sfft.rfft2(a - a.mean())
+    fb = sfft.rfft2(b - b.mean())
     cross = fa * np.conj(fb)
     cross /= np.maximum(np.abs(cross), 1e-12)
-    corr = sfft.ifft2(cross).real
+    corr = sfft.irfft2(cross, s=a.shape)
     iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
     h, w = corr.shape
     ys = [(iy + d) % h for d in (-1, 0, 1)]

@@ -117,7 +117,7 @@ class Pipeline:
         window: int = 200,
         keep_raw_sum: bool = False,
         inference: str = "process",
-        metrics_interval_s: float = 0.1,
+        metrics_interval_s: float = 0.25,
         pin_cpus: bool = False,
         noise: NoiseModel | None = None,
     ) -> None:

@@ -113,6 +113,29 @@ def test_optimizer_compensates_bleaching_and_respects_the_budget():
     assert optimizer.decide(32, remaining_budget_mj=0.0)["power_mw"] is None
 
 
+def test_fluorescence_reserve_stops_the_light_chasing_a_fast_bleaching_sample():
+    prior = load_prior()
+    goal = {"goal": "min-dose-at-quality", "target_quality": 0.7, "n_timepoints": 40}
+    capped = Optimizer(_space(), prior, seed=5, **goal)
+    free = Optimizer(_space(), prior, seed=5, fluorescence_reserve=0.0, **goal)
+    k = math.log(2) / 5.0  # half the fluorescence is gone after 5 mJ
+    capped_decisions = _simulate(capped, 40, beta=0.5, k=k)
+    _simulate(free, 40, beta=0.5, k=k)
+    # chasing the target burns the sample out; the reserve keeps about 10 % of it to the end
+    assert math.exp(-k * free.dose_mj) < 0.05
+    assert math.exp(-k * capped.dose_mj) >= 0.08
+    assert any("capped" in d["reason"] for d in capped_decisions)
+    # a sample already below its reserve gets the least light there is
+    assert capped.reserve_dose_cap_mj(k, 10) > 0
+    capped._dose_mj = 30.0  # 1.6 % left
+    assert capped.reserve_dose_cap_mj(k, 10) == 0.0
+    least = capped.decide(41, remaining_timepoints=10)
+    space = capped.space
+    assert least["power_mw"] * least["exposure_ms"] == pytest.approx(
+        space.min_power_mw * space.min_exposure_ms, rel=0.05
+    )
+
+
 def test_bad_goal_is_one_line():
     with pytest.raises(ValueError, match="unknown optimizer goal"):
         Optimizer(_space(), load_prior(), goal="fastest")

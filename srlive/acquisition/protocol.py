@@ -87,6 +87,10 @@ class OptimizerSettings(_Strict):
     decision_timeout_s: Annotated[float, Field(ge=0)] = Field(
         default=1.0, description="longest wait for a decision when the time plan leaves none"
     )
+    fluorescence_reserve: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.1,
+        description="fraction of the sample's initial brightness kept to the last timepoint",
+    )
 
 
 class SrliveSettings(_Strict):

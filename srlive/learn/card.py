@@ -67,7 +67,8 @@ def write_card(
             "",
             f"Fields: {evaluation['fields']} of {evaluation['size']}² camera pixels, medians. "
             "Command: "
-            "`srlive evaluate --json`.",
+            f"`srlive evaluate --fields {evaluation.get('fields_per_structure', 2)} "
+            f"--size {evaluation['size']} --json`.",
             "",
             *_table(results, names + baselines),
             "",

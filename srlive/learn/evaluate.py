@@ -147,6 +147,7 @@ def evaluate(
     summary: dict[str, Any] = {
         "size": size,
         "fields": len(jobs),
+        "fields_per_structure": fields_per_structure,
         "held_out_structures": list(HELD_OUT_STRUCTURES),
         "light": "fractions of the default 20 mW x 10 ms (about 1,700 photons at the "
         "brightest camera pixel of a typical field at 100%)",

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,8 @@ SAMPLE_TYPES: dict[str, SampleType] = {
     "microtubules-bright-fragile": SampleType("microtubules", 21, 20.0, 40.0),
     "er-dim": SampleType("er", 22, 5.0, 80.0),
     "mitochondria-dim-slow": SampleType("mitochondria", 23, 4.0, 100.0),
+    "vesicles-medium": SampleType("vesicles", 24, 10.0, 60.0),
+    "microtubules-dim-fast": SampleType("microtubules", 25, 6.0, 25.0),
 }
 
 
@@ -371,7 +374,10 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
     layout.resize(1200, 380 * len(traces))
     layout.show()
     app.processEvents()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     exporter = pg.exporters.ImageExporter(layout.scene())
     exporter.export(path)
     layout.close()
+    if not Path(path).is_file():
+        raise OSError(f"the exporter wrote nothing to {path}")
     return path

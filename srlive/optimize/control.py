@@ -440,6 +440,7 @@ def build_controls(
             dose_budget_mj=budget,
             n_timepoints=n,
             seed=seed + 1000 * position + len(controls),
+            fluorescence_reserve=settings.fluorescence_reserve,
         )
         name = series_name(position, config)
         worker = DecisionWorker(

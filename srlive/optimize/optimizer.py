@@ -24,6 +24,13 @@ budget) gets a sampled quality, and the goal picks one:
 Where nothing reaches the target, the least dose within 0.02 of the best sampled quality.
 Because the signal per unit light falls as the sample bleaches, the chosen power rises over
 a timelapse while the delivered signal (the operating point) stays where the goal wants it.
+
+That compensation is bounded by a **fluorescence reserve**: with the fitted bleaching rate,
+the dose per timepoint is capped so that repeating it for the remaining timepoints still
+leaves ``fluorescence_reserve`` (default 10 %) of the sample's initial brightness, and a
+sample already below the reserve gets the least light. Without the cap, a sample that
+bleaches faster than more light can compensate is driven to the power limit and burnt out
+(more light → faster bleaching → more light).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ N_EXPOSURES = 9
 EXPLORE_SETS = 10  # Thompson sampling for this many sets, then the lower confidence bound
 LCB_SDS = 1.0
 STEADY_PER_OCTAVE = 0.15  # dose-equivalent cost of moving the exposure from the protocol's
+DEFAULT_FLUORESCENCE_RESERVE = 0.1  # of the initial brightness, kept to the last timepoint
 
 
 class OptimizerError(ValueError):
@@ -141,6 +149,7 @@ class Optimizer:
     dose_budget_mj: float | None = None
     n_timepoints: int | None = None
     seed: int = 0
+    fluorescence_reserve: float = DEFAULT_FLUORESCENCE_RESERVE
     observations: list[Observation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -303,6 +312,13 @@ class Optimizer:
             return self._record(
                 t_next, None, "dose budget exhausted: no setting fits", start, bleach, {}
             )
+        reserve_cap = self.reserve_dose_cap_mj(bleach["k"], remaining_timepoints)
+        capped = False
+        if reserve_cap is not None:
+            floor = grid["dose"][allowed].min()  # below the reserve: the least light left
+            within = allowed & (grid["dose"] <= max(reserve_cap, floor) + 1e-12)
+            capped = bool((allowed & ~within).any())
+            allowed = within
         # Thompson draw of brightness at the next timepoint
         k = max(0.0, bleach["k"] + bleach["k_se"] * self._rng.standard_normal())
         if math.isfinite(bleach["log_b0"]):
@@ -336,6 +352,11 @@ class Optimizer:
         choice, reason = self._choose(idx, score, per_timepoint)
         greedy, _ = self._choose(idx, mean - LCB_SDS * sd, per_timepoint)
         reason += " (Thompson sample)" if exploring else " (lower confidence bound)"
+        if capped:
+            reason += (
+                f"; light capped at {reserve_cap:.3g} mJ per timepoint to keep "
+                f"{self.fluorescence_reserve:.0%} of the fluorescence"
+            )
         i = idx[choice]
         details = {
             "predicted_quality": float(mean[choice]),
@@ -352,6 +373,23 @@ class Optimizer:
             self.space.modalities[int(grid["modality"][i])],
         )
         return self._record(t_next, setting, reason, start, bleach, details)
+
+    def reserve_dose_cap_mj(self, k: float, remaining_timepoints: int | None) -> float | None:
+        """Most dose per timepoint that keeps the fluorescence reserve (None: no cap).
+
+        ``k`` is the fitted bleaching rate (/mJ). With ``remaining_timepoints`` known, the
+        cap is ``ln(f_now / reserve) / (k · remaining)``; without it, only a sample already
+        below the reserve is capped (to zero: the least light there is).
+        """
+        if k <= 0 or self.fluorescence_reserve <= 0:
+            return None
+        remaining = remaining_timepoints
+        if remaining is None and self.n_timepoints is not None and self.observations:
+            remaining = max(1, self.n_timepoints - self.observations[-1].t - 1)
+        headroom = -k * self._dose_mj - math.log(self.fluorescence_reserve)  # ln(f_now/R)
+        if headroom <= 0:
+            return 0.0
+        return None if remaining is None else headroom / (k * max(1, remaining))
 
     def _choose(
         self, idx: np.ndarray, quality: np.ndarray, per_timepoint: float | None

@@ -126,9 +126,10 @@ def test_fluorescence_reserve_stops_the_light_chasing_a_fast_bleaching_sample():
     assert math.exp(-k * capped.dose_mj) >= 0.08
     assert any("capped" in d["reason"] for d in capped_decisions)
     # a sample already below its reserve gets the least light there is
-    assert capped.reserve_dose_cap_mj(k, 10) > 0
+    step, pace = capped.reserve_caps_mj(k, 10)
+    assert step > 0 and pace == pytest.approx(step / 10)
     capped._dose_mj = 30.0  # 1.6 % left
-    assert capped.reserve_dose_cap_mj(k, 10) == 0.0
+    assert capped.reserve_caps_mj(k, 10) == (0.0, 0.0)
     least = capped.decide(41, remaining_timepoints=10)
     space = capped.space
     assert least["power_mw"] * least["exposure_ms"] == pytest.approx(

@@ -25,12 +25,13 @@ Where nothing reaches the target, the least dose within 0.02 of the best sampled
 Because the signal per unit light falls as the sample bleaches, the chosen power rises over
 a timelapse while the delivered signal (the operating point) stays where the goal wants it.
 
-That compensation is bounded by a **fluorescence reserve**: with the fitted bleaching rate,
-the dose per timepoint is capped so that repeating it for the remaining timepoints still
-leaves ``fluorescence_reserve`` (default 10 %) of the sample's initial brightness, and a
-sample already below the reserve gets the least light. Without the cap, a sample that
-bleaches faster than more light can compensate is driven to the power limit and burnt out
-(more light → faster bleaching → more light).
+That compensation is bounded by a **fluorescence reserve** (default 10 % of the sample's
+initial brightness, from the fitted bleaching rate): no timepoint takes the sample below it,
+a sample at its reserve gets the least light, and where the target cannot be reached (or
+under ``quality-within-budget``) the dose per timepoint is paced so that repeating it for
+the remaining timepoints keeps the reserve. Without it, a sample that bleaches faster than
+light can compensate is driven to the power limit and burnt out (more light, faster
+bleaching, more light), and a burnt-out sample keeps getting the most light there is.
 """
 
 from __future__ import annotations
@@ -312,11 +313,11 @@ class Optimizer:
             return self._record(
                 t_next, None, "dose budget exhausted: no setting fits", start, bleach, {}
             )
-        reserve_cap = self.reserve_dose_cap_mj(bleach["k"], remaining_timepoints)
+        step_cap, pace_cap = self.reserve_caps_mj(bleach["k"], remaining_timepoints)
         capped = False
-        if reserve_cap is not None:
-            floor = grid["dose"][allowed].min()  # below the reserve: the least light left
-            within = allowed & (grid["dose"] <= max(reserve_cap, floor) + 1e-12)
+        if step_cap is not None:  # never below the reserve; at the reserve, the least light
+            floor = grid["dose"][allowed].min()
+            within = allowed & (grid["dose"] <= max(step_cap, floor) + 1e-12)
             capped = bool((allowed & ~within).any())
             allowed = within
         # Thompson draw of brightness at the next timepoint
@@ -349,14 +350,11 @@ class Optimizer:
             mean[sel] = mu0 + r_mean
             sd[sel] = r_sd
         score = sampled if exploring else mean - LCB_SDS * sd
-        choice, reason = self._choose(idx, score, per_timepoint)
-        greedy, _ = self._choose(idx, mean - LCB_SDS * sd, per_timepoint)
+        choice, reason = self._choose(idx, score, per_timepoint, pace_cap)
+        greedy, _ = self._choose(idx, mean - LCB_SDS * sd, per_timepoint, pace_cap)
         reason += " (Thompson sample)" if exploring else " (lower confidence bound)"
         if capped:
-            reason += (
-                f"; light capped at {reserve_cap:.3g} mJ per timepoint to keep "
-                f"{self.fluorescence_reserve:.0%} of the fluorescence"
-            )
+            reason += f"; light capped to keep {self.fluorescence_reserve:.0%} of the fluorescence"
         i = idx[choice]
         details = {
             "predicted_quality": float(mean[choice]),
@@ -374,35 +372,47 @@ class Optimizer:
         )
         return self._record(t_next, setting, reason, start, bleach, details)
 
-    def reserve_dose_cap_mj(self, k: float, remaining_timepoints: int | None) -> float | None:
-        """Most dose per timepoint that keeps the fluorescence reserve (None: no cap).
+    def reserve_caps_mj(
+        self, k: float, remaining_timepoints: int | None
+    ) -> tuple[float | None, float | None]:
+        """Dose caps (mJ per timepoint) from the fluorescence reserve: (step, pace).
 
-        ``k`` is the fitted bleaching rate (/mJ). With ``remaining_timepoints`` known, the
-        cap is ``ln(f_now / reserve) / (k · remaining)``; without it, only a sample already
-        below the reserve is capped (to zero: the least light there is).
+        With ``f`` the fraction of the initial brightness left (``exp(−k·dose)``) and ``R``
+        the reserve, ``step = ln(f/R)/k`` is the dose that would take the sample to its
+        reserve in one timepoint and ``pace = step / remaining`` the dose per timepoint that
+        keeps it to the end (None where the number of timepoints is unknown). Both are 0 for
+        a sample at or below its reserve, and None without bleaching or a reserve.
         """
         if k <= 0 or self.fluorescence_reserve <= 0:
-            return None
+            return None, None
         remaining = remaining_timepoints
         if remaining is None and self.n_timepoints is not None and self.observations:
             remaining = max(1, self.n_timepoints - self.observations[-1].t - 1)
-        headroom = -k * self._dose_mj - math.log(self.fluorescence_reserve)  # ln(f_now/R)
+        headroom = -k * self._dose_mj - math.log(self.fluorescence_reserve)  # ln(f/R)
         if headroom <= 0:
-            return 0.0
-        return None if remaining is None else headroom / (k * max(1, remaining))
+            return 0.0, 0.0
+        step = headroom / k
+        return step, None if remaining is None else step / max(1, remaining)
 
     def _choose(
-        self, idx: np.ndarray, quality: np.ndarray, per_timepoint: float | None
+        self,
+        idx: np.ndarray,
+        quality: np.ndarray,
+        per_timepoint: float | None,
+        pace_cap: float | None = None,
     ) -> tuple[int, str]:
         grid = self._grid
         dose = grid["dose"][idx]
+        paced = np.ones(len(idx), bool)
+        if pace_cap is not None and (dose <= pace_cap + 1e-12).any():
+            paced = dose <= pace_cap + 1e-12  # the dose the reserve allows every timepoint
         # small preference for the protocol's exposure: equal dose, steadier settings
         e_ref = self.space.reference_exposure_ms
         steady = 1.0 + STEADY_PER_OCTAVE * np.abs(np.log2(grid["exposure"][idx] / e_ref))
         target = float(self.target_quality or DEFAULT_TARGET_QUALITY)
         if self.goal == "quality-within-budget":
-            best = quality.max()
-            near = np.nonzero(quality >= best - 0.01)[0]
+            best = quality[paced].max()
+            near = np.nonzero(paced & (quality >= best - 0.01))[0]
             j = near[np.argmin(dose[near] * steady[near])]
             why = (
                 "quality-within-budget: best sampled quality within the per-timepoint share "
@@ -412,10 +422,13 @@ class Optimizer:
             )
             return int(j), why
         ok = np.nonzero(quality >= target)[0]
-        if ok.size == 0:
-            near = np.nonzero(quality >= quality.max() - 0.02)[0]
+        if ok.size == 0:  # hold what the reserve allows for the rest of the timelapse
+            near = np.nonzero(paced & (quality >= quality[paced].max() - 0.02))[0]
             j = near[np.argmin(dose[near] * steady[near])]
-            return int(j), f"{self.goal}: target not reachable: least dose near the best quality"
+            return int(j), (
+                f"{self.goal}: target not reachable: least dose near the best quality"
+                + ("" if paced.all() else " the fluorescence reserve allows per timepoint")
+            )
         if self.goal == "max-rate-at-quality":
             duration = grid["duration_ms"][idx][ok]
             fastest = ok[duration <= duration.min() * 1.001]

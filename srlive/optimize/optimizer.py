@@ -54,6 +54,7 @@ N_EXPOSURES = 9
 EXPLORE_SETS = 10  # Thompson sampling for this many sets, then the lower confidence bound
 LCB_SDS = 1.0
 STEADY_PER_OCTAVE = 0.15  # dose-equivalent cost of moving the exposure from the protocol's
+MIN_FIT_SNR = 2.0  # sets below this peak SNR measure the noise floor, not the brightness
 DEFAULT_FLUORESCENCE_RESERVE = 0.1  # of the initial brightness, kept to the last timepoint
 
 
@@ -210,7 +211,10 @@ class Optimizer:
 
     def bleaching(self) -> dict[str, float]:
         """Brightness fit: k (/mJ) and log b0 with standard errors (prior k until 3 sets)."""
-        obs = [o for o in self.observations if o.metrics.get("brightness", 0) > 0]
+        measured = [o for o in self.observations if o.metrics.get("brightness", 0) > 0]
+        # a set at the noise floor measures noise / light, not brightness: fit the sets
+        # with a significant signal where there are any
+        obs = [o for o in measured if o.metrics.get("snr", math.inf) >= MIN_FIT_SNR] or measured
         if not obs:
             return {"k": self.prior.bleach_k_per_mj, "k_se": 0.0, "log_b0": math.nan, "b_se": 0.0}
         d = np.array([o.dose_before_mj for o in obs])

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from srlive import __version__
 
@@ -426,6 +427,11 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user set (None: leave the function's own default)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise UsageError("--seconds must be positive")
@@ -435,8 +441,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench_camera(
             size=args.size,
             seconds=args.seconds or 5.0,
-            exposure_ms=args.exposure_ms or 5.0,
             motion=args.motion,
+            **_given(exposure_ms=args.exposure_ms),
         )
     elif args.what == "pipeline":
         from srlive.pipeline.bench import bench_pipeline
@@ -470,7 +476,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.acquisition.bench import bench_acquisition
 
         result = bench_acquisition(
-            size=args.size, n_sets=args.sets, exposure_ms=args.exposure_ms or 10.0
+            size=args.size, n_sets=args.sets, **_given(exposure_ms=args.exposure_ms)
         )
     elif args.what == "models":
         from srlive.learn.bench import bench_models

@@ -67,7 +67,7 @@ def write_card(
             "",
             f"Fields: {evaluation['fields']} of {evaluation['size']}² camera pixels, medians. "
             "Command: "
-            f"`srlive evaluate --fields {evaluation.get('fields_per_structure', 2)} "
+            f"`srlive evaluate --fields {evaluation['fields_per_structure']} "
             f"--size {evaluation['size']} --json`.",
             "",
             *_table(results, names + baselines),

@@ -216,7 +216,7 @@ def bench_pipeline(
     threads = default_threads() if threads is None else threads
     modality = _model_modality(model)
     prof = load_profile(profile)
-    exposure = exposure_ms or prof.limits.min_exposure_ms  # top speed: exposure + readout
+    exposure = prof.limits.min_exposure_ms if exposure_ms is None else exposure_ms  # top speed
     prof.check_exposure(exposure)
     phase_s = seconds / rounds
     scope = _scope(prof, size)
@@ -475,7 +475,7 @@ def bench_soak(
     threads = default_threads() if threads is None else threads
     modality = _model_modality(model)
     prof = load_profile(profile)
-    exposure = exposure_ms or prof.limits.min_exposure_ms
+    exposure = prof.limits.min_exposure_ms if exposure_ms is None else exposure_ms
     prof.check_exposure(exposure)
     free = shutil.disk_usage(out_dir or tempfile.gettempdir()).free
     need = seconds * MAX_SIM_FPS * size * size * 2

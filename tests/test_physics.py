@@ -67,6 +67,36 @@ def test_photon_transfer_curve_in_electrons():
     assert read_var_e == pytest.approx(CAM.read_noise_e**2, rel=0.1)
 
 
+@pytest.mark.parametrize("lam", [0.03, 0.8, 2.9])
+def test_dim_pixel_shot_noise_is_poisson(lam):
+    """The inversion sampler used below 3 e- draws the Poisson distribution (chi-square)."""
+    from scipy import stats
+
+    from simulators.camera_model import DENSE_INVERSION_STEPS, poisson_by_inversion
+
+    draws = poisson_by_inversion(np.full(400_000, lam, np.float32), np.random.default_rng(7))
+    counts = np.bincount(draws.astype(int))
+    expected = stats.poisson.pmf(np.arange(counts.size), lam) * draws.size
+    keep = expected > 5
+    chi2 = float(((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum())
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
+    if lam > 0.5:  # the tail beyond the vectorised CDF terms is reached (and right, above)
+        assert draws.max() > DENSE_INVERSION_STEPS + 1
+
+
+def test_shot_noise_is_right_in_every_regime_of_one_frame():
+    """Dim (inversion), middle (numpy) and bright (Gaussian) pixels in one frame."""
+    from simulators.camera_model import _shot_noise
+
+    means = np.repeat(np.array([0.5, 40.0, 2000.0], np.float32), 200_000)
+    out = np.empty_like(means)
+    _shot_noise(means, out, np.random.default_rng(8))
+    for k, m in enumerate((0.5, 40.0, 2000.0)):
+        part = out[k * 200_000 : (k + 1) * 200_000]
+        assert part.mean() == pytest.approx(m, rel=0.01)
+        assert part.var() == pytest.approx(m, rel=0.03)
+
+
 def test_clipping_at_saturation():
     frame = CAM.expose(np.full((64, 64), 1e6, np.float32), 10.0, np.random.default_rng(0))
     full_well_adu = CAM.full_well_e / CAM.e_per_adu + CAM.offset_adu

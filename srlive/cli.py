@@ -112,6 +112,18 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="weights file (default: runs/models/MODEL.safetensors)",
     )
+    train.add_argument(
+        "--ssim-weight",
+        type=float,
+        default=0.0,
+        help="weight of a (1 - SSIM) loss term beside L1 + gradient L1 (default 0)",
+    )
+    train.add_argument(
+        "--init-from",
+        default=None,
+        metavar="WEIGHTS",
+        help="start from these weights (a model name or .safetensors) instead of from scratch",
+    )
     train.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     train.add_argument(
         "--fine-tune",
@@ -352,8 +364,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         width=args.width,
         seed=args.seed,
         lr=args.lr,
+        ssim_weight=args.ssim_weight,
     )
-    init = resolve_weights(args.model) if args.fine_tune else None
+    init = args.init_from or (args.model if args.fine_tune else None)
+    init = resolve_weights(init) if init else None
     meta = train_model(
         args.model,
         out,
@@ -363,7 +377,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         fine_tune_store=args.fine_tune,
     )
     meta["trust"] = calibrate_trust(out)
-    write_card(out, _train_command(args.model, meta, out))
+    write_card(out, _train_commands(args.model, meta, out))
     print(json.dumps({"weights": str(out), **meta}, indent=2, default=str))
     return 0
 
@@ -392,8 +406,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 **time_model(recon, 512, repeats=10),
             }
             shipped = Path("srlive/learn/weights") / recon.path.name
-            command = _train_command(recon.task.name, recon.info, shipped)
-            write_card(recon.path, command, summary, timing)
+            commands = _train_commands(recon.task.name, recon.info, shipped)
+            write_card(recon.path, commands, summary, timing)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -405,14 +419,30 @@ def torch_threads() -> int:
 
 
 def _train_command(model: str, info: dict, out: Path) -> str:
-    """The command that reproduces a model from its stored training settings."""
+    """The command that reproduces one training run from its stored settings."""
     train = info.get("train", {})
     tune = f" --fine-tune {info['fine_tune_store']}" if info.get("fine_tune_store") else ""
+    ssim = f" --ssim-weight {train['ssim_weight']}" if train.get("ssim_weight") else ""
+    start = (
+        f" --init-from {info['init_from']}"
+        if info.get("init_from") and not info.get("fine_tune_store")
+        else ""
+    )
     return (
         f"srlive train {model} --steps {train.get('steps')} --batch {train.get('batch')} "
         f"--patch {train.get('patch')} --width {train.get('width')} --seed {train.get('seed')}"
-        f" --lr {train.get('lr')}{tune} --out {out}"
+        f" --lr {train.get('lr')}{ssim}{start}{tune} --out {out}"
     )
+
+
+def _train_commands(model: str, info: dict, out: Path) -> list[str]:
+    """The commands, in order, that reproduce a model trained from earlier weights."""
+    chain = [_train_command(model, info, out)]
+    while info.get("init_info") and info.get("init_from") and not info.get("fine_tune_store"):
+        start = Path(info["init_from"])
+        info = info["init_info"]
+        chain.insert(0, _train_command(model, info, start))
+    return chain
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -508,11 +538,12 @@ def _bench_optimizer(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from srlive.optimize.bench import GRID_EXPOSURES, GRID_POWERS, SAMPLE_TYPES, bench_optimizer
+    from srlive.optimize.optimizer import POLICIES
 
     if args.timepoints < 20:
         raise UsageError("--timepoints must be at least 20")
     n_samples = len(args.samples or SAMPLE_TYPES)
-    arms = n_samples * (3 + len(GRID_POWERS) * len(GRID_EXPOSURES))
+    arms = n_samples * (2 + len(POLICIES) + len(GRID_POWERS) * len(GRID_EXPOSURES))
     with tqdm(total=arms, unit="arm", file=sys.stderr, disable=None) as bar:
 
         def progress(message: str) -> None:

@@ -62,6 +62,46 @@ def test_uncertainty_channel_learns_the_error_scale_without_touching_the_image()
     assert losses[float(np.log(0.5))] < min(losses[-3.0], losses[2.0])
 
 
+def test_ssim_loss_matches_the_reported_metric_and_ranks_noise():
+    from srlive.learn.train import _loss, ssim_loss
+
+    rng = np.random.default_rng(2)
+    truth = ndimage_blur(rng.random((48, 48)).astype(np.float32))
+    noisy = truth + rng.normal(0, 0.05, truth.shape).astype(np.float32)
+    t, n = torch.from_numpy(truth)[None, None], torch.from_numpy(noisy)[None, None]
+    assert float(ssim_loss(t, t)) == pytest.approx(0.0, abs=1e-5)
+    assert float(ssim_loss(n, t)) == pytest.approx(
+        1 - ssim(noisy, truth, normalise=False), abs=0.01
+    )
+    assert float(_loss(n, t, ssim_weight=2.0)) > float(_loss(n, t))
+
+
+def ndimage_blur(a: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(a, 2.0)
+
+
+def test_training_from_earlier_weights_records_the_chain(tmp_path):
+    from srlive.cli import _train_commands
+    from srlive.learn.card import write_card
+
+    first = tmp_path / "first.safetensors"
+    train_model("dl-denoise", first, TINY, progress=False)
+    tuned = TrainSettings(**{**TINY.__dict__, "ssim_weight": 1.0, "steps": 2})
+    second = tmp_path / "second.safetensors"
+    meta = train_model("dl-denoise", second, tuned, init_from=first, progress=False)
+    assert meta["init_info"]["steps"] == 4 and meta["train"]["ssim_weight"] == 1.0
+    commands = _train_commands("dl-denoise", load_weights(second)[2], second)
+    assert len(commands) == 2
+    assert commands[0].endswith(f"--out {first}")
+    assert f"--ssim-weight 1.0 --init-from {first} --out {second}" in commands[1]
+    card = write_card(second, commands).read_text()
+    assert "steps: 4 + 2" in card and "1 × (1 − SSIM)" in card
+    with pytest.raises(ValueError, match="weights of dl-denoise, not dl-sim3"):
+        train_model("dl-sim3", tmp_path / "x.safetensors", TINY, init_from=first, progress=False)
+
+
 def test_train_checkpoint_resume_and_weights(tmp_path):
     out = tmp_path / "m.safetensors"
     meta = train_model("dl-sim3", out, TINY, progress=False)

@@ -24,9 +24,32 @@ def _table(results: dict[str, Any], methods: list[str], column: str = "data") ->
     return lines
 
 
+def _stages(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training runs behind a model, first to last (a run may start from earlier weights)."""
+    stages = [info]
+    while stages[0].get("init_info"):
+        stages.insert(0, stages[0]["init_info"])
+    return stages
+
+
+def _command_lines(commands: list[str]) -> list[str]:
+    if len(commands) == 1:
+        return [f"- command: `{commands[0]}`"]
+    return [
+        "- commands, in order (each run starts from the weights the one before wrote):",
+        *(f"  {i}. `{c}`" for i, c in enumerate(commands, 1)),
+    ]
+
+
+def _loss_text(train: dict[str, Any]) -> str:
+    ssim = train.get("ssim_weight")
+    extra = f" + {ssim:g} × (1 − SSIM)" if ssim else ""
+    return f"image L1 + ½ gradient L1{extra} + 0.1 × Laplace negative log-likelihood of the "
+
+
 def write_card(
     weights: str | Path,
-    command: str,
+    commands: str | list[str],
     evaluation: dict[str, Any] | None = None,
     timing: dict[str, Any] | None = None,
 ) -> Path:
@@ -34,6 +57,10 @@ def write_card(
     weights = Path(weights)
     _, task, info = load_weights(weights)
     size_mb = weights.stat().st_size / 1e6
+    commands = [commands] if isinstance(commands, str) else list(commands)
+    stages = _stages(info)
+    steps = " + ".join(str(st.get("steps")) for st in stages)
+    wall = " + ".join(f"{st.get('wall_s')} s" for st in stages)
     lines = [
         f"# {task.name}",
         "",
@@ -41,13 +68,16 @@ def write_card(
         "",
         "## Training",
         "",
-        f"- command: `{command}`",
-        f"- steps: {info.get('steps')}, wall time {info.get('wall_s')} s on this project's "
-        "2-core CPU machine",
+        *_command_lines(commands),
+        f"- steps: {steps}, wall time {wall} on this project's 2-core CPU machine",
         f"- parameters: {info.get('parameters')} ({size_mb:.2f} MB safetensors)",
-        "- final training loss (image L1 + ½ gradient L1 + 0.1 × Laplace negative "
-        f"log-likelihood of the predicted error scale): {info.get('final_loss')}",
-        f"- training settings: `{json.dumps(info.get('train'))}`",
+        f"- final training loss ({_loss_text(info.get('train', {}))}"
+        f"predicted error scale): {info.get('final_loss')}",
+        *(
+            f"- training settings{f' (run {i})' if len(stages) > 1 else ''}: "
+            f"`{json.dumps(st.get('train'))}`"
+            for i, st in enumerate(stages, 1)
+        ),
         f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
         "`srlive.learn.data` from the project's simulator (targets: ground truth blurred to the "
         "2D-SIM resolution limit, or noise-free widefield for denoising)",

@@ -41,6 +41,7 @@ class TrainSettings:
     uncertainty: bool = True  # learn a per-pixel error scale (trust map) beside the image
     workers: int = 1  # data-simulation processes beside the training loop
     bf16: bool = True  # bfloat16 autocast where the device supports it (AMX/AVX-512 CPUs, GPUs)
+    ssim_weight: float = 0.0  # weight of a (1 - SSIM) term beside L1 + gradient L1
 
 
 def bf16_supported() -> bool:
@@ -79,12 +80,49 @@ def _image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred, target) + 0.5 * (F.l1_loss(py, ty) + F.l1_loss(px, tx))
 
 
+SSIM_SIGMA = 1.5  # Gaussian window of the SSIM the evaluation reports (srlive.recon.metrics)
+
+
+def _gaussian_window(sigma: float, device: torch.device) -> torch.Tensor:
+    radius = int(3.5 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    g = torch.exp(-0.5 * (x / sigma) ** 2)
+    return g / g.sum()
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """1 − SSIM (Wang et al. 2004, Gaussian window), each image over its target's range.
+
+    The same definition as :func:`srlive.recon.metrics.ssim` without the affine fit, so the
+    network is pushed toward what the evaluation scores: local structure in dim regions that
+    L1 under-weights (sparse puncta on a dark background).
+    """
+    g = _gaussian_window(sigma, pred.device)
+    channels = pred.shape[1]
+    kernel_y = g.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    kernel_x = g.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+
+    def blur(a: torch.Tensor) -> torch.Tensor:
+        a = F.conv2d(a, kernel_y, groups=channels)
+        return F.conv2d(a, kernel_x, groups=channels)
+
+    span = target.amax(dim=(-2, -1), keepdim=True) - target.amin(dim=(-2, -1), keepdim=True)
+    span = span.clamp_min(1e-6)
+    c1, c2 = (0.01 * span) ** 2, (0.03 * span) ** 2
+    mx, my = blur(pred), blur(target)
+    sxx = blur(pred * pred) - mx * mx
+    syy = blur(target * target) - my * my
+    sxy = blur(pred * target) - mx * my
+    value = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return 1.0 - value.mean()
+
+
 def error_scale(raw: torch.Tensor) -> torch.Tensor:
     """Per-pixel error scale from the uncertainty channel: positive, smooth, never stuck."""
     return F.softplus(raw) + MIN_ERROR_SCALE
 
 
-def _loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _loss(output: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.0) -> torch.Tensor:
     """Image loss on channel 0; Laplace negative log-likelihood for the uncertainty channel.
 
     The likelihood sees the image detached and the error head reads detached features (see
@@ -93,6 +131,8 @@ def _loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     image = output[:, :1]
     loss = _image_loss(image, target)
+    if ssim_weight:
+        loss = loss + ssim_weight * ssim_loss(image, target)
     if output.shape[1] > 1:
         scale = error_scale(output[:, 1:2])
         error = (target - image.detach()).abs()
@@ -169,8 +209,12 @@ def _train(
     ckpt_path = out.with_suffix(".ckpt")
     torch.manual_seed(settings.seed)
     model = build_model(task, settings.width, settings.uncertainty)
+    init_info = None
     if init_from is not None:
-        model.load_state_dict(load_weights(init_from)[0].state_dict())
+        start_model, start_task, init_info = load_weights(init_from)
+        if start_task.name != task.name:
+            raise ValueError(f"{init_from}: weights of {start_task.name}, not {task.name}")
+        model.load_state_dict(start_model.state_dict())
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, settings.lr, total_steps=settings.steps, pct_start=0.1
@@ -214,7 +258,7 @@ def _train(
         x, y = next(batches)
         with autocast:
             prediction = model(x)
-        loss = _loss(prediction.float(), y)
+        loss = _loss(prediction.float(), y, settings.ssim_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         # a rare batch (a bright field at the learning-rate peak) must not throw the model
@@ -252,6 +296,7 @@ def _train(
         "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),
         "parameters": count_parameters(model),
         "init_from": str(init_from) if init_from else None,
+        "init_info": init_info,
         "fine_tune_store": str(fine_tune_store) if fine_tune_store else None,
     }
     save_weights(model.eval(), task, out, metadata)

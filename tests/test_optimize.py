@@ -140,6 +140,32 @@ def test_fluorescence_reserve_stops_the_light_chasing_a_fast_bleaching_sample():
 def test_bad_goal_is_one_line():
     with pytest.raises(ValueError, match="unknown optimizer goal"):
         Optimizer(_space(), load_prior(), goal="fastest")
+    with pytest.raises(ValueError, match="unknown optimizer policy"):
+        Optimizer(_space(), load_prior(), policy="sometimes")
+
+
+def test_steady_policy_learns_then_holds_one_planned_setting():
+    prior = load_prior()
+    goal = {"goal": "min-dose-at-quality", "target_quality": 0.7, "n_timepoints": 60}
+    steady = Optimizer(_space(), prior, seed=6, policy="steady", steady_after=12, **goal)
+    k = math.log(2) / 400.0  # slow bleaching: one setting can serve the whole timelapse
+    decisions = _simulate(steady, 59, beta=0.5, k=k)
+    held = {(d["power_mw"], d["exposure_ms"]) for d in decisions[11:]}
+    assert len(held) == 1  # decided at t = 12 and held to the end
+    assert len({(d["power_mw"], d["exposure_ms"]) for d in decisions[:11]}) > 1  # it learned
+    plan = decisions[11]
+    assert plan["reason"].startswith("steady: holding the setting planned at t=12")
+    # the plan expects the target at (nearly) every remaining timepoint, and the setting
+    # it holds is the light the sample needs at the end, not at the start
+    assert plan["predicted_good_timepoints"] >= 0.95 * plan["planned_horizon"]
+    adaptive = Optimizer(_space(), prior, seed=6, **goal)
+    first_adaptive = _simulate(adaptive, 20, beta=0.5, k=k)[-1]
+    held_light = plan["power_mw"] * plan["exposure_ms"]
+    assert held_light >= first_adaptive["power_mw"] * first_adaptive["exposure_ms"] * 0.95
+    # safety overrides a held setting: a budget it no longer fits gets less light
+    tight = steady.decide(60, remaining_budget_mj=0.5 * plan["predicted_dose_mj"])
+    assert tight["power_mw"] * tight["exposure_ms"] * 9 / 1000 <= 0.5 * plan["predicted_dose_mj"]
+    assert "no longer fits" in tight["reason"]
 
 
 @pytest.fixture
@@ -182,8 +208,9 @@ def _protocol(tmp_path: Path, optimizer: dict, loops: int = 10, budget: float = 
     return path
 
 
+@pytest.mark.parametrize("policy", ["adaptive", "steady"])
 def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
-    tmp_path, received, profile
+    tmp_path, received, profile, policy
 ):
     # a very dim sample and an unreachable target drive the optimizer towards ever more
     # light, then the dose budget binds: limits and budget must hold throughout
@@ -194,6 +221,8 @@ def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
             "target_quality": 0.99,
             "max_power_mw": 60,
             "decision_timeout_s": 5.0,
+            "policy": policy,
+            "steady_after": 4,
         },
         loops=10,
         budget=6.0,
@@ -210,6 +239,8 @@ def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
     assert received["power"] and received["exposure"]
     assert max(received["power"]) <= min(60.0, limits.max_power_mw[488]) + 1e-9
     assert max(received["power"]) > 30.0  # it did explore up towards its cap
+    if policy == "steady":  # one setting from timepoint 4 on (none reaches the target)
+        assert any(d.get("reason", "").startswith("steady:") for d, _ in seen)
     assert min(received["exposure"]) >= limits.min_exposure_ms
     assert max(received["exposure"]) <= limits.max_exposure_ms
     assert summary["dose_mj"]["0"] <= 6.0 + 1e-9  # the budget is never exceeded

@@ -91,6 +91,14 @@ class OptimizerSettings(_Strict):
         default=0.1,
         description="fraction of the sample's initial brightness kept to the last timepoint",
     )
+    policy: Literal["adaptive", "steady"] = Field(
+        default="adaptive",
+        description="adaptive: settings follow the bleaching every timepoint; steady: learn, "
+        "then hold one planned setting (intensities comparable across time)",
+    )
+    steady_after: Annotated[int, Field(ge=1)] = Field(
+        default=15, description="learning timepoints before a steady policy holds its setting"
+    )
 
 
 class SrliveSettings(_Strict):

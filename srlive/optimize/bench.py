@@ -8,8 +8,10 @@ sample, resets its dose to zero and restarts the camera noise stream, so all arm
 type image the same sample with the same noise.
 
 Arms: (a) the profile's default power and exposure; (b) every setting of a power × exposure
-grid, the best in hindsight; (c) the optimizer (goal ``min-dose-at-quality``), which sees only
-what a real microscope would: the raw frames, their metadata and the camera's noise model.
+grid, the best in hindsight; (c) the optimizer (goal ``min-dose-at-quality``) with each
+policy — ``adaptive`` (settings follow the bleaching) and ``steady`` (learn, then hold one
+planned setting) — which sees only what a real microscope would: the raw frames, their
+metadata and the camera's noise model.
 The score of a timepoint is the SSIM of its SR image against the simulator's ground truth
 (the current density blurred to the 2D-SIM limit, as `srlive evaluate` does); a timepoint is
 *good* when it reaches ``SSIM_THRESHOLD``. Grid arms stop early once the sample is too faint
@@ -45,7 +47,7 @@ from srlive.optimize.control import (
     noise_model,
     search_space,
 )
-from srlive.optimize.optimizer import Optimizer
+from srlive.optimize.optimizer import POLICIES, Optimizer
 from srlive.optimize.prior import load_prior
 from srlive.profiles import load_profile
 from srlive.recon.metrics import ssim
@@ -76,6 +78,8 @@ SAMPLE_TYPES: dict[str, SampleType] = {
     "mitochondria-dim-slow": SampleType("mitochondria", 23, 4.0, 100.0),
     "vesicles-medium": SampleType("vesicles", 24, 10.0, 60.0),
     "microtubules-dim-fast": SampleType("microtubules", 25, 6.0, 25.0),
+    "er-bright-fragile": SampleType("er", 26, 15.0, 30.0),
+    "mitochondria-bright-fragile": SampleType("mitochondria", 27, 12.0, 35.0),
 }
 
 
@@ -169,10 +173,10 @@ class _Bench:
         engine.run(plans, stop)
         return self._finish(arm)
 
-    def optimized(self, sample: SampleType, seed: int = 0) -> ArmResult:
+    def optimized(self, sample: SampleType, policy: str = "adaptive", seed: int = 0) -> ArmResult:
         self._reset(sample)
         prof = self.profile
-        arm = ArmResult("optimizer", [], [], [], decisions=[])
+        arm = ArmResult(f"optimizer-{policy}", [], [], [], decisions=[])
         engine = Engine(self.scope)
         space = search_space(
             prof,
@@ -189,6 +193,7 @@ class _Bench:
             target_quality=TARGET_QUALITY,
             n_timepoints=self.timepoints,
             seed=seed,
+            policy=policy,
         )
         worker = DecisionWorker(optimizer, noise_model(self.scope), "bench")
         plans = repeated_sets(
@@ -259,6 +264,26 @@ def _summary(arm: ArmResult) -> dict[str, Any]:
     }
 
 
+def _optimizer_summary(opt: ArmResult, default: ArmResult, best: ArmResult) -> dict[str, Any]:
+    decisions = [d for d in opt.decisions or [] if "decision_ms" in d]
+    times = [d.get("total_ms", d["decision_ms"]) for d in decisions]
+    signals = [d.get("predicted_signal_e") for d in decisions]
+    late = sum(bool(d.get("late")) for d in opt.decisions or [])
+    light = [p * e for p, e in zip(opt.power_mw, opt.exposure_ms, strict=True)]
+    return {
+        **_summary(opt),
+        "convergence_power": convergence(opt.power_mw),
+        "convergence_exposure": convergence(opt.exposure_ms),
+        "convergence_light": convergence(light),
+        "convergence_operating_point": convergence([s for s in signals if s is not None]),
+        "decision_ms_median": round(float(np.median(times)), 1) if times else None,
+        "decision_ms_max": round(float(np.max(times)), 1) if times else None,
+        "late_decisions": late,
+        "ratio_vs_default": round(opt.good / max(default.good, 1), 3),
+        "ratio_vs_hindsight": round(opt.good / max(best.good, 1), 3),
+    }
+
+
 def bench_optimizer(
     timepoints: int = 200,
     samples: Sequence[str] | None = None,
@@ -292,13 +317,10 @@ def bench_optimizer(
             best = max(grid, key=lambda a: (a.good, -a.power_mw[0] * a.exposure_ms[0]))
             say(f"{name}: hindsight best {best.power_mw[0]:g} mW × {best.exposure_ms[0]:g} ms")
             best = bench.fixed(sample, best.power_mw[0], best.exposure_ms[0], "hindsight", False)
-            say(f"{name}: optimizer")
-            opt = bench.optimized(sample)
-            decisions = [d for d in opt.decisions or [] if "decision_ms" in d]
-            times = [d.get("total_ms", d["decision_ms"]) for d in decisions]
-            signals = [d.get("predicted_signal_e") for d in decisions]
-            late = sum(bool(d.get("late")) for d in opt.decisions or [])
-            light = [p * e for p, e in zip(opt.power_mw, opt.exposure_ms, strict=True)]
+            arms = {}
+            for policy in POLICIES:
+                say(f"{name}: optimizer ({policy})")
+                arms[policy] = bench.optimized(sample, policy)
             results[name] = {
                 "sample": sample.__dict__,
                 "default": _summary(default),
@@ -309,22 +331,12 @@ def bench_optimizer(
                         f"{a.power_mw[0]:g}mW×{a.exposure_ms[0]:g}ms": a.good for a in grid
                     },
                 },
-                "optimizer": {
-                    **_summary(opt),
-                    "convergence_operating_point": convergence(
-                        [s for s in signals if s is not None]
-                    ),
-                    "convergence_exposure": convergence(opt.exposure_ms),
-                    "convergence_power": convergence(opt.power_mw),
-                    "convergence_light": convergence(light),
-                    "decision_ms_median": round(float(np.median(times)), 1) if times else None,
-                    "decision_ms_max": round(float(np.max(times)), 1) if times else None,
-                    "late_decisions": late,
-                    "ratio_vs_default": round(opt.good / max(default.good, 1), 3),
-                    "ratio_vs_hindsight": round(opt.good / max(best.good, 1), 3),
+                **{
+                    f"optimizer_{policy}": _optimizer_summary(opt, default, best)
+                    for policy, opt in arms.items()
                 },
             }
-            traces[name] = {"default": default, "hindsight": best, "optimizer": opt}
+            traces[name] = {"default": default, "hindsight": best, **arms}
     finally:
         bench.close()
     out = {
@@ -358,7 +370,12 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
     app = QApplication.instance() or QApplication([])
     layout = pg.GraphicsLayoutWidget(size=(1200, 380 * len(traces)))
     layout.setBackground("w")
-    colours = {"default": (200, 60, 60), "hindsight": (60, 60, 200), "optimizer": (20, 150, 20)}
+    colours = {
+        "default": (200, 60, 60),
+        "hindsight": (60, 60, 200),
+        "adaptive": (20, 150, 20),
+        "steady": (230, 150, 0),
+    }
     for row, (name, arms) in enumerate(traces.items()):
         light = layout.addPlot(row=row, col=0, title=f"{name}: power × exposure (mW·ms)")
         light.setLogMode(y=True)

@@ -441,6 +441,8 @@ def build_controls(
             n_timepoints=n,
             seed=seed + 1000 * position + len(controls),
             fluorescence_reserve=settings.fluorescence_reserve,
+            policy=settings.policy,
+            steady_after=settings.steady_after,
         )
         name = series_name(position, config)
         worker = DecisionWorker(

@@ -32,6 +32,19 @@ under ``quality-within-budget``) the dose per timepoint is paced so that repeati
 the remaining timepoints keeps the reserve. Without it, a sample that bleaches faster than
 light can compensate is driven to the power limit and burnt out (more light, faster
 bleaching, more light), and a burnt-out sample keeps getting the most light there is.
+
+Two **policies**:
+
+* ``adaptive`` (default): a decision every timepoint as above; the power follows the
+  bleaching, so the raw settings keep moving by design while the operating point holds.
+* ``steady``: the same decisions for the first ``steady_after`` timepoints (learning), then
+  one setting planned for the rest of the timelapse and held — what a quantitative
+  timelapse needs (intensities comparable across time). The plan predicts, for every
+  candidate, the quality of each remaining timepoint as the sample bleaches under that
+  setting (fitted brightness and bleaching, the quality curve and the GP's correction) and
+  picks the one with the most timepoints at the target (a timepoint past the fluorescence
+  reserve does not count), the least dose among near-equals. Safety still overrides a held
+  setting (a dose budget that would be exceeded, the reserve).
 """
 
 from __future__ import annotations
@@ -47,6 +60,10 @@ import numpy as np
 from srlive.optimize.prior import Prior
 
 GOALS = ("quality-within-budget", "min-dose-at-quality", "max-rate-at-quality")
+POLICIES = ("adaptive", "steady")
+DEFAULT_STEADY_AFTER = 15  # learning timepoints before a steady policy fixes its setting
+STEADY_HORIZON = 100  # timepoints planned for when the timelapse length is unknown
+STEADY_NEAR = 0.98  # candidates within 2 % of the most good timepoints count as equals
 DEFAULT_TARGET_QUALITY = 0.75
 WINDOW = 80  # most recent observations the GP is conditioned on (bounded decision time)
 N_POWERS = 96
@@ -152,11 +169,18 @@ class Optimizer:
     n_timepoints: int | None = None
     seed: int = 0
     fluorescence_reserve: float = DEFAULT_FLUORESCENCE_RESERVE
+    policy: str = "adaptive"
+    steady_after: int = DEFAULT_STEADY_AFTER
     observations: list[Observation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.goal not in GOALS:
             raise OptimizerError(f"unknown optimizer goal {self.goal!r} (choose from {GOALS})")
+        if self.policy not in POLICIES:
+            raise OptimizerError(f"unknown optimizer policy {self.policy!r} (choose {POLICIES})")
+        if self.steady_after < 1:
+            raise OptimizerError("steady_after must be at least 1 timepoint")
+        self._held: tuple[int, dict[str, Any]] | None = None  # grid index, plan details
         for modality in self.space.modalities:
             self.prior.curve(modality)  # every modality needs a quality curve
         if self.target_quality is None:
@@ -337,6 +361,8 @@ class Optimizer:
             return self._record(
                 t_next, None, "no data yet: keep the protocol's setting", start, bleach, {}
             )
+        if self.policy == "steady" and len(self.observations) >= self.steady_after:
+            return self._steady(t_next, idx, bleach, remaining_timepoints, start)
         signal = light * brightness
         exploring = len(self.observations) < EXPLORE_SETS
         sampled = np.empty(len(idx))
@@ -375,6 +401,100 @@ class Optimizer:
             self.space.modalities[int(grid["modality"][i])],
         )
         return self._record(t_next, setting, reason, start, bleach, details)
+
+    def _horizon(self, t_next: int, remaining_timepoints: int | None) -> int:
+        if remaining_timepoints is not None:
+            return max(1, remaining_timepoints)
+        if self.n_timepoints is not None:
+            return max(1, self.n_timepoints - t_next)
+        return STEADY_HORIZON
+
+    def _steady(
+        self,
+        t_next: int,
+        idx: np.ndarray,
+        bleach: dict[str, float],
+        remaining_timepoints: int | None,
+        start: float,
+    ) -> dict[str, Any]:
+        """Steady policy after learning: plan one setting once, then hold it (safety first)."""
+        grid = self._grid
+        if self._held is None:
+            self._held = self._plan_steady(t_next, idx, bleach, remaining_timepoints)
+        i, plan = self._held
+        if i in set(idx.tolist()):
+            reason = f"steady: holding the setting planned at t={plan['planned_at']}"
+        else:  # the budget or the reserve no longer allows it: the least light that does
+            i = int(idx[np.argmin(grid["dose"][idx])])
+            reason = (
+                "steady: the held setting no longer fits the dose budget or reserve: least light"
+            )
+        setting = (
+            float(grid["power"][i]),
+            float(grid["exposure"][i]),
+            self.space.modalities[int(grid["modality"][i])],
+        )
+        details = {**plan, "predicted_dose_mj": float(grid["dose"][i]), "explore": False}
+        return self._record(t_next, setting, reason, start, bleach, details)
+
+    def _plan_steady(
+        self,
+        t_next: int,
+        idx: np.ndarray,
+        bleach: dict[str, float],
+        remaining_timepoints: int | None,
+    ) -> tuple[int, dict[str, Any]]:
+        """The constant setting with the most predicted timepoints at the target quality.
+
+        Each candidate's remaining timepoints are predicted as the sample bleaches under it
+        (point estimates of brightness and bleaching rate; the quality curve plus the GP's
+        correction at the candidate). A timepoint that would take the sample below its
+        fluorescence reserve does not count: the reserve would override the held setting.
+        """
+        grid = self._grid
+        horizon = self._horizon(t_next, remaining_timepoints)
+        k = bleach["k"]
+        brightness_now = math.exp(bleach["log_b0"] - k * self._dose_mj)
+        light = grid["power"][idx] * grid["exposure"][idx]
+        dose = grid["dose"][idx]
+        steps = np.arange(horizon)
+        fade = np.exp(-k * dose[:, None] * steps[None, :])  # candidates x future timepoints
+        signal = light[:, None] * brightness_now * fade
+        quality = np.empty_like(signal)
+        for m, name in enumerate(self.space.modalities):
+            sel = grid["modality"][idx] == m
+            if not sel.any():
+                continue
+            now = signal[sel, 0]
+            x = self._features(now, grid["power"][idx][sel], grid["exposure"][idx][sel])
+            r_mean, _, _ = self._gp_residual(name, x, 0)
+            mu = self._prior_mean(name, signal[sel], np.repeat(light[sel, None], horizon, 1))
+            quality[sel] = mu + r_mean[:, None]
+        if self.fluorescence_reserve > 0 and k > 0:
+            left_after = np.exp(-k * (self._dose_mj + dose[:, None] * (steps[None, :] + 1)))
+            quality[left_after < self.fluorescence_reserve] = 0.0
+        target = float(self.target_quality or DEFAULT_TARGET_QUALITY)
+        good = (quality >= target).sum(axis=1)
+        e_ref = self.space.reference_exposure_ms
+        steady = 1.0 + STEADY_PER_OCTAVE * np.abs(np.log2(grid["exposure"][idx] / e_ref))
+        if self.goal == "quality-within-budget" or good.max() == 0:
+            score = quality.mean(axis=1)  # nothing reaches the target: the best mean quality
+            near = np.nonzero(score >= score.max() - 0.005)[0]
+        else:
+            near = np.nonzero(good >= STEADY_NEAR * good.max())[0]
+        if self.goal == "max-rate-at-quality":
+            duration = grid["duration_ms"][idx][near]
+            near = near[duration <= duration.min() * 1.001]
+        j = int(near[np.argmin(dose[near] * steady[near])])
+        return int(idx[j]), {
+            "planned_at": int(t_next),
+            "planned_horizon": int(horizon),
+            "predicted_good_timepoints": int(good[j]),
+            "predicted_quality": float(quality[j, 0]),
+            "predicted_quality_end": float(quality[j, -1]),
+            "predicted_signal_e": float(signal[j, 0]),
+            "predicted_bleach": float(1.0 - math.exp(-k * dose[j])),
+        }
 
     def reserve_caps_mj(
         self, k: float, remaining_timepoints: int | None

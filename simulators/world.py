@@ -99,6 +99,8 @@ class SimulatedWorld:
         self._ids = itertools.count(1)
         self._slm = _SLMState(np.zeros(slm_shape, np.uint8), 0)
         self._rng = np.random.default_rng(seed + 1)
+        self._noise_rng = np.random.default_rng(seed + 2)  # camera noise, drawn outside the lock
+        self._noise_lock = threading.Lock()
         self._dose_mj = 0.0
         self._dose_clock = time.perf_counter()
         self._last_frame_t: float | None = None
@@ -180,6 +182,8 @@ class SimulatedWorld:
         with self.lock:
             self.seed = seed
             self._rng = np.random.default_rng(seed + 1)
+            with self._noise_lock:
+                self._noise_rng = np.random.default_rng(seed + 2)
             self._reset_sample()
 
     def set_motion(self, on: bool) -> None:
@@ -409,7 +413,6 @@ class SimulatedWorld:
                     photons += self._expected_photons(laser.line, pattern, scale)
                 if laser.gated:
                     self._dose_mj += laser.power_mw * exposure_ms / 1000.0
-            frame = self.camera.expose(photons, exposure_ms, self._rng, out=out)
             self._frame_counter += 1
             meta: dict[str, float | int | str] = {
                 "SimFrame": self._frame_counter,
@@ -420,9 +423,13 @@ class SimulatedWorld:
                 "SimZUm": self.z_um,
                 "SimDoseMJ": round(self._dose_mj, 6),
                 "SimSurviving": round(survival, 6),
-                "SimFrameCRC": zlib.crc32(frame),  # lets a store prove it kept this frame
             }
-            return frame, meta
+        # the camera's noise (most of a frame's CPU time) is drawn outside the world's lock,
+        # so a streaming camera never starves a laser switched off from another thread
+        with self._noise_lock:
+            frame = self.camera.expose(photons, exposure_ms, self._noise_rng, out=out)
+        meta["SimFrameCRC"] = zlib.crc32(frame)  # lets a store prove it kept this frame
+        return frame, meta
 
     def _blinking_frame(self, laser: LaserState, exposure_ms: float, scale: float) -> np.ndarray:
         """SMLM: a sparse random subset of emitters is on in this frame."""

@@ -46,6 +46,29 @@ def test_laser_on_off_is_the_shutter_state(core):
     assert not core.getShutterOpen("Laser561")
 
 
+def test_laser_off_is_not_starved_by_a_camera_streaming_flat_out(scope, profile):
+    """A camera simulating frames back to back (slower than its frame clock) must leave the
+    world free for a laser switched off from another thread: safety never waits on it."""
+    import threading
+    import time
+
+    core = scope.core
+    core.setProperty("SimHub", "FrameSize", 512)
+    scope.set_exposure(profile.limits.min_exposure_ms)
+    scope.set_power(488, 20.0)
+    scope.laser_on(488)
+    core.startContinuousSequenceAcquisition(0.0)
+    try:
+        while core.getRemainingImageCount() < 3:  # the camera is streaming
+            time.sleep(0.001)
+        done = threading.Event()
+        threading.Thread(target=lambda: (scope.make_safe(), done.set()), daemon=True).start()
+        assert done.wait(10.0), "make_safe() was starved by the streaming camera"
+        assert not core.getShutterOpen("Laser488")
+    finally:
+        core.stopSequenceAcquisition()
+
+
 def test_no_light_no_signal_and_signal_with_light(core):
     core.setExposure(10.0)
     core.snapImage()

@@ -84,6 +84,25 @@ def test_dim_pixel_shot_noise_is_poisson(lam):
         assert draws.max() > DENSE_INVERSION_STEPS + 1
 
 
+def test_inversion_ends_and_is_right_for_the_largest_uniform():
+    """u = 1 - 2^-24 (the largest float32 uniform): the search ends at the exact quantile."""
+    from scipy import stats
+
+    from simulators.camera_model import poisson_by_inversion
+
+    class LargestUniform:  # a generator that always draws the top of [0, 1)
+        def random(self, shape, dtype):
+            return np.full(shape, 1 - 2**-24, dtype)
+
+    lam = np.array([0.01, 1.0, 2.99], np.float32)
+    expected = stats.poisson.ppf(np.float32(1 - 2**-24), lam.astype(np.float64))
+    drawn = poisson_by_inversion(lam, LargestUniform())
+    # the float64 tail search is exact; the float32 terms may be off by one at a
+    # probability of ~1e-7 (float32 rounding: the uniforms' own resolution)
+    assert np.array_equal(drawn[1:], expected[1:])
+    assert abs(drawn[0] - expected[0]) <= 1
+
+
 def test_shot_noise_is_right_in_every_regime_of_one_frame():
     """Dim (inversion), middle (numpy) and bright (Gaussian) pixels in one frame."""
     from simulators.camera_model import _shot_noise

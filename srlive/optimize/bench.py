@@ -365,8 +365,11 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
         import pyqtgraph as pg
         import pyqtgraph.exporters
         from qtpy.QtWidgets import QApplication
+
+        from srlive.viewer.live import offscreen_without_display
     except Exception:  # no Qt: no plot
         return None
+    offscreen_without_display()  # headless: Qt would abort the process and lose the results
     app = QApplication.instance() or QApplication([])
     layout = pg.GraphicsLayoutWidget(size=(1200, 380 * len(traces)))
     layout.setBackground("w")

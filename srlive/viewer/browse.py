@@ -175,7 +175,7 @@ def view_store(
     """Open the browser (blocking), or save a PNG of it when ``snapshot`` is given."""
     import sys
 
-    from srlive.viewer.live import _headless_qpa, display_available
+    from srlive.viewer.live import display_available, offscreen_without_display
 
     names = find_series(path)  # bad input fails before Qt starts
     if series is not None and series not in names:
@@ -184,10 +184,8 @@ def view_store(
         raise ValueError("no display to show the store on (use --snapshot PNG)")
     app = QtWidgets.QApplication.instance()
     if app is None:
-        if snapshot is not None and not display_available() and not _headless_qpa():
-            import os
-
-            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        if snapshot is not None:
+            offscreen_without_display()
         app = QtWidgets.QApplication(sys.argv[:1])
     browser = StoreBrowser(path)
     if series is not None:

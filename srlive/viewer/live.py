@@ -76,6 +76,12 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def offscreen_without_display() -> None:
+    """Render offscreen where no display exists (Qt would abort the whole process there)."""
+    if not display_available() and not _headless_qpa():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float | np.floating):
         return f"{value:.1f}" if abs(value) < 1e5 else f"{value:.3g}"

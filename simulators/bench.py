@@ -43,7 +43,7 @@ def bench_camera(
         while True:
             now = time.perf_counter()
             if start is None and now >= warm_until:
-                start, frames = now, 0
+                start, frames, cpu0 = now, 0, time.process_time()
             if start is not None and now - start >= seconds:
                 break
             if core.getRemainingImageCount():
@@ -52,6 +52,7 @@ def bench_camera(
             else:
                 time.sleep(0.0002)
         elapsed = time.perf_counter() - start
+        cpu_s = time.process_time() - cpu0  # every thread of this process: camera, noise, loop
         core.stopSequenceAcquisition()
         scope.make_safe()
     finally:
@@ -70,5 +71,7 @@ def bench_camera(
         "fps": round(fps, 2),
         "fps_limit_exposure_plus_readout": round(limit_fps, 2),
         "fraction_of_limit": round(fps / limit_fps, 3),
+        "cpu_ms_per_frame": round(1000.0 * cpu_s / frames, 2) if frames else None,
+        "cpu_cores": round(cpu_s / elapsed, 3),
         "cpu_count": os.cpu_count(),
     }

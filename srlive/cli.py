@@ -377,7 +377,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         fine_tune_store=args.fine_tune,
     )
     meta["trust"] = calibrate_trust(out)
-    write_card(out, _train_commands(args.model, meta, out))
+    write_card(out)
     print(json.dumps({"weights": str(out), **meta}, indent=2, default=str))
     return 0
 
@@ -406,8 +406,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 **time_model(recon, 512, repeats=10),
             }
             shipped = Path("srlive/learn/weights") / recon.path.name
-            commands = _train_commands(recon.task.name, recon.info, shipped)
-            write_card(recon.path, commands, summary, timing)
+            write_card(recon.path, shipped, summary, timing)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -416,33 +415,6 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def _train_command(model: str, info: dict, out: Path) -> str:
-    """The command that reproduces one training run from its stored settings."""
-    train = info.get("train", {})
-    tune = f" --fine-tune {info['fine_tune_store']}" if info.get("fine_tune_store") else ""
-    ssim = f" --ssim-weight {train['ssim_weight']}" if train.get("ssim_weight") else ""
-    start = (
-        f" --init-from {info['init_from']}"
-        if info.get("init_from") and not info.get("fine_tune_store")
-        else ""
-    )
-    return (
-        f"srlive train {model} --steps {train.get('steps')} --batch {train.get('batch')} "
-        f"--patch {train.get('patch')} --width {train.get('width')} --seed {train.get('seed')}"
-        f" --lr {train.get('lr')}{ssim}{start}{tune} --out {out}"
-    )
-
-
-def _train_commands(model: str, info: dict, out: Path) -> list[str]:
-    """The commands, in order, that reproduce a model trained from earlier weights."""
-    chain = [_train_command(model, info, out)]
-    while info.get("init_info") and info.get("init_from") and not info.get("fine_tune_store"):
-        start = Path(info["init_from"])
-        info = info["init_info"]
-        chain.insert(0, _train_command(model, info, start))
-    return chain
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:

@@ -46,27 +46,40 @@ def test_laser_on_off_is_the_shutter_state(core):
     assert not core.getShutterOpen("Laser561")
 
 
-def test_laser_off_is_not_starved_by_a_camera_streaming_flat_out(scope, profile):
-    """A camera simulating frames back to back (slower than its frame clock) must leave the
-    world free for a laser switched off from another thread: safety never waits on it."""
+def test_lasers_go_off_while_a_frame_is_being_made(scope):
+    """Safety never waits for a frame: the camera's noise is drawn outside the world's lock,
+    so lasers switch off from another thread while a frame is still being exposed."""
     import threading
-    import time
 
-    core = scope.core
-    core.setProperty("SimHub", "FrameSize", 512)
-    scope.set_exposure(profile.limits.min_exposure_ms)
+    from simulators.devices import hub_world
+
+    world = hub_world("SimHub")
+    real, inside, release = world.camera, threading.Event(), threading.Event()
+
+    class HeldCamera:  # the real camera model, held in the middle of making a frame
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def expose(self, *args, **kwargs):
+            inside.set()
+            release.wait(10.0)
+            return real.expose(*args, **kwargs)
+
+    world.camera = HeldCamera()
     scope.set_power(488, 20.0)
     scope.laser_on(488)
-    core.startContinuousSequenceAcquisition(0.0)
+    snap = threading.Thread(target=scope.core.snapImage)
+    snap.start()
     try:
-        while core.getRemainingImageCount() < 3:  # the camera is streaming
-            time.sleep(0.001)
+        assert inside.wait(10.0)
         done = threading.Event()
         threading.Thread(target=lambda: (scope.make_safe(), done.set()), daemon=True).start()
-        assert done.wait(10.0), "make_safe() was starved by the streaming camera"
-        assert not core.getShutterOpen("Laser488")
+        assert done.wait(5.0), "make_safe() waited for the frame being made"
+        assert not scope.core.getShutterOpen("Laser488")
     finally:
-        core.stopSequenceAcquisition()
+        release.set()
+        snap.join()
+        world.camera = real
 
 
 def test_no_light_no_signal_and_signal_with_light(core):

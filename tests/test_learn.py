@@ -83,8 +83,7 @@ def ndimage_blur(a: np.ndarray) -> np.ndarray:
 
 
 def test_training_from_earlier_weights_records_the_chain(tmp_path):
-    from srlive.cli import _train_commands
-    from srlive.learn.card import write_card
+    from srlive.learn.card import train_commands, write_card
 
     first = tmp_path / "first.safetensors"
     train_model("dl-denoise", first, TINY, progress=False)
@@ -92,12 +91,13 @@ def test_training_from_earlier_weights_records_the_chain(tmp_path):
     second = tmp_path / "second.safetensors"
     meta = train_model("dl-denoise", second, tuned, init_from=first, progress=False)
     assert meta["init_info"]["steps"] == 4 and meta["train"]["ssim_weight"] == 1.0
-    commands = _train_commands("dl-denoise", load_weights(second)[2], second)
+    commands = train_commands("dl-denoise", load_weights(second)[2], second)
     assert len(commands) == 2
     assert commands[0].endswith(f"--out {first}")
     assert f"--ssim-weight 1.0 --init-from {first} --out {second}" in commands[1]
-    card = write_card(second, commands).read_text()
+    card = write_card(second).read_text()
     assert "steps: 4 + 2" in card and "1 × (1 − SSIM)" in card
+    assert all(f"`{command}`" in card for command in commands)
     with pytest.raises(ValueError, match="weights of dl-denoise, not dl-sim3"):
         train_model("dl-sim3", tmp_path / "x.safetensors", TINY, init_from=first, progress=False)
 

@@ -27,8 +27,8 @@ from srlive.hardware.microscope import Microscope
 EXTRA_FRAME_COLUMNS = ("k", "position", "c", "camera_time_ms", "camera_crc", "exposure_end_s")
 MAX_BATCH_SETS = 256
 # waiting for the next sequenced frame: a poll every quarter exposure, within these bounds
-# (a poll and its sleep cost ~25 µs of CPU; polling every 0.2 ms alone took ~9 % of a core,
-# and 0.5 ms adds at most half a millisecond to a frame's latency)
+# (a poll and its sleep cost ~25 µs of CPU, so polling every 0.2 ms alone took ~9 % of a core;
+# the longest poll adds at most 1 ms to a frame's latency)
 POLL_MIN_S, POLL_MAX_S = 0.0005, 0.001
 
 log = logging.getLogger(__name__)

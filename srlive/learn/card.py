@@ -24,12 +24,40 @@ def _table(results: dict[str, Any], methods: list[str], column: str = "data") ->
     return lines
 
 
-def _stages(info: dict[str, Any]) -> list[dict[str, Any]]:
+def training_runs(info: dict[str, Any]) -> list[dict[str, Any]]:
     """The training runs behind a model, first to last (a run may start from earlier weights)."""
-    stages = [info]
-    while stages[0].get("init_info"):
-        stages.insert(0, stages[0]["init_info"])
-    return stages
+    runs = [info]
+    while runs[0].get("init_info"):
+        runs.insert(0, runs[0]["init_info"])
+    return runs
+
+
+def train_command(task: str, run: dict[str, Any], out: str | Path) -> str:
+    """The ``srlive train`` command that reproduces one training run from its settings."""
+    train = run.get("train", {})
+    options = [
+        f"--steps {train.get('steps')}",
+        f"--batch {train.get('batch')}",
+        f"--patch {train.get('patch')}",
+        f"--width {train.get('width')}",
+        f"--seed {train.get('seed')}",
+        f"--lr {train.get('lr')}",
+    ]
+    if train.get("ssim_weight"):
+        options.append(f"--ssim-weight {train['ssim_weight']}")
+    if run.get("init_from"):
+        options.append(f"--init-from {run['init_from']}")
+    if run.get("fine_tune_store"):
+        options.append(f"--fine-tune {run['fine_tune_store']}")
+    return f"srlive train {task} {' '.join(options)} --out {out}"
+
+
+def train_commands(task: str, info: dict[str, Any], out: str | Path) -> list[str]:
+    """The commands, in order, that reproduce a model; each earlier run writes the weights
+    the next one starts from."""
+    runs = training_runs(info)
+    outs = [run["init_from"] for run in runs[1:]] + [out]
+    return [train_command(task, run, o) for run, o in zip(runs, outs, strict=True)]
 
 
 def _command_lines(commands: list[str]) -> list[str]:
@@ -44,23 +72,28 @@ def _command_lines(commands: list[str]) -> list[str]:
 def _loss_text(train: dict[str, Any]) -> str:
     ssim = train.get("ssim_weight")
     extra = f" + {ssim:g} × (1 − SSIM)" if ssim else ""
-    return f"image L1 + ½ gradient L1{extra} + 0.1 × Laplace negative log-likelihood of the "
+    return (
+        f"image L1 + ½ gradient L1{extra} + 0.1 × Laplace negative log-likelihood of the "
+        "predicted error scale"
+    )
 
 
 def write_card(
     weights: str | Path,
-    commands: str | list[str],
+    out: str | Path | None = None,
     evaluation: dict[str, Any] | None = None,
     timing: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``<weights>.md`` from the weights' metadata and an evaluation summary."""
+    """Write ``<weights>.md`` from the weights' metadata and an evaluation summary.
+
+    ``out`` is the path the training commands write to (default: ``weights``).
+    """
     weights = Path(weights)
     _, task, info = load_weights(weights)
     size_mb = weights.stat().st_size / 1e6
-    commands = [commands] if isinstance(commands, str) else list(commands)
-    stages = _stages(info)
-    steps = " + ".join(str(st.get("steps")) for st in stages)
-    wall = " + ".join(f"{st.get('wall_s')} s" for st in stages)
+    runs = training_runs(info)
+    steps = " + ".join(str(run.get("steps")) for run in runs)
+    wall = " + ".join(f"{run.get('wall_s')} s" for run in runs)
     lines = [
         f"# {task.name}",
         "",
@@ -68,15 +101,14 @@ def write_card(
         "",
         "## Training",
         "",
-        *_command_lines(commands),
+        *_command_lines(train_commands(task.name, info, out or weights)),
         f"- steps: {steps}, wall time {wall} on this project's 2-core CPU machine",
         f"- parameters: {info.get('parameters')} ({size_mb:.2f} MB safetensors)",
-        f"- final training loss ({_loss_text(info.get('train', {}))}"
-        f"predicted error scale): {info.get('final_loss')}",
+        f"- final training loss ({_loss_text(info.get('train', {}))}): {info.get('final_loss')}",
         *(
-            f"- training settings{f' (run {i})' if len(stages) > 1 else ''}: "
-            f"`{json.dumps(st.get('train'))}`"
-            for i, st in enumerate(stages, 1)
+            f"- training settings{f' (run {i})' if len(runs) > 1 else ''}: "
+            f"`{json.dumps(run.get('train'))}`"
+            for i, run in enumerate(runs, 1)
         ),
         f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
         "`srlive.learn.data` from the project's simulator (targets: ground truth blurred to the "

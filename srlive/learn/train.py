@@ -83,13 +83,6 @@ def _image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 SSIM_SIGMA = 1.5  # Gaussian window of the SSIM the evaluation reports (srlive.recon.metrics)
 
 
-def _gaussian_window(sigma: float, device: torch.device) -> torch.Tensor:
-    radius = int(3.5 * sigma)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
-    g = torch.exp(-0.5 * (x / sigma) ** 2)
-    return g / g.sum()
-
-
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = SSIM_SIGMA) -> torch.Tensor:
     """1 − SSIM (Wang et al. 2004, Gaussian window), each image over its target's range.
 
@@ -97,7 +90,9 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor, sigma: float = SSIM_SIGM
     network is pushed toward what the evaluation scores: local structure in dim regions that
     L1 under-weights (sparse puncta on a dark background).
     """
-    g = _gaussian_window(sigma, pred.device)
+    radius = int(3.5 * sigma)  # the window scipy's gaussian_filter(truncate=3.5) uses
+    g = torch.signal.windows.gaussian(2 * radius + 1, std=sigma, device=pred.device)
+    g = g / g.sum()
     channels = pred.shape[1]
     kernel_y = g.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
     kernel_x = g.view(1, 1, 1, -1).expand(channels, 1, 1, -1)

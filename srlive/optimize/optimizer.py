@@ -131,11 +131,15 @@ class SearchSpace:
         p, e, m = np.meshgrid(powers, exposures, np.arange(len(names)), indexing="ij")
         p, e, m = p.ravel(), e.ravel(), m.ravel()
         n_frames = np.array([self.frames[names[i]] for i in m], np.float64)
+        dose = p * e * n_frames / 1000.0
+        # ties on dose go to the protocol's exposure: equal dose, steadier settings
+        off_reference = np.abs(np.log2(e / self.reference_exposure_ms))
         return {
             "power": p,
             "exposure": e,
             "modality": m,
-            "dose": p * e * n_frames / 1000.0,
+            "dose": dose,
+            "cost": dose * (1.0 + STEADY_PER_OCTAVE * off_reference),
             "duration_ms": n_frames * (e + self.readout_ms),
         }
 
@@ -422,7 +426,7 @@ class Optimizer:
         if self._held is None:
             self._held = self._plan_steady(t_next, idx, bleach, remaining_timepoints)
         i, plan = self._held
-        if i in set(idx.tolist()):
+        if (idx == i).any():
             reason = f"steady: holding the setting planned at t={plan['planned_at']}"
         else:  # the budget or the reserve no longer allows it: the least light that does
             i = int(idx[np.argmin(grid["dose"][idx])])
@@ -475,8 +479,6 @@ class Optimizer:
             quality[left_after < self.fluorescence_reserve] = 0.0
         target = float(self.target_quality or DEFAULT_TARGET_QUALITY)
         good = (quality >= target).sum(axis=1)
-        e_ref = self.space.reference_exposure_ms
-        steady = 1.0 + STEADY_PER_OCTAVE * np.abs(np.log2(grid["exposure"][idx] / e_ref))
         if self.goal == "quality-within-budget" or good.max() == 0:
             score = quality.mean(axis=1)  # nothing reaches the target: the best mean quality
             near = np.nonzero(score >= score.max() - 0.005)[0]
@@ -485,7 +487,7 @@ class Optimizer:
         if self.goal == "max-rate-at-quality":
             duration = grid["duration_ms"][idx][near]
             near = near[duration <= duration.min() * 1.001]
-        j = int(near[np.argmin(dose[near] * steady[near])])
+        j = int(near[np.argmin(grid["cost"][idx][near])])
         return int(idx[j]), {
             "planned_at": int(t_next),
             "planned_horizon": int(horizon),
@@ -530,14 +532,12 @@ class Optimizer:
         paced = np.ones(len(idx), bool)
         if pace_cap is not None and (dose <= pace_cap + 1e-12).any():
             paced = dose <= pace_cap + 1e-12  # the dose the reserve allows every timepoint
-        # small preference for the protocol's exposure: equal dose, steadier settings
-        e_ref = self.space.reference_exposure_ms
-        steady = 1.0 + STEADY_PER_OCTAVE * np.abs(np.log2(grid["exposure"][idx] / e_ref))
+        cost = grid["cost"][idx]
         target = float(self.target_quality or DEFAULT_TARGET_QUALITY)
         if self.goal == "quality-within-budget":
             best = quality[paced].max()
             near = np.nonzero(paced & (quality >= best - 0.01))[0]
-            j = near[np.argmin(dose[near] * steady[near])]
+            j = near[np.argmin(cost[near])]
             why = (
                 "quality-within-budget: best sampled quality within the per-timepoint share "
                 "of the remaining budget"
@@ -548,7 +548,7 @@ class Optimizer:
         ok = np.nonzero(quality >= target)[0]
         if ok.size == 0:  # hold what the reserve allows for the rest of the timelapse
             near = np.nonzero(paced & (quality >= quality[paced].max() - 0.02))[0]
-            j = near[np.argmin(dose[near] * steady[near])]
+            j = near[np.argmin(cost[near])]
             return int(j), (
                 f"{self.goal}: target not reachable: least dose near the best quality"
                 + ("" if paced.all() else " the fluorescence reserve allows per timepoint")
@@ -558,7 +558,7 @@ class Optimizer:
             fastest = ok[duration <= duration.min() * 1.001]
             j = fastest[np.argmin(dose[fastest])]
             return int(j), "max-rate-at-quality: shortest set whose sampled quality reaches target"
-        j = ok[np.argmin(dose[ok] * steady[ok])]
+        j = ok[np.argmin(cost[ok])]
         return int(j), "min-dose-at-quality: least dose whose sampled quality reaches target"
 
     def _record(

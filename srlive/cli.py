@@ -103,7 +103,20 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch", type=int, default=8)
     train.add_argument("--patch", type=int, default=64, help="camera pixels per training crop")
-    train.add_argument("--width", type=int, default=24, help="channels of the first U-Net scale")
+    train.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="channels of the first U-Net scale (default 24, or the --init-from model's)",
+    )
+    train.add_argument(
+        "--stem",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="2: fold 2x2 pixels into channels and run the U-Net at half resolution "
+        "(a quarter of the compute; default 1, or the --init-from model's)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--lr", type=float, default=7e-4, help="peak learning rate")
     train.add_argument(
@@ -123,6 +136,23 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="WEIGHTS",
         help="start from these weights (a model name or .safetensors) instead of from scratch",
+    )
+    train.add_argument(
+        "--context-levels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N coarser U-Net levels below the bottleneck: context over hundreds of pixels "
+        "(default 0, or the --init-from model's)",
+    )
+    train.add_argument(
+        "--field-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="PX",
+        help="camera pixels of the simulated fields crops are cut from (default 128 256; "
+        "a field of the patch's size is one crop)",
     )
     train.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     train.add_argument(
@@ -353,25 +383,32 @@ def _cmd_acquire(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from srlive.learn.card import write_card
+    from srlive.learn.data import SimSettings
     from srlive.learn.infer import calibrate_trust, resolve_weights
-    from srlive.learn.train import TrainSettings, train_model
+    from srlive.learn.train import TrainSettings, load_weights, train_model
 
     out = args.out or Path("runs") / "models" / f"{args.model}.safetensors"
+    init = args.init_from or (args.model if args.fine_tune else None)
+    init = resolve_weights(init) if init else None
+    start = load_weights(init)[0].config if init else None
     settings = TrainSettings(
         steps=args.steps,
         batch=args.batch,
         patch=args.patch,
-        width=args.width,
+        width=args.width or (start.width if start else TrainSettings.width),
         seed=args.seed,
         lr=args.lr,
         ssim_weight=args.ssim_weight,
+        stem=args.stem or (start.stem if start else TrainSettings.stem),
+        context_levels=args.context_levels
+        if args.context_levels is not None
+        else (start.context_levels if start else 0),
     )
-    init = args.init_from or (args.model if args.fine_tune else None)
-    init = resolve_weights(init) if init else None
     meta = train_model(
         args.model,
         out,
         settings,
+        sim=SimSettings(field_sizes=tuple(args.field_sizes)) if args.field_sizes else SimSettings(),
         resume=not args.no_resume,
         init_from=init,
         fine_tune_store=args.fine_tune,
@@ -396,6 +433,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     summary = evaluate(models, size=args.size, fields_per_structure=args.fields, progress=True)
     if args.write_cards:
         from srlive.learn.bench import time_model
+        from srlive.learn.train import machine_description
 
         for recon in models.values():
             timing = {
@@ -403,6 +441,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 "device": recon.device.type,
                 "precision": str(recon.dtype).removeprefix("torch."),
                 "torch_threads": torch_threads(),
+                "machine": machine_description(),
                 **time_model(recon, 512, repeats=10),
             }
             shipped = Path("srlive/learn/weights") / recon.path.name

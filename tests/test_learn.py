@@ -32,6 +32,68 @@ def test_pairs_are_seeded_and_in_the_same_units(name):
     assert not np.array_equal(x1, make_pair(task, 32, seed=12)[0])
 
 
+@pytest.mark.parametrize("name", ["dl-sim3", "dl-denoise"])
+def test_crops_are_cut_from_a_whole_field_in_register(name):
+    from srlive.learn.data import field_crops
+
+    task = TASKS[name]
+    x, y, _ = make_pair(task, 64, seed=21)
+    crops = field_crops(task, 64, 16, seed=21)
+    assert len(crops) == 16
+    up = 2 if task.super_resolve else 1
+    for cx, cy, span in crops:
+        assert cx.shape == (task.in_channels, 16, 16) and cy.shape == (1, 16 * up, 16 * up)
+        assert span == pytest.approx(float(y.max() - y.min()))
+        # each crop is the same region of the whole field's input and target
+        r, c = _locate(x, cx)
+        assert np.array_equal(cy, y[:, up * r : up * (r + 16), up * c : up * (c + 16)])
+    # a field of the patch's size is one crop, the whole field
+    (whole,) = field_crops(task, 16, 16, seed=21)
+    assert whole[0].shape == (task.in_channels, 16, 16)
+
+
+def _locate(field: np.ndarray, crop: np.ndarray) -> tuple[int, int]:
+    h, w = crop.shape[-2:]
+    for r in range(field.shape[-2] - h + 1):
+        for c in range(field.shape[-1] - w + 1):
+            if np.array_equal(field[:, r : r + h, c : c + w], crop):
+                return r, c
+    raise AssertionError("crop not found in its field")
+
+
+def test_crops_of_larger_fields_hold_the_empty_space_of_real_densities():
+    """Fields simulated at a crop's size are crowded (the simulator keeps a minimum number of
+    structures per field); crops of larger fields show the dark space between structures."""
+    from srlive.learn.data import field_crops
+
+    task = TASKS["dl-denoise"]
+
+    def dark_share(field: int, seeds: range) -> float:
+        shares = []
+        for seed in seeds:
+            for _, y, span in field_crops(task, field, 32, seed=seed):
+                shares.append(float((y < 0.02 * span).mean()))
+        return float(np.mean(shares))
+
+    small = dark_share(32, range(40))
+    large = dark_share(128, range(3))
+    assert large > small + 0.15
+
+
+def test_ssim_loss_over_the_field_span_weights_dark_crops_more():
+    from srlive.learn.train import ssim_loss
+
+    rng = np.random.default_rng(4)
+    truth = torch.from_numpy(ndimage_blur(rng.random((32, 32))).astype(np.float32))[None, None]
+    truth = 0.05 * truth  # a dim crop of a field whose range is 1
+    noisy = truth + 0.005 * torch.randn_like(truth)
+    own = float(ssim_loss(noisy, truth))
+    field = float(ssim_loss(noisy, truth, span=torch.tensor([1.0])))
+    # judged over the whole field's range the same error matters less than over the crop's
+    assert field < own
+    assert float(ssim_loss(noisy, truth, span=truth.max() - truth.min())) == pytest.approx(own)
+
+
 def test_model_shapes():
     model = SRUNet(ModelConfig(3, 2, 8))
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 64, 64)
@@ -39,6 +101,56 @@ def test_model_shapes():
     assert with_trust(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 64, 64)
     with pytest.raises(ValueError, match="multiple of 4"):
         model(torch.zeros(1, 3, 30, 30))
+    # stem 2: the U-Net runs on 2x2-folded pixels, the output keeps the full grid
+    folded = SRUNet(ModelConfig(3, 2, 8, uncertainty=True, stem=2))
+    assert folded(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 64, 64)
+    assert folded.enc1[0].in_channels == 12
+    with pytest.raises(ValueError, match="multiple of 8"):
+        folded(torch.zeros(1, 3, 36, 36))
+    # an untrained model returns its base estimate: the mean frame, upsampled
+    x = torch.rand(1, 3, 32, 32)
+    base = torch.nn.functional.interpolate(x.mean(1, keepdim=True), scale_factor=2, mode="bilinear")
+    assert torch.allclose(folded(x)[:, :1], base)
+
+
+def test_context_levels_let_far_away_content_reach_every_pixel():
+    def receptive_field(config: ModelConfig) -> torch.Tensor:
+        """Input pixels the output's corner pixel depends on."""
+        torch.manual_seed(0)
+        model = SRUNet(config)
+        for p in model.parameters():  # trained-like: no zero-initialised branch left
+            if p.dim() > 1 and not p.any():
+                torch.nn.init.normal_(p, std=0.2)
+        x = torch.rand(1, 1, 256, 256, requires_grad=True)
+        model(x)[0, 0, 0, 0].backward()
+        return x.grad[0, 0] != 0
+
+    local = receptive_field(ModelConfig(1, 1, 8, stem=2))
+    wide = receptive_field(ModelConfig(1, 1, 8, stem=2, context_levels=2))
+    assert not local[100:, 100:].any()  # a 3-level U-Net sees about 65 pixels
+    assert wide[100:, 100:].any()
+
+
+def test_context_levels_added_to_trained_weights_keep_what_they_learnt(tmp_path):
+    from srlive.learn.card import train_commands
+    from srlive.learn.train import _load_start, build_model
+
+    first = tmp_path / "plain.safetensors"
+    train_model("dl-denoise", first, TINY, progress=False)
+    plain, _, _ = load_weights(first)
+    deeper = build_model(TASKS["dl-denoise"], 8, context_levels=2)
+    _load_start(deeper, plain)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(deeper.eval()(x), plain(x))
+    # training on from there records the architecture in the command that reproduces it
+    settings = TrainSettings(**{**TINY.__dict__, "context_levels": 2, "steps": 2})
+    second = tmp_path / "deeper.safetensors"
+    train_model("dl-denoise", second, settings, init_from=first, progress=False)
+    assert "--context-levels 2" in train_commands("dl-denoise", load_weights(second)[2], second)[1]
+    # a model cannot start from weights with more levels than it has
+    with pytest.raises(ValueError, match="with 2 context levels; train it with"):
+        train_model("dl-denoise", tmp_path / "x.safetensors", TINY, init_from=second)
 
 
 def test_uncertainty_channel_learns_the_error_scale_without_touching_the_image():
@@ -94,12 +206,18 @@ def test_training_from_earlier_weights_records_the_chain(tmp_path):
     commands = train_commands("dl-denoise", load_weights(second)[2], second)
     assert len(commands) == 2
     assert commands[0].endswith(f"--out {first}")
-    assert f"--ssim-weight 1.0 --init-from {first} --out {second}" in commands[1]
+    assert (
+        f"--ssim-weight 1.0 --field-sizes 128 256 --init-from {first} --out {second}"
+        in (commands[1])
+    )
     card = write_card(second).read_text()
     assert "steps: 4 + 2" in card and "1 × (1 − SSIM)" in card
     assert all(f"`{command}`" in card for command in commands)
     with pytest.raises(ValueError, match="weights of dl-denoise, not dl-sim3"):
         train_model("dl-sim3", tmp_path / "x.safetensors", TINY, init_from=first, progress=False)
+    wider = TrainSettings(**{**TINY.__dict__, "width": 12})
+    with pytest.raises(ValueError, match="width-8, stem-1 model with 0 context levels; train"):
+        train_model("dl-denoise", tmp_path / "w.sft", wider, init_from=first, progress=False)
 
 
 def test_train_checkpoint_resume_and_weights(tmp_path):
@@ -132,6 +250,10 @@ def test_inference_and_confidence(tmp_path):
     assert result.checks["saturated_fraction"] == 0 and result.checks["geometry_mismatch"] == 0
     with pytest.raises(ValueError, match="takes 3 frame"):
         recon(np.zeros((9, 32, 32)))
+    # any frame size: mirror-padded to the model's multiple, the padding cut off the output
+    odd = recon(x[:, :30, :26] * info["norm_adu"] + 100.0)
+    assert odd.image.shape == (60, 52) and odd.uncertainty.shape == (60, 52)
+    assert np.isfinite(odd.image).all()
 
 
 def test_confidence_falls_for_saturated_input_and_a_foreign_pattern_period():
@@ -214,8 +336,10 @@ def test_reconstruct_api_and_stored_acquisition(tmp_path):
     assert reader.n_sets == 2 and np.array_equal(reader.read_set(1), open_store(store).read_set(1))
     # the same store gives fine-tuning pairs: 3 of 9 frames in, Wiener SR out
     pairs = iter(StorePairs(TASKS["dl-sim3"], store, patch=32))
-    x, y = next(pairs)
+    x, y, span = next(pairs)
     assert x.shape == (3, 32, 32) and y.shape == (1, 64, 64)
+    # the crop is normalised over the whole frame, and span is the whole target's range
+    assert float(span) >= float(y.max() - y.min()) > 0
 
 
 def test_shipped_dl_sim3_at_10_percent_beats_wiener_sim9_at_full_light():
@@ -235,3 +359,21 @@ def test_shipped_dl_sim3_at_10_percent_beats_wiener_sim9_at_full_light():
     assert dl["ssim"] >= wiener["ssim"]
     assert dl["resolution_nm"] <= 1.15 * wiener["resolution_nm"]
     assert 0 < dl["confidence"] <= 1
+
+
+def test_shipped_dl_denoise_at_5_percent_reaches_raw_widefield_at_full_light():
+    from srlive.learn.evaluate import evaluate
+
+    model = LearnedReconstructor("dl-denoise", device="cpu")
+    summary = evaluate(
+        {"dl-denoise": model},
+        size=128,
+        fields_per_structure=1,
+        structures=("microtubules", "vesicles", "mitochondria", "er"),
+        stress=False,
+    )
+    results = summary["results"]
+    dl, raw = results["dl-denoise@5%"], results["raw-widefield@100% (vs widefield truth)"]
+    assert dl["trained"]["ssim"] >= raw["trained"]["ssim"]
+    # on the structure it never saw, it is less sure of itself
+    assert dl["held-out"]["confidence"] < dl["trained"]["confidence"]

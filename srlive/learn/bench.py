@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from srlive.learn.infer import LearnedReconstructor, resolve_weights
-from srlive.learn.train import WEIGHTS_DIR
+from srlive.learn.train import WEIGHTS_DIR, machine_description
 
 
 def shipped_models() -> list[str]:
@@ -62,6 +62,7 @@ def bench_models(
         "repeats": repeats,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "machine": machine_description(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "models": results,
     }

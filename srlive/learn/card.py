@@ -18,7 +18,7 @@ def _table(results: dict[str, Any], methods: list[str], column: str = "data") ->
         for group, m in results.get(method, {}).items():
             conf = m.get("confidence")
             lines.append(
-                f"| {method} | {group} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
+                f"| {method} | {group} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
                 f"{m['resolution_nm']:.1f} | {'' if conf is None else f'{conf:.3f}'} |"
             )
     return lines
@@ -32,6 +32,18 @@ def training_runs(info: dict[str, Any]) -> list[dict[str, Any]]:
     return runs
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as a command in the card shows it: relative to the project when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT)) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
 def train_command(task: str, run: dict[str, Any], out: str | Path) -> str:
     """The ``srlive train`` command that reproduces one training run from its settings."""
     train = run.get("train", {})
@@ -43,13 +55,21 @@ def train_command(task: str, run: dict[str, Any], out: str | Path) -> str:
         f"--seed {train.get('seed')}",
         f"--lr {train.get('lr')}",
     ]
+    if train.get("stem", 1) != 1:
+        options.append(f"--stem {train['stem']}")
+    if train.get("context_levels"):
+        options.append(f"--context-levels {train['context_levels']}")
     if train.get("ssim_weight"):
         options.append(f"--ssim-weight {train['ssim_weight']}")
+    # runs from before crops were cut from larger fields simulated each pair at the patch's size
+    fields = run.get("sim", {}).get("field_sizes", [train.get("patch")])
+    if not run.get("fine_tune_store"):
+        options.append(f"--field-sizes {' '.join(str(f) for f in fields)}")
     if run.get("init_from"):
-        options.append(f"--init-from {run['init_from']}")
+        options.append(f"--init-from {shown_path(run['init_from'])}")
     if run.get("fine_tune_store"):
         options.append(f"--fine-tune {run['fine_tune_store']}")
-    return f"srlive train {task} {' '.join(options)} --out {out}"
+    return f"srlive train {task} {' '.join(options)} --out {shown_path(out)}"
 
 
 def train_commands(task: str, info: dict[str, Any], out: str | Path) -> list[str]:
@@ -94,6 +114,13 @@ def write_card(
     runs = training_runs(info)
     steps = " + ".join(str(run.get("steps")) for run in runs)
     wall = " + ".join(f"{run.get('wall_s')} s" for run in runs)
+    machines = [
+        f"run {i}: {run['precision']} on {run['machine']}"
+        if len(runs) > 1
+        else f"{run['precision']} on {run['machine']}"
+        for i, run in enumerate(runs, 1)
+        if run.get("machine")
+    ]
     lines = [
         f"# {task.name}",
         "",
@@ -102,7 +129,8 @@ def write_card(
         "## Training",
         "",
         *_command_lines(train_commands(task.name, info, out or weights)),
-        f"- steps: {steps}, wall time {wall} on this project's 2-core CPU machine",
+        f"- steps: {steps}, wall time {wall} on this project's 2-core CPU machines",
+        *([f"- computed in {'; '.join(machines)}"] if machines else []),
         f"- parameters: {info.get('parameters')} ({size_mb:.2f} MB safetensors)",
         f"- final training loss ({_loss_text(info.get('train', {}))}): {info.get('final_loss')}",
         *(

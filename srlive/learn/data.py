@@ -12,6 +12,12 @@ reconstruction of bright 9-frame data because it is free of Wiener artefacts (ri
 residual stripes) that a network would otherwise learn to reproduce, and it defines the
 target resolution independently of any reconstruction's tuning. For denoising the target is
 the noise-free widefield image on the camera grid.
+
+Training crops are cut from larger simulated fields (128 and 256 camera pixels by default),
+never simulated at the crop's size: the simulator keeps a minimum number of structures per
+field, so a field as small as a crop is several times denser than a real cell or an
+evaluation field, and a model trained on such fields never learns what empty space between
+sparse structures looks like at low light.
 """
 
 from __future__ import annotations
@@ -87,6 +93,9 @@ class SimSettings:
     background_photons: tuple[float, float] = (0.0, 10.0)
     motion_fraction: float = 0.3  # pairs whose live sample moves during the set
     frame_interval_s: float = 0.015  # between the frames of a set (10 ms exposure + readout)
+    # camera pixels of the simulated fields training crops are cut from; each size gives the
+    # same share of crops (at 256 px every structure has its natural density)
+    field_sizes: tuple[int, ...] = (128, 256)
 
 
 def sim_target_otf(shape: tuple[int, int]) -> np.ndarray:
@@ -167,8 +176,45 @@ def make_pair(
     return inputs.astype(np.float32), target[None].astype(np.float32), info
 
 
+def field_crops(
+    task: Task, field: int, patch: int, seed: int, settings: SimSettings = SimSettings()
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Random ``patch``-pixel crops of one simulated field: (input, target, target span).
+
+    The field is normalised as a whole (as a live frame is at inference), so a crop of empty
+    space stays dark; ``span`` is the whole target's range, the scale the evaluation's SSIM
+    judges every region by. A field as large as the patch is one crop, the whole field; a
+    larger one gives (field / patch)² crops at random positions.
+    """
+    x, y, _ = make_pair(task, field, seed, settings)
+    span = float(y.max() - y.min())
+    if field <= patch:
+        return [(x, y, span)]
+    up = y.shape[-1] // x.shape[-1]
+    rng = np.random.default_rng((seed, 1))
+    crops = []
+    for _ in range((field // patch) ** 2):
+        r, c = (int(v) for v in rng.integers(0, field - patch + 1, 2))
+        crops.append(
+            (
+                x[:, r : r + patch, c : c + patch],
+                y[:, up * r : up * (r + patch), up * c : up * (c + patch)],
+                span,
+            )
+        )
+    return crops
+
+
+SHUFFLE_BUFFER = 64  # crops mixed across fields before they are batched
+
+
 class PairStream(torch.utils.data.IterableDataset):
-    """An endless, seeded stream of training pairs (each worker its own seed range)."""
+    """An endless, seeded stream of training crops (each worker its own seed range).
+
+    Yields ``(input, target, span)``. Field sizes are drawn with weights ∝ 1/area so each
+    size contributes the same share of crops; crops pass through a shuffle buffer so a batch
+    mixes fields.
+    """
 
     def __init__(
         self, task: Task, size: int, seed: int = 0, settings: SimSettings = SimSettings()
@@ -176,14 +222,36 @@ class PairStream(torch.utils.data.IterableDataset):
         super().__init__()
         self.task, self.size, self.seed, self.settings = task, size, seed, settings
 
+    def _fields(self, worker: int, n_workers: int):
+        sizes = np.array([max(self.size, f) for f in self.settings.field_sizes], float)
+        weights = 1.0 / sizes**2
+        index = worker
+        while True:
+            seed = self.seed * 1_000_003 + index
+            field = int(np.random.default_rng((seed, 2)).choice(sizes, p=weights / weights.sum()))
+            yield field_crops(self.task, field, self.size, seed, self.settings)
+            index += n_workers
+
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        index = worker
-        while True:
-            x, y, _ = make_pair(self.task, self.size, self.seed * 1_000_003 + index, self.settings)
-            yield torch.from_numpy(x), torch.from_numpy(y)
-            index += n_workers
+        rng = np.random.default_rng((self.seed, worker, 3))
+        buffer: list[tuple[np.ndarray, np.ndarray, float]] = []
+        for crops in self._fields(worker, n_workers):
+            if len(crops) == 1 and not buffer:  # fields of the patch's size: in order
+                x, y, span = crops[0]
+                yield torch.from_numpy(x), torch.from_numpy(y), torch.tensor(span)
+                continue
+            buffer.extend(crops)
+            while len(buffer) >= SHUFFLE_BUFFER:
+                i = int(rng.integers(len(buffer)))
+                buffer[i], buffer[-1] = buffer[-1], buffer[i]
+                x, y, span = buffer.pop()
+                yield (
+                    torch.from_numpy(np.ascontiguousarray(x)),
+                    torch.from_numpy(np.ascontiguousarray(y)),
+                    torch.tensor(span),
+                )
 
 
 class StorePairs(torch.utils.data.IterableDataset):
@@ -193,16 +261,24 @@ class StorePairs(torch.utils.data.IterableDataset):
       set, the target its Wiener reconstruction (parameters estimated from the data).
     * ``dl-denoise``: Noise2Noise — two consecutive widefield frames of the same field.
     * ``dl-wf2sr``: the widefield sum of a SIM set as input, its Wiener reconstruction as target.
-    Random crops of ``patch`` camera pixels; normalisation as for simulated pairs.
+    Random crops of ``patch`` camera pixels, normalised over the whole frame as simulated
+    fields are; yields ``(input, target, span)`` like :class:`PairStream`.
     """
 
     def __init__(
-        self, task: Task, store: str | Path, patch: int, seed: int = 0, offset_adu: float = 100.0
+        self,
+        task: Task,
+        store: str | Path,
+        patch: int,
+        seed: int = 0,
+        offset_adu: float = 100.0,
+        multiple: int = 4,
     ) -> None:
         super().__init__()
         from srlive.storage.omezarr import open_store
 
         self.task, self.patch, self.seed, self.offset = task, patch, seed, offset_adu
+        self.multiple = multiple  # crop sizes the model accepts
         self.reader = open_store(store)
         layout = (self.reader.n_angles, self.reader.n_phases)
         needs_sim = task.name != "dl-denoise"
@@ -226,7 +302,7 @@ class StorePairs(torch.utils.data.IterableDataset):
             self.targets[t] = sim.reconstruct(frames)
         return self.targets[t]
 
-    def _pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
         n_sets = self.reader.n_sets
         if self.task.name == "dl-denoise":
             flat = self.reader.read_sets(0, n_sets).reshape(-1, *self.reader.raw.shape[-2:])
@@ -243,18 +319,25 @@ class StorePairs(torch.utils.data.IterableDataset):
                 index = [3 * a + p for a, p in self.task.pattern_frames]
                 x = frames[index].astype(np.float32)
             up = 2
-        h, w = x.shape[-2:]
-        p = min(self.patch, h, w) // 4 * 4
-        y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        x = x[:, y0 : y0 + p, x0 : x0 + p] - self.offset
-        y = y[:, up * y0 : up * (y0 + p), up * x0 : up * (x0 + p)]
+        x = x - np.float32(self.offset)
         if self.task.name == "dl-denoise":
-            y = y - self.offset
+            y = y - np.float32(self.offset)
+        # normalised over the whole frame, as a live frame is at inference
         norm = max(float(np.percentile(x.mean(axis=0), 99.5)), 1.0)
-        return x / norm, y / norm
+        span = float(y.max() - y.min())
+        h, w = x.shape[-2:]
+        p = min(self.patch, h, w) // self.multiple * self.multiple
+        y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        x = x[:, y0 : y0 + p, x0 : x0 + p]
+        y = y[:, up * y0 : up * (y0 + p), up * x0 : up * (x0 + p)]
+        return x / norm, y / norm, span / norm
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed)
         while True:
-            x, y = self._pair(rng)
-            yield torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
+            x, y, span = self._pair(rng)
+            yield (
+                torch.from_numpy(x.astype(np.float32)),
+                torch.from_numpy(y.astype(np.float32)),
+                torch.tensor(span, dtype=torch.float32),
+            )

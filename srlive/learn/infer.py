@@ -149,9 +149,14 @@ class LearnedReconstructor:
             raise ValueError(
                 f"{self.task.name} takes {self.task.in_channels} frame(s), got {x.shape[0]}"
             )
-        if x.shape[-1] % 4 or x.shape[-2] % 4:
-            raise ValueError(f"frame size must be a multiple of 4, got {x.shape[-2:]}")
         return x
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        """Mirror-pad H and W up to the model's size multiple (cropped off the output)."""
+        m = self.model.config.size_multiple
+        h, w = x.shape[-2:]
+        extra = ((0, 0), (0, -h % m), (0, -w % m))
+        return x if extra[1][1] == extra[2][1] == 0 else np.pad(x, extra, mode="symmetric")
 
     def _to_device(self, x: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None]
@@ -183,7 +188,9 @@ class LearnedReconstructor:
         stack = self._stack(frames)
         x = stack.astype(np.float32) - np.float32(self.offset_adu)
         norm = max(float(np.percentile(x.mean(axis=0), 99.5)), 1.0)
-        y = self._run(self._to_device(x / np.float32(norm)))[0]
+        y = self._run(self._to_device(self._pad(x / np.float32(norm))))[0]
+        up = self.upscale
+        y = y[:, : up * x.shape[-2], : up * x.shape[-1]]
         image = (y[0] * norm).numpy()
         if not trust:
             return Result(image, math.nan)

@@ -45,6 +45,14 @@ def _add_microscope_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+PRECISION_ARG: dict[str, Any] = {
+    "choices": ["auto", "fp32", "bf16", "fp16"],
+    "default": "auto",
+    "help": "learned models' compute precision (auto: bf16 on CPUs with bf16 units, fp16 on "
+    "CUDA, else fp32)",
+}
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="srlive", description="Live super-resolution microscopy through Micro-Manager."
@@ -170,6 +178,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--write-cards", action="store_true", help="append the results to the shipped models' cards"
     )
+    ev.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ev.add_argument("--precision", **PRECISION_ARG)
     ev.add_argument("--json", action="store_true", help="JSON output")
 
     rec = sub.add_parser("reconstruct", help="reconstruct a stored acquisition")
@@ -206,6 +216,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "each, in 3 alternating rounds)",
     )
     bench.add_argument("--device", default="auto", help="models/pipeline/soak: auto | cpu | cuda")
+    bench.add_argument("--precision", **PRECISION_ARG)
     bench.add_argument(
         "--model",
         default=None,
@@ -428,7 +439,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     names = args.models or sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
     models = {}
     for name in names:
-        recon = LearnedReconstructor(resolve_weights(name))
+        recon = LearnedReconstructor(resolve_weights(name), args.device, precision=args.precision)
         models[recon.task.name] = recon
     summary = evaluate(models, size=args.size, fields_per_structure=args.fields, progress=True)
     if args.write_cards:
@@ -527,6 +538,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             size=args.size,
             repeats=args.repeats,
             device=args.device,
+            precision=args.precision,
         )
     elif args.what == "optimizer":
         result = _bench_optimizer(args)

@@ -213,6 +213,13 @@ def test_training_from_earlier_weights_records_the_chain(tmp_path):
     card = write_card(second).read_text()
     assert "steps: 4 + 2" in card and "1 × (1 − SSIM)" in card
     assert all(f"`{command}`" in card for command in commands)
+    # a chain that went back to the path it ends at: each run still gets its own file
+    third = train_model("dl-denoise", first, tuned, init_from=second, progress=False, resume=False)
+    commands = train_commands("dl-denoise", third, first)
+    outs = [c.rsplit("--out ", 1)[1] for c in commands]
+    assert outs == ["runs/models/dl-denoise-run1.safetensors", str(second), str(first)]
+    assert commands[1].endswith(f"--init-from {outs[0]} --out {second}")
+    assert commands[2].endswith(f"--init-from {second} --out {first}")
     with pytest.raises(ValueError, match="weights of dl-denoise, not dl-sim3"):
         train_model("dl-sim3", tmp_path / "x.safetensors", TINY, init_from=first, progress=False)
     wider = TrainSettings(**{**TINY.__dict__, "width": 12})
@@ -377,3 +384,16 @@ def test_shipped_dl_denoise_at_5_percent_reaches_raw_widefield_at_full_light():
     assert dl["trained"]["ssim"] >= raw["trained"]["ssim"]
     # on the structure it never saw, it is less sure of itself
     assert dl["held-out"]["confidence"] < dl["trained"]["confidence"]
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", "float32"), ("bf16", "bfloat16")])
+def test_bench_models_runs_at_the_precision_asked_for(capsys, precision, dtype):
+    from srlive.cli import main
+
+    argv = ["bench", "models", "--model", "dl-sim3", "--size", "64", "--repeats", "1"]
+    assert main([*argv, "--precision", precision, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    timing = result["models"]["dl-sim3"]
+    assert timing["precision"] == dtype
+    assert timing["with_confidence"]["ms_median"] > 0
+    assert result["machine"].count(",") >= 2  # CPU, cores, vector units

@@ -44,8 +44,11 @@ def shown_path(path: str | Path) -> str:
         return str(path)
 
 
-def train_command(task: str, run: dict[str, Any], out: str | Path) -> str:
-    """The ``srlive train`` command that reproduces one training run from its settings."""
+def train_command(
+    task: str, run: dict[str, Any], out: str | Path, init_from: str | None = None
+) -> str:
+    """The ``srlive train`` command that reproduces one training run from its settings
+    (``init_from``: the weights it starts from, default the path the run recorded)."""
     train = run.get("train", {})
     options = [
         f"--steps {train.get('steps')}",
@@ -65,8 +68,9 @@ def train_command(task: str, run: dict[str, Any], out: str | Path) -> str:
     fields = run.get("sim", {}).get("field_sizes", [train.get("patch")])
     if not run.get("fine_tune_store"):
         options.append(f"--field-sizes {' '.join(str(f) for f in fields)}")
-    if run.get("init_from"):
-        options.append(f"--init-from {shown_path(run['init_from'])}")
+    init_from = init_from or (shown_path(run["init_from"]) if run.get("init_from") else None)
+    if init_from:
+        options.append(f"--init-from {init_from}")
     if run.get("fine_tune_store"):
         options.append(f"--fine-tune {run['fine_tune_store']}")
     return f"srlive train {task} {' '.join(options)} --out {shown_path(out)}"
@@ -76,8 +80,20 @@ def train_commands(task: str, info: dict[str, Any], out: str | Path) -> list[str
     """The commands, in order, that reproduce a model; each earlier run writes the weights
     the next one starts from."""
     runs = training_runs(info)
-    outs = [run["init_from"] for run in runs[1:]] + [out]
-    return [train_command(task, run, o) for run, o in zip(runs, outs, strict=True)]
+    final = shown_path(out)
+    # an earlier run that wrote the final path (or one another run wrote) gets a file of its
+    # own, so the commands run in order without one overwriting, or resuming, another's
+    outs: list[str] = []
+    for i, run in enumerate(runs[1:], 1):
+        path = shown_path(run["init_from"])
+        outs.append(
+            f"runs/models/{task}-run{i}.safetensors" if path == final or path in outs else path
+        )
+    inits = [None, *outs]
+    outs.append(final)
+    return [
+        train_command(task, run, o, init) for run, o, init in zip(runs, outs, inits, strict=True)
+    ]
 
 
 def _command_lines(commands: list[str]) -> list[str]:
@@ -96,6 +112,13 @@ def _loss_text(train: dict[str, Any]) -> str:
         f"image L1 + ½ gradient L1{extra} + 0.1 × Laplace negative log-likelihood of the "
         "predicted error scale"
     )
+
+
+def _computed_on(evaluation: dict[str, Any], name: str) -> str:
+    """Where the evaluation ran the model (older summaries do not say)."""
+    run_on = evaluation.get("models", {}).get(name)
+    machine = evaluation.get("computed_on")
+    return f", {name} run on {run_on} ({machine})" if run_on and machine else ""
 
 
 def write_card(
@@ -158,7 +181,7 @@ def write_card(
             f"Fields: {evaluation['fields']} of {evaluation['size']}² camera pixels, medians. "
             "Command: "
             f"`srlive evaluate --fields {evaluation['fields_per_structure']} "
-            f"--size {evaluation['size']} --json`.",
+            f"--size {evaluation['size']} --json`" + _computed_on(evaluation, task.name) + ".",
             "",
             *_table(results, names + baselines),
             "",

@@ -32,6 +32,7 @@ from srlive.learn.data import (
     sim_target_otf,
 )
 from srlive.learn.infer import LearnedReconstructor
+from srlive.learn.train import machine_description
 from srlive.recon.metrics import psnr, ssim
 from srlive.recon.resolution import frc_resolution_nm
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
@@ -39,6 +40,15 @@ from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
 DEFAULT_SCALE = 20.0 * 10.0 * 20.0  # photons per unit density per camera pixel at 100 %
 EVAL_STRUCTURES = ("microtubules", "vesicles", "mitochondria", *HELD_OUT_STRUCTURES)
 EVAL_SEED_BASE = 900_000_000  # far from every training stream
+
+# light levels each model is scored at: the must-show levels, and dl-wf2sr also at the SIM
+# models' 10 %, so a widefield-only estimate is compared with them at the same light
+MODEL_LIGHT = {
+    "dl-sim3": (0.1,),
+    "dl-sim9": (0.1,),
+    "dl-denoise": (0.05,),
+    "dl-wf2sr": (1.0, 0.1),
+}
 
 
 @dataclass
@@ -152,6 +162,8 @@ def evaluate(
         "light": "fractions of the default 20 mW x 10 ms (about 1,700 photons at the "
         "brightest camera pixel of a typical field at 100%)",
         "wall_s": round(time.perf_counter() - start, 1),
+        "computed_on": machine_description(),
+        "models": {name: f"{m.device.type}, {m.precision}" for name, m in models.items()},
         "aggregate": "median over fields",
         "results": _aggregate(rows, "group"),
         "by_structure": _aggregate(
@@ -212,10 +224,11 @@ def _score_field(
             HI_NM,
         )
     for name, model in models.items():
-        frames, target, label = _model_input(name, field, {"dl-denoise": 0.05})
-        result = model(frames)
-        pixel = HI_NM if target.shape[0] == 2 * size else 2 * HI_NM
-        add(f"{name}@{label}", result.image, target, pixel, confidence=result.confidence)
+        for fraction in MODEL_LIGHT.get(name, (1.0,)):
+            frames, target, label = _model_input(name, field, {name: fraction})
+            result = model(frames)
+            pixel = HI_NM if target.shape[0] == 2 * size else 2 * HI_NM
+            add(f"{name}@{label}", result.image, target, pixel, confidence=result.confidence)
     return rows
 
 
@@ -223,7 +236,7 @@ def _model_input(
     name: str, field: Field, light: dict[str, float]
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(frames, target, light label) of a model on a field; light fraction per model."""
-    fraction = light.get(name, 0.1 if name.startswith("dl-sim") else 1.0)
+    fraction = light.get(name, MODEL_LIGHT.get(name, (1.0,))[0])
     label = f"{fraction:.0%}" if fraction <= 1 else f"{fraction:g}x"
     if name == "dl-sim3":
         return field.sim9[fraction][[0, 3, 6]], field.sr_target, label
@@ -244,7 +257,9 @@ def _stress_rows(
         cases = [("saturated", bright, model, STRESS_SATURATION)]
         if model.task.pattern_frames:
             geometry = replace(model.geometry, pattern_period_nm=STRESS_PERIOD_NM)
-            other = LearnedReconstructor(model.path, str(model.device), geometry=geometry)
+            other = LearnedReconstructor(
+                model.path, str(model.device), precision=model.precision, geometry=geometry
+            )
             cases.append(("wrong-period", wrong, other, 0.1))
         for group, field, recon, fraction in cases:
             frames, target, label = _model_input(name, field, {name: fraction})

@@ -75,14 +75,16 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def pick_precision(device: torch.device, precision: str = "auto") -> torch.dtype:
     """Compute dtype: bf16 on CPUs with native bf16 units, fp16 on CUDA, else fp32."""
-    choices = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision != "auto":
         try:
-            return choices[precision]
+            return PRECISIONS[precision]
         except KeyError:
-            raise ValueError(f"precision must be auto, {', '.join(choices)}") from None
+            raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}") from None
     if device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if bf16_supported() else torch.float32
@@ -117,6 +119,7 @@ class LearnedReconstructor:
         self.task, self.info = task, info
         self.device = pick_device(device)
         self.dtype = pick_precision(self.device, precision)
+        self.precision = next(k for k, v in PRECISIONS.items() if v == self.dtype)
         self.model: SRUNet = model.to(self.device).to(memory_format=torch.channels_last).eval()
         self.offset_adu = offset_adu
         trust = info.get("trust", {})

@@ -67,7 +67,12 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{name}, {os.cpu_count()} cores, {cpu.get_cpu_capability()}"
+    units = [
+        u
+        for flag, u in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
+        if flag in _cpu_flags()
+    ]
+    return ", ".join([name, f"{os.cpu_count()} cores", cpu.get_cpu_capability(), *units])
 
 
 def _cpu_flags() -> set[str]:

@@ -450,7 +450,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             timing = {
                 "frame_shape": [512, 512],
                 "device": recon.device.type,
-                "precision": str(recon.dtype).removeprefix("torch."),
+                "precision": recon.precision_name,
                 "torch_threads": torch_threads(),
                 "machine": machine_description(),
                 **time_model(recon, 512, repeats=10),

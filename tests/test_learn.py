@@ -281,6 +281,11 @@ def test_confidence_falls_for_saturated_input_and_a_foreign_pattern_period():
     )
     assert at_561.mismatch > 0.1
     assert at_561(frames).confidence < 0.01 * normal
+    # the loaded model judged against the 561 nm geometry: same verdict, the original untouched
+    moved = recon.with_geometry(at_561.geometry)
+    assert moved.mismatch == pytest.approx(at_561.mismatch) and moved.model is recon.model
+    assert moved(frames).confidence < 0.01 * normal
+    assert recon.mismatch == 0 and recon(frames).confidence == pytest.approx(normal)
 
 
 def test_metrics():

@@ -51,7 +51,7 @@ def bench_models(
         recon = LearnedReconstructor(resolve_weights(name), device, precision=precision)
         results[recon.task.name] = {
             "device": recon.device.type,
-            "precision": str(recon.dtype).removeprefix("torch."),
+            "precision": recon.precision_name,
             "with_confidence": time_model(recon, size, repeats, trust=True),
             "image_only": time_model(recon, size, repeats, trust=False),
             "parameters": recon.info.get("parameters"),

@@ -89,8 +89,8 @@ def train_commands(task: str, info: dict[str, Any], out: str | Path) -> list[str
         outs.append(
             f"runs/models/{task}-run{i}.safetensors" if path == final or path in outs else path
         )
-    inits = [None, *outs]
     outs.append(final)
+    inits = [None, *outs[:-1]]
     return [
         train_command(task, run, o, init) for run, o, init in zip(runs, outs, inits, strict=True)
     ]

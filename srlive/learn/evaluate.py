@@ -163,7 +163,7 @@ def evaluate(
         "brightest camera pixel of a typical field at 100%)",
         "wall_s": round(time.perf_counter() - start, 1),
         "computed_on": machine_description(),
-        "models": {name: f"{m.device.type}, {m.precision}" for name, m in models.items()},
+        "models": {name: f"{m.device.type}, {m.precision_name}" for name, m in models.items()},
         "aggregate": "median over fields",
         "results": _aggregate(rows, "group"),
         "by_structure": _aggregate(
@@ -225,18 +225,15 @@ def _score_field(
         )
     for name, model in models.items():
         for fraction in MODEL_LIGHT.get(name, (1.0,)):
-            frames, target, label = _model_input(name, field, {name: fraction})
+            frames, target, label = _model_input(name, field, fraction)
             result = model(frames)
             pixel = HI_NM if target.shape[0] == 2 * size else 2 * HI_NM
             add(f"{name}@{label}", result.image, target, pixel, confidence=result.confidence)
     return rows
 
 
-def _model_input(
-    name: str, field: Field, light: dict[str, float]
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(frames, target, light label) of a model on a field; light fraction per model."""
-    fraction = light.get(name, MODEL_LIGHT.get(name, (1.0,))[0])
+def _model_input(name: str, field: Field, fraction: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """(frames, target, light label) of a model on a field at a light fraction."""
     label = f"{fraction:.0%}" if fraction <= 1 else f"{fraction:g}x"
     if name == "dl-sim3":
         return field.sim9[fraction][[0, 3, 6]], field.sr_target, label
@@ -257,12 +254,10 @@ def _stress_rows(
         cases = [("saturated", bright, model, STRESS_SATURATION)]
         if model.task.pattern_frames:
             geometry = replace(model.geometry, pattern_period_nm=STRESS_PERIOD_NM)
-            other = LearnedReconstructor(
-                model.path, str(model.device), precision=model.precision, geometry=geometry
-            )
+            other = model.with_geometry(geometry)
             cases.append(("wrong-period", wrong, other, 0.1))
         for group, field, recon, fraction in cases:
-            frames, target, label = _model_input(name, field, {name: fraction})
+            frames, target, label = _model_input(name, field, fraction)
             result = recon(frames)
             pixel = HI_NM if target.shape[0] == 2 * size else 2 * HI_NM
             rows.append(

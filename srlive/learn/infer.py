@@ -26,6 +26,7 @@ data".
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,17 +120,28 @@ class LearnedReconstructor:
         self.task, self.info = task, info
         self.device = pick_device(device)
         self.dtype = pick_precision(self.device, precision)
-        self.precision = next(k for k, v in PRECISIONS.items() if v == self.dtype)
         self.model: SRUNet = model.to(self.device).to(memory_format=torch.channels_last).eval()
         self.offset_adu = offset_adu
         trust = info.get("trust", {})
         self.e90 = float(trust.get("predicted_error_p90", math.nan))
-        jitter = float(info.get("sim", {}).get("period_jitter", SimSettings().period_jitter))
+        self._jitter = float(info.get("sim", {}).get("period_jitter", SimSettings().period_jitter))
         self.geometry = geometry or Geometry()
-        self.mismatch = geometry_mismatch(bool(task.pattern_frames), jitter, self.geometry)
+        self.mismatch = geometry_mismatch(bool(task.pattern_frames), self._jitter, self.geometry)
         self._cuda = self.device.type == "cuda"
         self._stream = torch.cuda.Stream(self.device) if self._cuda else None
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def with_geometry(self, geometry: Geometry) -> LearnedReconstructor:
+        """The same loaded model, its inputs judged against another acquisition geometry."""
+        other = copy.copy(self)
+        other.geometry = geometry
+        other.mismatch = geometry_mismatch(bool(self.task.pattern_frames), self._jitter, geometry)
+        return other
+
+    @property
+    def precision_name(self) -> str:
+        """The compute dtype as reports name it (``float32``, ``bfloat16``, ``float16``)."""
+        return str(self.dtype).removeprefix("torch.")
 
     @property
     def upscale(self) -> int:
@@ -141,7 +153,7 @@ class LearnedReconstructor:
 
     def describe(self) -> str:
         return (
-            f"{self.task.name} on {self.device.type} ({str(self.dtype).removeprefix('torch.')}), "
+            f"{self.task.name} on {self.device.type} ({self.precision_name}), "
             f"{self.info.get('parameters')} parameters, {self.info.get('steps')} steps"
         )
 

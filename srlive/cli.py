@@ -316,6 +316,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         print(text)
+    if summary.error and summary.error != "interrupted":
+        print(f"srlive: error: {summary.error}", file=sys.stderr)
+        return 3
     return 130 if summary.interrupted else 0
 
 
@@ -643,6 +646,11 @@ def _configure_logging(verbose: bool) -> None:
         h.setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (never a multi-line repr)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; bad input gives one line on stderr and a non-zero exit."""
     from srlive.acquisition.protocol import ProtocolError
@@ -673,12 +681,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         SafetyError,
         UsageError,
         ValueError,
-        FileExistsError,
-        FileNotFoundError,
+        OSError,  # FileExistsError, FileNotFoundError, PermissionError, a full disk, ...
     ) as exc:
         if args.verbose:
             raise
-        print(f"srlive: error: {exc}", file=sys.stderr)
+        print(f"srlive: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("srlive: interrupted", file=sys.stderr)

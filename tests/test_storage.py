@@ -87,7 +87,8 @@ def test_round_trip(tmp_path: Path) -> None:
 
     f = r.frames
     expected_cols = ["frame", "t", "a", "p", "time_s", "exposure_ms", "power_mw_488"]
-    expected_cols += ["power_mw_561", "slm_pattern", "z_um", "x_um", "y_um", "event", "focus_score"]
+    expected_cols += ["power_mw_561", "slm_pattern", "z_um", "x_um", "y_um", "event", "crc32"]
+    expected_cols += ["focus_score"]
     assert list(f) == expected_cols
     assert r.root["tables/frames"].attrs["columns"] == expected_cols
     assert all(len(c) == 54 for c in f.values())
@@ -268,7 +269,7 @@ CHILD = textwrap.dedent(
     store = AcquisitionStore.create(
         path, frame_shape=(H, W), pixel_nm=65.0, n_angles=A, n_phases=P,
         sr_shape=None, sr_pixel_nm=None, laser_lines=[488], profile={}, run={},
-        grow_block=4, flush_interval_s=0.0,
+        flush_interval_s=0.0,
     )
     t = 0
     while True:

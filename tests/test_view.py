@@ -74,7 +74,7 @@ def test_browse_a_run_store_with_skipped_sets_and_a_sub_series(qtbot, tmp_path) 
 
 def test_browse_a_protocol_store_and_cli(qtbot, tmp_path, capsys) -> None:
     root = tmp_path / "protocol.zarr"
-    create_root_group(root, {"layout": "series", "series": ["p0_c488", "p1_c488"]}, False)
+    create_root_group(root, {"layout": "series", "series": ["p0_c488", "p1_c488"]}, False).release()
     _store(root / "p0_c488", 2, "sim3", sr=True, seed=3)
     _store(root / "p1_c488", 2, "sim3", sr=True, seed=4)
     assert list(find_series(root)) == ["p0_c488", "p1_c488"]

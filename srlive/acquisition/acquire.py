@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -27,6 +28,9 @@ from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
 from srlive.profiles import Profile, load_profile
 from srlive.safety import interlock
+from srlive.storage.guard import check_output
+
+log = logging.getLogger(__name__)
 
 
 def validate(
@@ -78,8 +82,7 @@ def acquire(
         else Path("runs")
         / (_dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{Path(protocol_path).stem}.zarr")
     )
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
+    check_output(out, overwrite=overwrite)  # refused before any device is touched
     scope = connect(prof)
     try:
         with interlock(scope):
@@ -123,7 +126,7 @@ def _run(
         scope, hardware_sequencing=sequencing, dose_budget_mj=protocol.srlive.dose_budget_mj
     )
     run_info = {"protocol": protocol_summary(protocol), "started": _dt.datetime.now().isoformat()}
-    create_root_group(
+    claim = create_root_group(
         out,
         {
             "software": f"srlive {__version__}",
@@ -181,25 +184,24 @@ def _run(
 
     engine.events.set_complete.connect(on_set)
     error: str | None = None
-    complete = False
     try:
         engine.run(source, stop)
-        complete = not stop.is_set()
     except DoseBudgetExceeded as exc:
         error = str(exc)
     except KeyboardInterrupt:
         error = "interrupted"
-    finally:
+    except Exception as exc:  # a device, the camera or a store write failed: stop, say why
+        error = writer.failed or f"{type(exc).__name__}: {exc}"
+    finally:  # the engine has switched the lasers off and blanked the SLM by now
         lasers_on = [ln for ln in profile.laser_lines if scope.laser_is_on(ln)]
-        writer.close(complete=True)
-        optimizer_summary = _store_decisions(controls, writer, out)
-        root = zarr.open_group(str(out), mode="r+")
-        root.attrs["srlive"] = {
-            **root.attrs["srlive"],
-            "series": sorted(writer.series),
-            "complete": complete,
-            "stopped_by": engine.stats.stopped_by,
-        }
+        complete = error is None and not stop.is_set()
+        try:
+            writer.close(complete=complete)
+        except Exception as exc:
+            error = error or f"{type(exc).__name__}: {exc}"
+        complete = complete and error is None
+        optimizer_summary = _finish_root(controls, writer, out, engine, complete)
+        claim.release()
     stats = engine.stats
     return {
         "output": str(out),
@@ -228,6 +230,26 @@ def _run(
         "lasers_on_at_end": lasers_on,
         "optimizer": optimizer_summary,
     }
+
+
+def _finish_root(
+    controls: dict, writer: SeriesWriter, out: Path, engine: Engine, complete: bool
+) -> dict[str, Any] | None:
+    """Decisions into the series' tables and the final state into the root (best effort:
+    a full disk leaves the root saying ``complete: false``, as it did from the start)."""
+    optimizer_summary = None
+    try:
+        optimizer_summary = _store_decisions(controls, writer, out)
+        root = zarr.open_group(str(out), mode="r+")
+        root.attrs["srlive"] = {
+            **root.attrs["srlive"],
+            "series": sorted(writer.series),
+            "complete": complete,
+            "stopped_by": engine.stats.stopped_by,
+        }
+    except OSError as exc:
+        log.error("%s: final state not written: %s", out, exc)
+    return optimizer_summary
 
 
 def _write_tables(control: Any, out: Path) -> None:

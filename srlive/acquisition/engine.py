@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from psygnal import Signal, SignalGroup
 
+from srlive.acquisition import camera_faults
 from srlive.acquisition.modalities import Modality
 from srlive.hardware.microscope import Microscope
 
@@ -32,6 +33,10 @@ MAX_BATCH_SETS = 256
 POLL_MIN_S, POLL_MAX_S = 0.0005, 0.001
 
 log = logging.getLogger(__name__)
+
+
+class CameraError(RuntimeError):
+    """The camera ended a sequence before delivering its frames (its thread failed)."""
 
 
 class DoseBudgetExceeded(RuntimeError):
@@ -392,6 +397,8 @@ class Engine:
             core.startSLMSequence(scope.roles.slm)
         elif plan.slm_images and scope.has_slm:
             scope.show_slm(plan.slm_images[0])
+        camera_faults.watch()
+        faults = camera_faults.mark()
         scope.laser_on(plan.line)
         self._sequence_t0 = time.perf_counter() - self.t0
         core.startSequenceAcquisition(n_frames, 0.0, True)
@@ -408,6 +415,9 @@ class Engine:
                         break
                 else:
                     time.sleep(poll_s)
+            if popped < n_frames and not stop.is_set():  # the camera gave up: never success
+                why = "; ".join(camera_faults.errors_since(faults)) or "no reason given"
+                raise CameraError(f"camera stopped after {popped} of {n_frames} frames: {why}")
         finally:
             if core.isSequenceRunning():
                 core.stopSequenceAcquisition()

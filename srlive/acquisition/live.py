@@ -21,6 +21,7 @@ from srlive.hardware.microscope import Microscope
 from srlive.pipeline.stream import SRResult
 from srlive.profiles import load_profile
 from srlive.safety import interlock
+from srlive.storage.guard import check_output
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,7 @@ def run_live(
         from srlive.learn.infer import resolve_weights
 
         resolve_weights(modality.reconstruction)  # missing weights: fail before acquiring
-    if out.exists() and not settings.overwrite:
-        raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
+    check_output(out, overwrite=settings.overwrite)  # refused before any device moves
 
     scope = connect(profile)
     try:
@@ -232,9 +232,9 @@ def _acquire(
         session.wait()
         if forced:
             session.pipeline.close(drain=False)
-        result = session.close()
-        summary.lasers_on_at_end = result["lasers_on_at_end"]
         summary.interrupted = summary.interrupted or (stop.is_set() and settings.frames > stored[0])
+        result = session.close(complete=not summary.interrupted)
+        summary.lasers_on_at_end = result["lasers_on_at_end"]
         summary.raw_frames_acquired = result["raw_frames_acquired"]
         summary.raw_frames_stored = result["raw_frames_stored"]
         summary.raw_frames_dropped = result["raw_frames_dropped"]

@@ -148,6 +148,7 @@ class LiveSession:
         self.pipeline.events.metrics.connect(self._on_metrics)
         self.pipeline.events.stored.connect(self.events.stored.emit)
         self.pipeline.events.error.connect(lambda msg: self.events.status.emit(msg, True))
+        self.pipeline.events.write_failed.connect(self._on_write_failed)
         self._images: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
         self._lock = threading.RLock()
         self._pending: list[tuple[str, Any]] = []
@@ -263,6 +264,9 @@ class LiveSession:
                 raise RuntimeError("the session is closed")
             if self.state != "idle":
                 return False
+            if self.pipeline.write_error is not None:  # nothing could be stored: no light
+                self.events.status.emit(f"not started: {self.pipeline.write_error}", True)
+                return False
             self._stop_requested = False
             self._at_set.clear()
             self._abort.clear()
@@ -372,6 +376,12 @@ class LiveSession:
                 plural = "" if done == 1 else "s"
                 self.events.status.emit(f"{done} set{plural} acquired", False)
 
+    def _on_write_failed(self, message: str) -> None:
+        """A store write failed (disk full, ...): stop lighting the sample at once."""
+        with self._lock:
+            self.error = self.error or message
+        self.abort()  # lasers off and SLM blank when the engine returns, at the next frame
+
     # --- pipeline callbacks -------------------------------------------------------------
     def _series_of(self, modality: Modality) -> str:
         return FIRST_SERIES if modality.name == self.first_modality else modality.name
@@ -473,8 +483,12 @@ class LiveSession:
         }
 
     # --- end ----------------------------------------------------------------------------
-    def close(self) -> dict[str, Any]:
-        """Stop, finish reconstruction and storage, make the microscope safe; the summary."""
+    def close(self, complete: bool = True) -> dict[str, Any]:
+        """Stop, finish reconstruction and storage, make the microscope safe; the summary.
+
+        The stores are marked complete only if ``complete`` (the caller's run was not cut
+        short) and nothing failed: no acquisition error, no failed store write.
+        """
         if not self._closed:
             self._closed = True
             self.abort()
@@ -484,13 +498,20 @@ class LiveSession:
             try:
                 self.pipeline.close(drain=True)
             finally:
-                self.writer.close(complete=True)
                 self.scope.make_safe()
+                self._close_stores(complete)
                 try:
                     self.write_decisions()
                 except Exception as exc:  # the data is safe; say what was not stored
                     self.events.status.emit(f"optimizer decisions not stored: {exc}", True)
         return self.summary()
+
+    def _close_stores(self, complete: bool) -> None:
+        ok = complete and self.error is None and self.pipeline.write_error is None
+        try:
+            self.writer.close(complete=ok)
+        except Exception as exc:  # the stores say incomplete; the command says why
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
 
     def summary(self) -> dict[str, Any]:
         stats = self.engine.stats

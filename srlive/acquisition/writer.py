@@ -24,6 +24,7 @@ from srlive.acquisition.modalities import Modality
 from srlive.learn.geometry import Geometry
 from srlive.profiles import Profile
 from srlive.recon.wiener_sim import WienerSIM
+from srlive.storage.guard import OutputLock, claim_output
 from srlive.storage.omezarr import AcquisitionStore
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,20 @@ class SeriesWriter:
         state.sr_skipped += 1
 
     def close(self, complete: bool) -> None:
+        """Close every series' store (all of them, even after one fails); the first error."""
+        first: Exception | None = None
         for state in self.series.values():
-            state.store.close(complete=complete)
+            try:
+                state.store.close(complete=complete)
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    @property
+    def failed(self) -> str | None:
+        """The first failed store write of any series, or None."""
+        return next((s.store.failed for s in self.series.values() if s.store.failed), None)
 
     @property
     def frames_stored(self) -> int:
@@ -244,9 +257,16 @@ class SeriesWriter:
         return [t for s in self.series.values() if s.recon for t in s.recon.times_ms]
 
 
-def create_root_group(path: Path, attrs: dict[str, Any], overwrite: bool) -> None:
-    """The root of a multi-series store: a plain Zarr v3 group describing its series."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    group.attrs["srlive"] = attrs
+def create_root_group(path: Path, attrs: dict[str, Any], overwrite: bool) -> OutputLock:
+    """The root of a multi-series store: a plain Zarr v3 group describing its series.
+
+    The directory is claimed (see :func:`srlive.storage.guard.claim_output`); the caller
+    holds the returned lock until the protocol's stores are closed.
+    """
+    lock = claim_output(path, overwrite=overwrite)
+    try:
+        zarr.open_group(str(path), mode="a", zarr_format=3, attributes={"srlive": attrs})
+    except BaseException:
+        lock.release()
+        raise
+    return lock

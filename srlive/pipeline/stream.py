@@ -90,6 +90,7 @@ class PipelineEvents(SignalGroup):
     stored = Signal(object)  # {"series", "t", "frames"}
     metrics = Signal(object)  # dict, see srlive.pipeline.metrics
     error = Signal(str)  # one line
+    write_failed = Signal(str)  # the first failed store write (one line): stop acquiring
 
 
 @dataclass
@@ -152,6 +153,7 @@ class Pipeline:
         self._preview: Slot | None = None
         self._preview_lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.write_error: str | None = None  # the first failed store write
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="srlive-store-writer", daemon=True
         )
@@ -329,15 +331,26 @@ class Pipeline:
             pin_current_thread("acquisition")
         while (job := self._jobs.get()) is not None:
             try:
-                self._write(job)
-            except Exception as exc:  # keep the pipeline going; the error is reported
-                log.exception("store write failed")
+                if self.write_error is None:
+                    self._write(job)
+                elif job.kind == "raw":  # after a failed write nothing more is stored
+                    self.stats.raw_write_errors += 1
+            except Exception as exc:
                 if job.kind == "raw":
                     self.stats.raw_write_errors += 1
-                self.events.error.emit(f"store write failed: {exc}")
+                self._write_failed(exc)
             finally:
                 if job.slot is not None:
                     self.ring.release(job.slot)
+
+    def _write_failed(self, exc: Exception) -> None:
+        """The first failed write ends storing; the session stops acquiring on the signal."""
+        if self.write_error is not None:
+            return
+        self.write_error = f"store write failed: {exc}"
+        log.info("%s", self.write_error, exc_info=exc)  # the command reports it in one line
+        self.events.error.emit(self.write_error)
+        self.events.write_failed.emit(self.write_error)
 
     def _write(self, job: _Job) -> None:
         name = job.state.name

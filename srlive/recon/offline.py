@@ -90,6 +90,7 @@ def reconstruct_store(
         run={**attrs.get("run", {}), "reconstructed_from": str(store), "method": method},
         sr_method=method,
         overwrite=overwrite,
+        inputs=[store],  # never written over (or into) the store it reads
         extra_frame_columns=extra,
     )
     per_set = layout[0] * layout[1]

@@ -1,10 +1,23 @@
 """Acquisition storage: streaming OME-Zarr (NGFF 0.5 on Zarr v3)."""
 
+from srlive.storage.guard import StoreBusyError, StoreGuardError, claim_output
 from srlive.storage.omezarr import (
     FRAME_COLUMN_DEFAULTS,
     AcquisitionStore,
+    StoreDamagedError,
     StoreReader,
+    StoreWriteError,
     open_store,
 )
 
-__all__ = ["FRAME_COLUMN_DEFAULTS", "AcquisitionStore", "StoreReader", "open_store"]
+__all__ = [
+    "FRAME_COLUMN_DEFAULTS",
+    "AcquisitionStore",
+    "StoreBusyError",
+    "StoreDamagedError",
+    "StoreGuardError",
+    "StoreReader",
+    "StoreWriteError",
+    "claim_output",
+    "open_store",
+]

@@ -25,11 +25,13 @@ attributes, so after a crash (even SIGKILL) every frame below ``frames_flushed``
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,10 +46,20 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 from zarr.storage import LocalStore
 
+from srlive.storage.guard import (
+    OutputLock,
+    StoreBusyError,
+    claim_output,
+    holds_lock,
+    only_lock_file,
+)
+
 __all__ = [
     "FRAME_COLUMN_DEFAULTS",
     "AcquisitionStore",
+    "StoreDamagedError",
     "StoreReader",
+    "StoreWriteError",
     "open_store",
 ]
 
@@ -69,6 +81,7 @@ FRAME_COLUMN_DEFAULTS: dict[str, tuple[str, float | int]] = {
     "x_um": ("float64", math.nan),
     "y_um": ("float64", math.nan),
     "event": ("int64", -1),
+    "crc32": ("int64", -1),  # zlib.crc32 of the frame's bytes as stored (-1: not recorded)
 }
 SR_COLUMN_DEFAULTS: dict[str, tuple[str, float | int]] = {
     "t": ("int32", -1),
@@ -149,6 +162,25 @@ def _sr_axes() -> list[dict[str, str]]:
         {"name": "y", "type": "space", "unit": "nanometer"},
         {"name": "x", "type": "space", "unit": "nanometer"},
     ]
+
+
+def frame_crc(frame: np.ndarray) -> int:
+    """CRC-32 of one frame's bytes in C order (the ``crc32`` frame column)."""
+    return zlib.crc32(np.ascontiguousarray(frame))
+
+
+class StoreWriteError(OSError):
+    """Writing a store failed (disk full, permissions, ...); it accepts no more data."""
+
+
+def _describe(exc: BaseException) -> str:
+    """One line naming the cause of a failed write."""
+    if isinstance(exc, StoreWriteError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"write failed: {exc.strerror}{where}"
+    return f"write failed: {type(exc).__name__}: {exc}"
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -270,11 +302,10 @@ def _frame_columns(
     cols = {k: std[k] for k in ("frame", "t", "a", "p", "time_s", "exposure_ms")}
     for line in laser_lines:
         cols[f"power_mw_{int(line)}"] = ("float32", math.nan)
-    cols.update({k: std[k] for k in ("slm_pattern", "z_um", "x_um", "y_um", "event")})
+    cols.update({k: std[k] for k in ("slm_pattern", "z_um", "x_um", "y_um", "event", "crc32")})
     for name in extras:
-        if name in cols:
-            raise ValueError(f"extra frame column {name!r} clashes with a standard column")
-        cols[name] = ("float64", math.nan)
+        if name not in cols:  # a standard column named again (a copied table) is that column
+            cols[name] = ("float64", math.nan)
     return cols
 
 
@@ -309,15 +340,19 @@ class AcquisitionStore:
         sr_method: str | None = None,
         extra_frame_columns: Sequence[str] = (),
         overwrite: bool = False,
+        inputs: Sequence[str | os.PathLike[str]] = (),
         extra_sr_columns: Sequence[str] = DEFAULT_SR_EXTRAS,
         interval_s: float | None = None,
         compressor: str | None = None,
         compressor_level: int | None = None,
-        grow_block: int = 64,
         flush_interval_s: float | None = 1.0,
         fsync: bool = True,
     ) -> AcquisitionStore:
         """Create a new store at ``path`` (``FileExistsError`` unless ``overwrite``).
+
+        The directory is claimed through :func:`srlive.storage.guard.claim_output`:
+        ``overwrite`` replaces only an srlive store no other process is writing, and never
+        one of ``inputs`` (paths the caller reads from). The lock is held until :meth:`close`.
 
         ``interval_s`` is the nominal set interval (time scale); when None it is estimated
         from the frames' ``time_s`` at close. ``flush_interval_s`` auto-flushes on writes
@@ -325,18 +360,73 @@ class AcquisitionStore:
         """
         self = object.__new__(cls)
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{self.path} exists (pass overwrite=True to replace it)")
         h, w = (int(v) for v in frame_shape)
         a, p = int(n_angles), int(n_phases)
-        if min(h, w, a, p) < 1 or grow_block < 1:
-            raise ValueError("frame_shape, n_angles, n_phases and grow_block must be positive")
+        if min(h, w, a, p) < 1:
+            raise ValueError("frame_shape, n_angles and n_phases must be positive")
         if sr_shape is not None and sr_pixel_nm is None:
             raise ValueError("sr_pixel_nm is required when sr_shape is given")
         frame_cols = _frame_columns(laser_lines, extra_frame_columns)
+        # the directory: claimed here, or by the command that holds it (the run's top store)
+        if holds_lock(self.path):
+            if not only_lock_file(self.path):
+                raise StoreBusyError(f"{self.path} is being written by this process")
+            self._claim: OutputLock | None = None
+        else:
+            self._claim = claim_output(self.path, overwrite=overwrite, inputs=tuple(inputs))
+        try:
+            self._build(
+                (h, w),
+                a,
+                p,
+                frame_cols,
+                pixel_nm=pixel_nm,
+                sr_shape=sr_shape,
+                sr_pixel_nm=sr_pixel_nm,
+                laser_lines=laser_lines,
+                profile=profile,
+                run=run,
+                sr_method=sr_method,
+                extra_sr_columns=extra_sr_columns,
+                interval_s=interval_s,
+                compressor=compressor,
+                compressor_level=compressor_level,
+                flush_interval_s=flush_interval_s,
+                fsync=fsync,
+            )
+        except BaseException:
+            if self._claim is not None:
+                self._claim.release()
+            raise
+        return self
+
+    def _build(
+        self,
+        frame_shape: tuple[int, int],
+        a: int,
+        p: int,
+        frame_cols: dict[str, tuple[str, float | int]],
+        *,
+        pixel_nm: float,
+        sr_shape: tuple[int, int] | None,
+        sr_pixel_nm: float | None,
+        laser_lines: Sequence[int],
+        profile: dict[str, Any],
+        run: dict[str, Any],
+        sr_method: str | None,
+        extra_sr_columns: Sequence[str],
+        interval_s: float | None,
+        compressor: str | None,
+        compressor_level: int | None,
+        flush_interval_s: float | None,
+        fsync: bool,
+    ) -> None:
+        """Create the groups, arrays and tables of a new store in the claimed directory."""
+        h, w = frame_shape
         self._lock = threading.RLock()
         self._closed = False
-        self._grow = int(grow_block)
+        self._failed: str | None = None  # the first write that failed (the store is done)
+        self._commit_failed = False  # a table commit failed: the buffered rows are not reliable
         self._flush_interval = flush_interval_s
         self._fsync = bool(fsync)
         self._interval_s = interval_s
@@ -378,9 +468,9 @@ class AcquisitionStore:
             "run": _jsonable(run),
         }
         root_attrs = {"ome": {"version": NGFF_VERSION}, "srlive": dict(self._state)}
-        # mode "w" makes zarr clear an existing store first (overwrite was checked above)
+        # the claimed directory is empty but for its lock file, which mode "w" would delete
         self._root = zarr.open_group(
-            LocalStore(self.path), mode="w", zarr_format=3, attributes=root_attrs
+            LocalStore(self.path), mode="a", zarr_format=3, attributes=root_attrs
         )
 
         t_scale = float(interval_s) if interval_s else 1.0
@@ -447,8 +537,7 @@ class AcquisitionStore:
         self._frame_cols = list(self._frames.columns)
         self._sr_cols = list(self._sr_table.columns)
         if self._fsync:
-            self._sync_files({p / "zarr.json" for p in self._all_node_dirs()})
-        return self
+            self._sync_files({node / "zarr.json" for node in self._all_node_dirs()})
 
     # -- writing ---------------------------------------------------------------------------
     @property
@@ -463,15 +552,29 @@ class AcquisitionStore:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def failed(self) -> str | None:
+        """Why writing stopped (the first failed write), or None."""
+        return self._failed
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"store {self.path} is closed")
+        if self._failed is not None:
+            raise StoreWriteError(
+                f"{self.path}: writing stopped after a failed write: {self._failed}"
+            )
+
+    def _fail(self, exc: BaseException) -> StoreWriteError:
+        """Record the first failed write; the store accepts no more data after it."""
+        if self._failed is None:
+            self._failed = _describe(exc)
+        return StoreWriteError(f"{self.path}: {self._failed}")
 
     def _ensure_length(self, arr: zarr.Array, t: int) -> None:
-        """Grow the time axis (in blocks of ``grow_block``) so that index ``t`` exists."""
+        """Grow the time axis to exactly ``t + 1`` (no pre-allocated, blank time points)."""
         if t >= arr.shape[0]:
-            new_t = (t // self._grow + 1) * self._grow
-            arr.resize((new_t, *arr.shape[1:]))
+            arr.resize((t + 1, *arr.shape[1:]))
             self._written.add(self.path / arr.path / "zarr.json")
 
     def _chunk_file(self, arr: zarr.Array, coords: tuple[int, ...]) -> Path:
@@ -506,16 +609,21 @@ class AcquisitionStore:
             raise ValueError("t must be >= 0")
         with self._lock:
             self._check_open()
-            rows = self._frames.convert(self._frame_rows(t, frame_meta))
-            self._ensure_length(self._raw, t)
-            self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
+            rows = self._frames.convert(self._frame_rows(t, frame_meta, arr.reshape(ap, h, w)))
+            try:
+                self._ensure_length(self._raw, t)
+                self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
+            except Exception as exc:
+                raise self._fail(exc) from exc
             self._written.add(self._chunk_file(self._raw, (t, 0, 0, 0)))
             self._frames.add_rows(rows)
             self.frames_written += ap
             self._n_sets = max(self._n_sets, t + 1)
             self._maybe_autoflush()
 
-    def _frame_rows(self, t: int, metas: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    def _frame_rows(
+        self, t: int, metas: Sequence[Mapping[str, Any]], frames: np.ndarray
+    ) -> dict[str, list[Any]]:
         ap, p = self.n_angles * self.n_phases, self.n_phases
         first = self.frames_written
         rows: dict[str, list[Any]] = {}
@@ -528,6 +636,8 @@ class AcquisitionStore:
                 rows[name] = [i // p for i in range(ap)]
             elif name == "p":
                 rows[name] = [i % p for i in range(ap)]
+            elif name == "crc32":
+                rows[name] = [frame_crc(f) for f in frames]
             elif name == "frame":
                 rows[name] = [m.get("frame", first + i) for i, m in enumerate(metas)] or list(
                     range(first, first + ap)
@@ -571,9 +681,13 @@ class AcquisitionStore:
                 else:
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
-            self._ensure_length(self._sr, t)
+            try:
+                self._ensure_length(self._sr, t)
+                if img is not None:
+                    self._sr[t] = img
+            except Exception as exc:
+                raise self._fail(exc) from exc
             if img is not None:
-                self._sr[t] = img
                 self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
                 self.sr_written += 1
             else:
@@ -635,7 +749,11 @@ class AcquisitionStore:
             if not pending.done() and not wait:
                 return  # the previous commit is still running: try again on a later write
             self._job = None
-            pending.result()  # re-raise a failed background commit
+            try:
+                pending.result()  # re-raise a failed background commit
+            except Exception as exc:
+                self._commit_failed = True
+                raise self._fail(exc) from exc
         job = _FlushJob(
             frames=self._frames.take(),
             sr=self._sr_table.take(),
@@ -645,7 +763,11 @@ class AcquisitionStore:
         self._written = set()
         self._last_flush = time.monotonic()
         if wait:
-            self._commit(job)
+            try:
+                self._commit(job)
+            except Exception as exc:
+                self._commit_failed = True
+                raise self._fail(exc) from exc
         else:
             self._job = self._executor.submit(self._commit, job)
 
@@ -656,26 +778,59 @@ class AcquisitionStore:
             self._flush_locked(wait=True)
 
     def close(self, complete: bool = True) -> None:
-        """Flush, trim the time axes to the data, and mark the store ``complete``."""
+        """Flush, fix the time scale, and mark the store ``complete`` (if nothing failed).
+
+        A store whose writing failed is marked incomplete whatever ``complete`` says; its
+        root attributes then still count only what was made durable before the failure.
+        Raises StoreWriteError if the final flush fails (the writer's lock is released).
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             try:
-                self._flush_locked(wait=True)
+                self._finish(complete)
             finally:
                 self._executor.shutdown(wait=True)
-            # trim the block-grown time axes (only whole unused time points are dropped)
-            for arr, n in ((self._raw, self._n_sets), (self._sr, self._n_sr_t)):
-                if arr is not None and arr.shape[0] != n:
-                    arr.resize((n, *arr.shape[1:]))
-                    self._written.add(self.path / arr.path / "zarr.json")
+                if self._claim is not None:
+                    self._claim.release()
+
+    def _finish(self, complete: bool) -> None:
+        if self._failed is not None and not self._commit_failed:
+            try:  # the sets written before the failed write: make their rows durable too
+                self._flush_locked(wait=True)
+            except StoreWriteError:
+                pass  # the root attributes still count what was durable before
+        try:
+            if self._failed is None:
+                self._flush_locked(wait=True)
             if self._interval_s is None:
                 self._set_time_scale(self._estimate_interval())
             if self._fsync:
                 self._sync_files(self._written)
             self._written.clear()
-            self._write_state(complete=bool(complete), closed=datetime.now(UTC).isoformat())
+            ok = complete and self._failed is None
+            self._write_state(
+                complete=ok,
+                closed=datetime.now(UTC).isoformat(),
+                **({"error": self._failed} if self._failed else {}),
+            )
+        except StoreWriteError:
+            self._mark_failed()
+            raise
+        except Exception as exc:
+            err = self._fail(exc)
+            self._mark_failed()
+            raise err from exc
+        if self._failed is not None:
+            raise StoreWriteError(f"{self.path}: {self._failed}")
+
+    def _mark_failed(self) -> None:
+        """Best effort: record the failure in the root attributes (still ``complete: false``)."""
+        try:
+            self._write_state(complete=False, error=self._failed)
+        except Exception:  # the disk is full: the attributes already say incomplete
+            pass
 
     def _estimate_interval(self) -> float | None:
         """Median time between the first frames of consecutive sets, from ``time_s``."""
@@ -724,9 +879,19 @@ class AcquisitionStore:
         return f"AcquisitionStore({str(self.path)!r}, frames={self.frames_written}, {state})"
 
 
+class StoreDamagedError(ValueError):
+    """A store (or the part of it a reader needs) is missing, truncated or corrupted."""
+
+
 @dataclass
 class StoreReader:
-    """Read side of an acquisition store (see :func:`open_store`)."""
+    """Read side of an acquisition store (see :func:`open_store`).
+
+    Every read is checked: a set index outside the durable sets, a chunk file that is
+    missing, one zarr cannot decode, or a frame whose CRC-32 differs from the one recorded
+    when it was written raises :class:`StoreDamagedError` naming the set and the file, so no
+    caller ever computes on fill values as if they were data.
+    """
 
     path: Path
     root: zarr.Group
@@ -735,6 +900,7 @@ class StoreReader:
     sr: zarr.Array | None
     frames: dict[str, np.ndarray]
     sr_table: dict[str, np.ndarray]
+    _rows_by_t: dict[int, np.ndarray] | None = None
 
     @property
     def complete(self) -> bool:
@@ -767,22 +933,88 @@ class StoreReader:
         v = self.attrs.get("sr_pixel_nm")
         return None if v is None else float(v)
 
+    def _check_t(self, t: int) -> int:
+        t = int(t)
+        if not 0 <= t < self.n_sets:
+            raise IndexError(f"{self.path}: no raw set {t} (the store has {self.n_sets} sets)")
+        return t
+
+    def _chunk(self, arr: zarr.Array, coords: tuple[int, ...]) -> Path:
+        return self.path / arr.path / arr.metadata.encode_chunk_key(coords)
+
+    def _read(self, arr: zarr.Array, index: Any, chunks: Sequence[tuple[int, ...]]) -> np.ndarray:
+        """``arr[index]``, refusing missing chunk files and undecodable ones by name."""
+        for coords in chunks:
+            chunk = self._chunk(arr, coords)
+            if not chunk.is_file():
+                raise StoreDamagedError(
+                    f"{self.path}: {arr.path}[{coords[0]}] is missing "
+                    f"(chunk file {chunk.relative_to(self.path)} not found)"
+                )
+        try:
+            return np.asarray(arr[index])
+        except Exception as exc:
+            where = f"[{index}]" if isinstance(index, int) else f"[{index.start}:{index.stop}]"
+            raise StoreDamagedError(
+                f"{self.path}: {arr.path}{where} cannot be decoded; its chunk file is truncated "
+                f"or corrupted ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+            ) from exc
+
+    def _rows_of(self, t: int) -> np.ndarray:
+        if self._rows_by_t is None:
+            ts = self.frames.get("t", np.zeros(0, np.int32))
+            order = np.argsort(ts, kind="stable")
+            cuts = np.flatnonzero(np.diff(ts[order])) + 1
+            self._rows_by_t = {int(ts[g[0]]): g for g in np.split(order, cuts) if g.size}
+        return self._rows_by_t.get(int(t), np.zeros(0, np.int64))
+
+    def verify_set(self, t: int, flat: np.ndarray) -> None:
+        """Compare each frame of set ``t`` (A*P, H, W) with its recorded CRC-32."""
+        p = self.n_phases
+        stored = self.frames.get("crc32")
+        camera = self.frames.get("camera_crc")
+        for row in self._rows_of(t):
+            k = int(self.frames["a"][row]) * p + int(self.frames["p"][row])
+            if not 0 <= k < len(flat):
+                continue
+            expected: int | None = None
+            if stored is not None and int(stored[row]) >= 0:
+                expected = int(stored[row])
+            elif camera is not None and math.isfinite(float(camera[row])):
+                expected = int(camera[row])
+            if expected is not None and frame_crc(flat[k]) != expected:
+                raise StoreDamagedError(
+                    f"{self.path}: raw set {t} frame {k} fails its CRC check (chunk file "
+                    f"{self._chunk(self.raw, (t, 0, 0, 0)).relative_to(self.path)} is corrupted)"
+                )
+
     def read_set(self, t: int) -> np.ndarray:
-        """Raw set ``t`` as a (A, P, H, W) uint16 array."""
-        data = np.asarray(self.raw[t])
+        """Raw set ``t`` as a (A, P, H, W) uint16 array (checked; see the class docstring)."""
+        t = self._check_t(t)
+        data = self._read(self.raw, t, [(t, 0, 0, 0)])
+        self.verify_set(t, data)
         return data.reshape(self.n_angles, self.n_phases, *data.shape[1:])
 
     def read_sets(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Raw sets ``start:stop`` (default: all durable) as (T, A, P, H, W)."""
-        stop = self.n_sets if stop is None else stop
-        data = np.asarray(self.raw[start:stop])
+        """Raw sets ``start:stop`` (default: all durable) as (T, A, P, H, W), checked."""
+        stop = self.n_sets if stop is None else min(int(stop), self.n_sets)
+        start = max(0, int(start))
+        ts = range(start, stop)
+        data = self._read(self.raw, slice(start, stop), [(t, 0, 0, 0) for t in ts])
+        for i, t in enumerate(ts):
+            self.verify_set(t, data[i])
         return data.reshape(data.shape[0], self.n_angles, self.n_phases, *data.shape[2:])
 
     def read_sr(self, t: int) -> np.ndarray:
-        """SR image of raw set ``t`` (NaN where none was stored)."""
+        """SR image of raw set ``t`` (NaN where none was stored; a lost image raises)."""
         if self.sr is None:
             raise KeyError("this store has no SR images")
-        return np.asarray(self.sr[t])
+        t = int(t)
+        if self.sr_status().get(t) == "reconstructed":
+            return self._read(self.sr, t, [(t, 0, 0)])
+        if not 0 <= t < self.sr.shape[0]:
+            raise IndexError(f"{self.path}: no SR image {t}")
+        return np.full(self.sr.shape[1:], np.nan, np.float32)
 
     def sr_status(self) -> dict[int, str]:
         """Per raw set t given to the reconstruction: "reconstructed" or "skipped".
@@ -796,11 +1028,22 @@ class StoreReader:
         return {int(t): str(s) or "reconstructed" for t, s in zip(ts, status, strict=True)}
 
 
-def _read_table(group: zarr.Group, n: int | None) -> dict[str, np.ndarray]:
+def _read_table(group: zarr.Group, n: int | None, where: str) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {}
     cats = dict(group.attrs.get("categories", {}))
     for name in group.attrs.get("columns", []):
-        data = np.asarray(group[name][:] if n is None else group[name][:n])
+        if name not in group:
+            raise StoreDamagedError(f"{where}/{name} is missing (a column of the table)")
+        try:
+            data = np.asarray(group[name][:] if n is None else group[name][:n])
+        except Exception as exc:
+            raise StoreDamagedError(
+                f"{where}/{name} cannot be read ({type(exc).__name__}: {exc})"
+            ) from exc
+        if n is not None and len(data) < n:
+            raise StoreDamagedError(
+                f"{where}/{name} has {len(data)} rows, the store recorded {n} as durable"
+            )
         if name in cats:
             labels = np.asarray([*cats[name], ""], dtype=object)
             data = labels[np.where(data < 0, len(labels) - 1, data)].astype(str)
@@ -808,19 +1051,67 @@ def _read_table(group: zarr.Group, n: int | None) -> dict[str, np.ndarray]:
     return cols
 
 
+def _load_json(path: Path, root: Path) -> dict[str, Any]:
+    """One node's ``zarr.json``; StoreDamagedError naming the file if missing or invalid."""
+    rel = path.relative_to(root.parent)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StoreDamagedError(f"{rel} is missing") from None
+    except OSError as exc:
+        raise StoreDamagedError(f"{rel} cannot be read ({exc.strerror})") from exc
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise StoreDamagedError(f"{rel} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise StoreDamagedError(f"{rel} is not a Zarr metadata object")
+    return meta
+
+
+def _check_metadata(p: Path) -> None:
+    """Every metadata file a reader needs exists and parses (named when it does not)."""
+    root = _load_json(p / "zarr.json", p)
+    if not isinstance(root.get("attributes", {}).get("srlive"), dict):
+        raise StoreDamagedError(f"{p} is not an srlive acquisition store (no srlive attributes)")
+    nodes = ["raw", "raw/0", "tables", "tables/frames", "tables/sr"]
+    if root["attributes"]["srlive"].get("sr_shape") is not None:
+        nodes += ["sr", "sr/0"]
+    for node in nodes:
+        meta = _load_json(p / node / "zarr.json", p)
+        if node.startswith("tables/"):
+            for column in meta.get("attributes", {}).get("columns", []):
+                _load_json(p / node / str(column) / "zarr.json", p)
+
+
 def open_store(path: str | os.PathLike[str]) -> StoreReader:
-    """Open an acquisition store read-only (works on incomplete, crashed stores)."""
+    """Open an acquisition store read-only (works on incomplete, crashed stores).
+
+    Raises FileNotFoundError if there is nothing at ``path`` and StoreDamagedError (one line,
+    naming the file) if its metadata or tables are missing or damaged.
+    """
     p = Path(path)
-    root = zarr.open_group(LocalStore(p, read_only=True), mode="r", zarr_format=3)
-    attrs = dict(root.attrs["srlive"])
-    tables = root["tables"]
-    sr = root["sr/0"] if "sr" in root else None
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such store")
+    if not p.is_dir():
+        raise StoreDamagedError(f"{p} is not an srlive store (not a directory)")
+    _check_metadata(p)
+    try:
+        root = zarr.open_group(LocalStore(p, read_only=True), mode="r", zarr_format=3)
+        attrs = dict(root.attrs["srlive"])
+        tables = root["tables"]
+        raw = root["raw/0"]
+        sr = root["sr/0"] if "sr" in root else None
+    except StoreDamagedError:
+        raise
+    except Exception as exc:
+        raise StoreDamagedError(f"{p} cannot be opened ({type(exc).__name__}: {exc})") from exc
     return StoreReader(
         path=p,
         root=root,
         attrs=attrs,
-        raw=root["raw/0"],
+        raw=raw,
         sr=sr,
-        frames=_read_table(tables["frames"], int(attrs["frames_flushed"])),
-        sr_table=_read_table(tables["sr"], int(attrs["sr_flushed"])),
+        frames=_read_table(tables["frames"], int(attrs["frames_flushed"]), f"{p}/tables/frames"),
+        sr_table=_read_table(tables["sr"], int(attrs["sr_flushed"]), f"{p}/tables/sr"),
     )

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 import zarr
 from qtpy import QtCore, QtWidgets
 
-from srlive.storage import StoreReader, open_store
+from srlive.storage import StoreDamagedError, StoreReader, open_store
 from srlive.viewer.live import RAW_MODES, ImagePanel
 
 RUN_SERIES = "run"
@@ -126,7 +126,14 @@ class StoreBrowser(QtWidgets.QMainWindow):
             self.t_label.setText("no sets")
             return
         t = int(np.clip(t, 0, self.n_sets - 1))
-        frames = r.read_set(t).reshape(-1, *r.raw.shape[-2:])
+        try:
+            frames = r.read_set(t).reshape(-1, *r.raw.shape[-2:])
+        except StoreDamagedError as exc:  # say so in the window; never show fill as data
+            self.raw_panel.item.clear()
+            self.sr_panel.item.clear()
+            self.t_label.setText(f"set {t + 1}/{self.n_sets}: damaged")
+            self.info_label.setText(str(exc))
+            return
         raw = frames[-1] if self.mode_box.currentIndex() == 1 else frames.sum(0, np.float32)
         self.raw_panel.show(raw)
         self.t_label.setText(f"set {t + 1}/{self.n_sets}")
@@ -135,8 +142,13 @@ class StoreBrowser(QtWidgets.QMainWindow):
             self.sr_panel.item.clear()
             title = "no SR in this series" if r.sr is None else f"set {t}: {self.sr_state(t)}"
         else:
-            self.sr_panel.show(r.read_sr(t))
-            title = f"Super-resolved ({r.attrs.get('sr_method')})"
+            try:
+                self.sr_panel.show(r.read_sr(t))
+                title = f"Super-resolved ({r.attrs.get('sr_method')})"
+            except StoreDamagedError as exc:
+                self.sr_panel.item.clear()
+                title = f"set {t}: SR image damaged"
+                self.info_label.setText(str(exc))
         self.sr_panel.plot.setTitle(title)
 
     def sr_state(self, t: int) -> str:
@@ -180,6 +192,13 @@ def view_store(
     names = find_series(path)  # bad input fails before Qt starts
     if series is not None and series not in names:
         raise ValueError(f"no series {series!r} in {path} (has {', '.join(names)})")
+    first = open_store(names[series or next(iter(names))])  # damaged metadata or tables
+    if not 0 <= t < max(first.n_sets, 1):
+        raise ValueError(
+            f"no set {t} in {first.path} (it has {first.n_sets}: 0-{first.n_sets - 1})"
+        )
+    if first.n_sets:
+        first.read_set(t)  # a missing, truncated or corrupted chunk: one line, before Qt
     if snapshot is None and not display_available():
         raise ValueError("no display to show the store on (use --snapshot PNG)")
     app = QtWidgets.QApplication.instance()

@@ -345,7 +345,7 @@ class AcquisitionStore:
         interval_s: float | None = None,
         compressor: str | None = None,
         compressor_level: int | None = None,
-        flush_interval_s: float | None = 1.0,
+        flush_interval_s: float | None = 0.5,
         fsync: bool = True,
     ) -> AcquisitionStore:
         """Create a new store at ``path`` (``FileExistsError`` unless ``overwrite``).

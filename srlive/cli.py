@@ -185,7 +185,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconstruct", help="reconstruct a stored acquisition")
     rec.add_argument("store", type=Path, help="input OME-Zarr (a series or a run)")
     rec.add_argument(
-        "--method", required=True, help="wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr"
+        "--method",
+        required=True,
+        help="wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr | a .safetensors model",
     )
     rec.add_argument("--out", type=Path, required=True)
     rec.add_argument("--overwrite", action="store_true")

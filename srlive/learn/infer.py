@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srlive.learn.data import SimSettings
+from srlive.learn.data import TASKS, SimSettings
 from srlive.learn.geometry import Geometry, geometry_mismatch
 from srlive.learn.models import SRUNet
 from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
@@ -57,17 +57,25 @@ class Result:
 
 
 def resolve_weights(name_or_path: str | Path) -> Path:
-    """A shipped model by name (``dl-sim3``) or a path to a .safetensors file."""
-    path = Path(name_or_path)
-    if path.suffix == ".safetensors":
+    """A shipped model by name (``dl-sim3``) or a path to a weights file (``.safetensors``,
+    or any existing file that is not a shipped name); FileNotFoundError if there is none."""
+    name, path = str(name_or_path), Path(name_or_path)
+    shipped = WEIGHTS_DIR / f"{name}.safetensors"
+    if path.suffix == ".safetensors" or (not shipped.exists() and path.is_file()):
+        if not path.exists():
+            raise FileNotFoundError(f"weights not found: {path}")
         return path
-    shipped = WEIGHTS_DIR / f"{name_or_path}.safetensors"
-    if not shipped.exists():
+    if shipped.exists():
+        return shipped
+    if name in TASKS:
         raise FileNotFoundError(
-            f"no shipped weights for {name_or_path!r} (expected {shipped}); train them with "
-            f"`srlive train {name_or_path}`"
+            f"no shipped weights for {name!r} (expected {shipped}); train them with "
+            f"`srlive train {name}`"
         )
-    return shipped
+    known = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")))
+    raise FileNotFoundError(
+        f"no model named {name!r}: give a shipped model ({known}) or a .safetensors file"
+    )
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -2,7 +2,9 @@
 
 ``train_model`` writes ``OUT.safetensors`` (weights + JSON metadata: task, architecture,
 training settings, steps, wall time, losses) and keeps ``OUT.ckpt`` (weights, optimiser,
-step, RNG state) every ``checkpoint_every`` steps so an interrupted run resumes exactly.
+step, RNG state; safetensors plus JSON, see :mod:`srlive.learn.checkpoint`) every
+``checkpoint_every`` steps so an interrupted run resumes where it stopped. Both are
+replaced atomically; a checkpoint of other settings, or a damaged one, is refused.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from srlive.learn.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+    write_atomic,
+)
 from srlive.learn.data import TASKS, PairStream, SimSettings, StorePairs, Task
 from srlive.learn.models import ModelConfig, SRUNet, count_parameters
 
@@ -186,7 +195,8 @@ def save_weights(model: SRUNet, task: Task, path: Path, metadata: dict[str, Any]
         "config": json.dumps(model.config.to_dict()),
         "info": json.dumps(metadata),
     }
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_atomic(path, save(tensors, metadata=meta))  # a crash mid-save keeps the old file
 
 
 def load_weights(path: str | Path) -> tuple[SRUNet, Task, dict[str, Any]]:
@@ -215,6 +225,77 @@ def _load_start(model: SRUNet, start: SRUNet) -> None:
     if unexpected or any(not key.startswith("deep.") for key in missing):
         differ = len(missing) + len(unexpected)
         raise ValueError(f"weights do not fit the model ({differ} tensors differ)")
+
+
+def _identity(
+    task: Task,
+    model: SRUNet,
+    settings: TrainSettings,
+    sim: SimSettings,
+    init_from: str | Path | None,
+    fine_tune_store: str | Path | None,
+) -> dict[str, Any]:
+    """What a checkpoint must have been trained with to be resumed (as JSON reads it back)."""
+    identity = {
+        "task": task.name,
+        "config": model.config.to_dict(),
+        "settings": asdict(settings),
+        "sim": asdict(sim),
+        "init_from": str(Path(init_from).resolve()) if init_from else None,
+        "fine_tune_store": str(Path(fine_tune_store).resolve()) if fine_tune_store else None,
+    }
+    return json.loads(json.dumps(identity))
+
+
+def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``name: checkpoint -> now`` for every setting that differs (one level of nesting)."""
+    found = []
+    for key, now in current.items():
+        then = stored.get(key)
+        if then == now:
+            continue
+        if isinstance(then, dict) and isinstance(now, dict):
+            found += [
+                f"{sub}: {then.get(sub)!r} -> {now.get(sub)!r}"
+                for sub in {**then, **now}
+                if then.get(sub) != now.get(sub)
+            ]
+        else:
+            found.append(f"{key}: {then!r} -> {now!r}")
+    return found
+
+
+def _resume(
+    path: Path,
+    identity: dict[str, Any],
+    model: SRUNet,
+    optimiser: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[int, float, list[float]]:
+    """Restore training from a checkpoint of the same run; returns step, elapsed, losses."""
+    checkpoint = read_checkpoint(path)
+    state = checkpoint.state
+    if not isinstance(state.get("identity"), dict):
+        raise CheckpointError(path, "it records no training settings")
+    differ = _differences(state["identity"], identity)
+    if differ:
+        raise ValueError(
+            f"checkpoint {path} is for other settings ({'; '.join(sorted(set(differ)))}); "
+            "delete it or train with --no-resume"
+        )
+    restore(checkpoint, model, optimiser, schedule)
+    step, elapsed, losses = state.get("step"), state.get("elapsed"), state.get("losses")
+    total = identity["settings"]["steps"]
+    if not (
+        type(step) is int
+        and 0 <= step <= total
+        and isinstance(elapsed, int | float)
+        and isinstance(losses, list)
+        and len(losses) == step
+        and all(isinstance(v, int | float) for v in losses)
+    ):
+        raise CheckpointError(path, "its step, elapsed time or losses are invalid")
+    return step, float(elapsed), [float(v) for v in losses]
 
 
 def train_model(
@@ -284,22 +365,10 @@ def _train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, settings.lr, total_steps=settings.steps, pct_start=0.1
     )
+    identity = _identity(task, model, settings, sim, init_from, fine_tune_store)
     step, elapsed, losses = 0, 0.0, []
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        if (
-            state["settings"] != asdict(settings)
-            or state["task"] != task.name
-            or state.get("sim", asdict(sim)) != asdict(sim)
-        ):
-            raise ValueError(
-                f"{ckpt_path}: checkpoint is for other settings; delete it or pass resume=False"
-            )
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        step, elapsed, losses = state["step"], state["elapsed"], state["losses"]
-        torch.set_rng_state(state["torch_rng"])
+    if resume and (ckpt_path.exists() or ckpt_path.is_symlink()):
+        step, elapsed, losses = _resume(ckpt_path, identity, model, optimiser, schedule)
     stream = (
         StorePairs(
             task,
@@ -347,21 +416,9 @@ def _train(
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "step": step,
-                    "elapsed": time.perf_counter() - start,
-                    "losses": losses,
-                    "torch_rng": torch.get_rng_state(),
-                    "settings": asdict(settings),
-                    "sim": asdict(sim),
-                    "task": task.name,
-                },
-                ckpt_path,
-            )
+            elapsed = time.perf_counter() - start
+            state = {"identity": identity, "step": step, "elapsed": elapsed, "losses": losses}
+            save_checkpoint(ckpt_path, model, optimiser, schedule, state)
     bar.close()
     metadata = {
         "task": task.name,

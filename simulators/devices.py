@@ -279,7 +279,10 @@ class SimLaser(_Peripheral, ShutterDevice):
     """One laser line: power in mW within hard limits, emission on/off (shutter state).
 
     With ``Gated`` = Yes the emission is triggered by the camera's exposure output, so the
-    sample is lit only while the camera exposes.
+    sample is lit only while the camera exposes. ``Wavelength`` and ``MaxPowerMW`` define the
+    line: they are set before initialisation and refused after it. ``PowerMW`` is registered
+    per instance, so each laser's limit is its own (a class-level property's limits would be
+    shared by every laser).
     """
 
     def __init__(self) -> None:
@@ -287,10 +290,25 @@ class SimLaser(_Peripheral, ShutterDevice):
         self._line = 488
         self._max_power = DEFAULT_MAX_POWER_MW[488]
         self._max_power_set = False
+        self._initialized = False
+        self.register_property(
+            "PowerMW",
+            getter=SimLaser._get_power,
+            setter=SimLaser._set_power,
+            limits=(0.0, self._max_power),
+            property_type=float,
+        )
 
     def initialize(self) -> None:
         self.set_property_limits("PowerMW", (0.0, self._max_power))
         self.world.register_laser(self._line, self._max_power)
+        self._initialized = True
+
+    def _refuse_after_init(self, name: str) -> None:
+        if self._initialized:
+            raise ValueError(
+                f"{self.get_label()}.{name} defines the laser: set it before initialisation"
+            )
 
     def shutdown(self) -> None:
         if self._world_ref is not None:
@@ -303,6 +321,7 @@ class SimLaser(_Peripheral, ShutterDevice):
 
     @wavelength.setter
     def wavelength(self, value: int) -> None:
+        self._refuse_after_init("Wavelength")
         self._line = int(value)
         if not self._max_power_set:
             self._max_power = DEFAULT_MAX_POWER_MW.get(self._line, 100.0)
@@ -314,16 +333,15 @@ class SimLaser(_Peripheral, ShutterDevice):
 
     @max_power.setter
     def max_power(self, value: float) -> None:
+        self._refuse_after_init("MaxPowerMW")
         self._max_power = float(value)
         self._max_power_set = True
 
-    @pymm_property(name="PowerMW", limits=(0.0, 10_000.0))
-    def power(self) -> float:
-        """Output power in mW; values above MaxPowerMW are refused."""
+    def _get_power(self) -> float:
+        """Output power in mW (the ``PowerMW`` property); values above MaxPowerMW are refused."""
         return self.world.lasers[self._line].power_mw
 
-    @power.setter
-    def power(self, value: float) -> None:
+    def _set_power(self, value: float) -> None:
         value = float(value)
         if not 0.0 <= value <= self._max_power:
             raise ValueError(f"power {value} mW is outside 0–{self._max_power} mW")

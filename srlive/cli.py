@@ -625,9 +625,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     scope = connect(profile)
     try:
+        limits = scope.profile.limits  # the profile's limits met by the devices' own
+        power = ", ".join(f"{line}: {mw:g}" for line, mw in sorted(limits.max_power_mw.items()))
         print(
             f"{profile.source}: ok ({len(scope.core.getLoadedDevices())} devices, "
-            f"lasers {profile.laser_lines}, camera {scope.frame_shape})"
+            f"lasers {profile.laser_lines}, camera {scope.frame_shape}, max power mW {{{power}}}, "
+            f"exposure {limits.min_exposure_ms:g}–{limits.max_exposure_ms:g} ms)"
         )
     finally:
         scope.core.unloadAllDevices()

@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hardware_profiles"
 DEFAULT_PROFILE = "sim_default"
 
-PositiveFloat = Annotated[float, Field(gt=0)]
+# every number in a profile is finite: an infinite or NaN limit is no limit
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ProfileError(ValueError):
@@ -46,6 +49,24 @@ class Roles(_Strict):
     laser_gate_property: str | None = Field(
         default="Gated", description="laser property that gates emission by the camera exposure"
     )
+
+    def labelled(self) -> dict[str, str]:
+        """Every role's device label by its field name (``lasers.488``, ``camera``...)."""
+        named = {"camera": self.camera}
+        named |= {f"lasers.{line}": label for line, label in self.lasers.items()}
+        for role in ("slm", "z_stage", "xy_stage", "simulator_hub"):
+            if (label := getattr(self, role)) is not None:
+                named[role] = label
+        return named
+
+    @model_validator(mode="after")
+    def _one_device_per_role(self) -> Roles:
+        seen: dict[str, str] = {}
+        for role, label in self.labelled().items():
+            if label in seen:
+                raise ValueError(f"device {label!r} is both roles.{seen[label]} and roles.{role}")
+            seen[label] = role
+        return self
 
 
 class OpticsSettings(_Strict):
@@ -80,7 +101,7 @@ class SIMPatternSettings(_Strict):
         default_factory=lambda: {488: 195.0, 561: 225.0, 640: 260.0},
         description="fringe period at the sample per laser line",
     )
-    angles_deg: list[float] = Field(default_factory=lambda: [0.0, 60.0, 120.0], min_length=1)
+    angles_deg: list[FiniteFloat] = Field(default_factory=lambda: [0.0, 60.0, 120.0], min_length=1)
     n_phases: Annotated[int, Field(ge=1, le=7)] = 3
     drawing: Literal["binary-grating"] = "binary-grating"
     blank_value: Annotated[int, Field(ge=0, le=255)] = 0
@@ -101,7 +122,7 @@ class SIMPatternSettings(_Strict):
 class SafetyLimits(_Strict):
     """Hard limits that no command may exceed."""
 
-    max_power_mw: dict[int, Annotated[float, Field(ge=0)]]
+    max_power_mw: dict[int, PositiveFloat]
     min_exposure_ms: PositiveFloat = 0.1
     max_exposure_ms: PositiveFloat = 2000.0
     max_dose_mj: PositiveFloat | None = Field(
@@ -132,9 +153,9 @@ class CameraNoise(_Strict):
     ``ReadNoiseE`` properties where it has them, else these defaults (a typical sCMOS).
     """
 
-    offset_adu: Annotated[float, Field(ge=0)] | None = None
+    offset_adu: NonNegativeFloat | None = None
     e_per_adu: PositiveFloat | None = None
-    read_noise_e: Annotated[float, Field(ge=0)] | None = None
+    read_noise_e: NonNegativeFloat | None = None
     bit_depth: Annotated[int, Field(ge=8, le=32)] = 16
 
 
@@ -229,10 +250,12 @@ def resolve_profile_path(name_or_path: str | Path | None) -> Path:
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         if not candidate.exists():
             raise ProfileError(f"profile file not found: {candidate}")
+        if not candidate.is_file():
+            raise ProfileError(f"profile is not a file: {candidate}")
         return candidate.resolve()
     for suffix in (".yaml", ".yml"):
         path = PROFILE_DIR / f"{name_or_path}{suffix}"
-        if path.exists():
+        if path.is_file():
             return path
     known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
     raise ProfileError(f"unknown profile {str(name_or_path)!r} (known: {known})")
@@ -243,6 +266,8 @@ def load_profile(name_or_path: str | Path | None = None) -> Profile:
     path = resolve_profile_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read the profile: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -253,6 +278,6 @@ def load_profile(name_or_path: str | Path | None = None) -> Profile:
         profile = Profile.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ProfileError(_format_validation_error(exc, path)) from None
-    if not profile.config_path.exists():
+    if not profile.config_path.is_file():
         raise ProfileError(f"{path}: field 'config': file not found: {profile.config_path}")
     return profile

@@ -86,11 +86,12 @@ def acquire(
     scope = connect(prof)
     try:
         with interlock(scope):
+            check_against_profile(protocol, scope.profile)  # the devices' limits may be stricter
             for label, prop, value in properties or []:
                 scope.set_property(label, prop, value)
             return _run(
                 scope,
-                prof,
+                scope.profile,
                 protocol,
                 out,
                 overwrite,

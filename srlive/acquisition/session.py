@@ -167,9 +167,15 @@ class LiveSession:
         self.decisions: list[dict[str, Any]] = []  # applied optimizer decisions
         self._opt = _OptimizerDriver(self) if optimizer is not None else None
         # the devices show the session's settings from the start (lasers stay off)
-        scope.set_exposure(self.settings.exposure_ms)
-        for line, mw in self.settings.power_mw.items():
-            scope.set_power(line, mw)
+        try:
+            scope.set_exposure(self.settings.exposure_ms)
+            for line, mw in self.settings.power_mw.items():
+                scope.set_power(line, mw)
+        except BaseException:  # a device refused: free the pipeline's threads and memory
+            if self._opt is not None:
+                self._opt.stop()
+            self.pipeline.close(drain=False)
+            raise
 
     # --- settings ---------------------------------------------------------------------
     def _check(self, settings: LiveSettings) -> None:

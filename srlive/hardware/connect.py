@@ -14,8 +14,12 @@ the engine the same camelCase API on every route.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pymmcore_plus.experimental.unicore import UniMMCore
@@ -28,6 +32,11 @@ from srlive.profiles import Profile, ProfileError
 # unloaded can abort the process ("exception not rethrown"); cores sit in reference cycles
 # (core ↔ MDA runner), so collect them while the interpreter is still whole.
 atexit.register(gc.collect)
+
+log = logging.getLogger(__name__)
+BRIDGE_THREAD = "BridgeSocketThread"  # pycromanager's (pyjavaz's) socket thread
+BRIDGE_JOIN_S = 5.0
+ADAPTER_GLOB = "*mmgr_dal_*"  # Micro-Manager's device adapter libraries
 
 
 def _first_line(exc: BaseException) -> str:
@@ -80,25 +89,57 @@ def as_camel_case(core: Any) -> Any:
     raise TypeError(f"{type(core).__name__} is not a Micro-Manager core")
 
 
+@contextlib.contextmanager
+def _quiet_bridge_thread(port: int) -> Iterator[None]:
+    """A failed pycromanager connection says so once: its socket thread's traceback is logged
+    at debug level (and waited for) instead of printed after the error."""
+    previous = threading.excepthook
+    name = f"{BRIDGE_THREAD}_port{port}"
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name.startswith(BRIDGE_THREAD):
+            log.debug("%s: %s", args.thread.name, args.exc_value)
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    except BaseException:
+        for thread in threading.enumerate():
+            if thread.name == name and thread is not threading.current_thread():
+                thread.join(BRIDGE_JOIN_S)
+        raise
+    finally:
+        threading.excepthook = previous
+
+
+def _app_path(profile: Profile) -> str:
+    """The Micro-Manager installation pycromanager-headless starts, checked to exist."""
+    app_path = profile.micromanager.app_path
+    field = f"{profile.source}: field 'micromanager.app_path'"
+    if not app_path:
+        raise ProfileError(f"{field}: missing (pycromanager-headless needs the installation)")
+    path = Path(app_path).expanduser()
+    if not path.is_dir() or not any(path.glob(ADAPTER_GLOB)):
+        raise ProfileError(
+            f"{field}: no Micro-Manager installation at {app_path} (no {ADAPTER_GLOB} adapters)"
+        )
+    return str(path)
+
+
 def _pycromanager_core(profile: Profile) -> Any:
     settings = profile.micromanager
     try:
         import pycromanager
     except ImportError as exc:  # pragma: no cover - pycromanager is a dependency
         raise ProfileError(f"pycromanager is not installed: {exc}") from None
+    app_path = _app_path(profile) if settings.backend == "pycromanager-headless" else None
     try:
-        if settings.backend == "pycromanager-headless":
-            if not settings.app_path:
-                raise ProfileError(
-                    f"{profile.source}: field 'micromanager.app_path': needed for "
-                    "pycromanager-headless"
-                )
-            pycromanager.start_headless(
-                settings.app_path, str(profile.config_path), python_backend=True
-            )
-        return pycromanager.Core(port=settings.port)
-    except ProfileError:
-        raise
+        with _quiet_bridge_thread(settings.port):
+            if app_path is not None:
+                pycromanager.start_headless(app_path, str(profile.config_path), python_backend=True)
+            return pycromanager.Core(port=settings.port)
     except Exception as exc:
         raise ProfileError(
             f"{profile.source}: cannot reach Micro-Manager through pycromanager "

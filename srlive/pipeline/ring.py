@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from typing import Any
@@ -20,6 +21,14 @@ from typing import Any
 import numpy as np
 
 _LINGERING: list[shared_memory.SharedMemory] = []  # closed rings whose views are still held
+
+
+def _unlink(shm: shared_memory.SharedMemory) -> None:
+    """Remove a block's name (its memory goes when the last mapping does)."""
+    try:
+        shm.unlink()
+    except FileNotFoundError:
+        pass
 
 
 class RingClosed(RuntimeError):
@@ -68,6 +77,9 @@ class SetRing:
         if shared:
             nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
             self._shm = shared_memory.SharedMemory(create=True, size=nbytes)
+            # unlinked by close(), else when the ring is collected or the interpreter exits:
+            # a caller that fails before it can close the ring leaks no /dev/shm block
+            self._unlink = weakref.finalize(self, _unlink, self._shm)
             self.buffer = np.ndarray(shape, dtype, buffer=self._shm.buf)
             self.buffer.fill(0)  # touch every page now, not on the hot path
         else:
@@ -154,7 +166,7 @@ class SetRing:
             self.buffer = empty
             for slot in self.slots:
                 slot.block = empty
-            shm.unlink()
+            self._unlink()
             try:
                 shm.close()
             except BufferError:  # someone still holds a view: unmapped when they let go

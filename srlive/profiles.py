@@ -119,6 +119,22 @@ class SIMPatternSettings(_Strict):
         return [math.radians(a) for a in self.angles_deg]
 
 
+class StageTravel(_Strict):
+    """Travel of each stage axis in µm, ``[lower, upper]``; none given: that axis cannot move."""
+
+    x: tuple[FiniteFloat, FiniteFloat] | None = None
+    y: tuple[FiniteFloat, FiniteFloat] | None = None
+    z: tuple[FiniteFloat, FiniteFloat] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StageTravel:
+        for axis in ("x", "y", "z"):
+            travel = getattr(self, axis)
+            if travel is not None and travel[0] > travel[1]:
+                raise ValueError(f"{axis}: the lower end {travel[0]:g} is above the upper end")
+        return self
+
+
 class SafetyLimits(_Strict):
     """Hard limits that no command may exceed."""
 
@@ -127,6 +143,10 @@ class SafetyLimits(_Strict):
     max_exposure_ms: PositiveFloat = 2000.0
     max_dose_mj: PositiveFloat | None = Field(
         default=None, description="light-dose budget per sample (sum of power × time)"
+    )
+    stage_um: StageTravel = Field(
+        default_factory=StageTravel,
+        description="stage travel: protocol positions outside it are refused before any move",
     )
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from srlive.acquisition.plan import build_plans, series_name
 from srlive.acquisition.protocol import (
     Protocol,
     ProtocolError,
+    check_against_microscope,
     check_against_profile,
     load_protocol,
     protocol_summary,
@@ -86,9 +87,10 @@ def acquire(
     scope = connect(prof)
     try:
         with interlock(scope):
-            check_against_profile(protocol, scope.profile)  # the devices' limits may be stricter
             for label, prop, value in properties or []:
                 scope.set_property(label, prop, value)
+            # the devices' limits may be stricter; sets must fit in memory at this frame size
+            check_against_microscope(protocol, scope)
             return _run(
                 scope,
                 scope.profile,

@@ -15,11 +15,12 @@ import numpy as np
 
 from srlive.acquisition.modalities import get_modality
 from srlive.acquisition.session import FIRST_SERIES, LiveSession, LiveSettings
+from srlive.acquisition.settings import Illumination, resolve_illumination
 from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
 from srlive.pipeline.stream import SRResult
-from srlive.profiles import load_profile
+from srlive.profiles import Profile, load_profile
 from srlive.safety import interlock
 from srlive.storage.guard import check_output
 
@@ -100,11 +101,7 @@ def run_live(
     stop = stop or threading.Event()
     profile = load_profile(settings.profile)
     modality = get_modality(settings.modality)
-    line = settings.line or profile.defaults.laser_line
-    exposure = settings.exposure_ms or profile.defaults.exposure_ms
-    power = settings.power_mw if settings.power_mw is not None else profile.defaults.power_mw
-    profile.check_exposure(exposure)  # refuse before any device moves
-    profile.check_power(line, power)
+    light = _illumination(settings, profile)  # refused before any device moves
     out = Path(settings.out) if settings.out else default_output_path(modality.name)
     if modality.reconstruction and modality.reconstruction.startswith("dl-"):
         from srlive.learn.infer import resolve_weights
@@ -115,13 +112,14 @@ def run_live(
     scope = connect(profile)
     try:
         with interlock(scope):
+            light = _illumination(settings, scope.profile)  # the devices' limits may be stricter
             for label, prop, value in settings.properties:
                 scope.set_property(label, prop, value)
             live = LiveSettings(
                 modality.name,
-                line,
-                exposure,
-                {ln: (power if ln == line else 0.0) for ln in profile.laser_lines},
+                light.line,
+                light.exposure_ms,
+                {ln: (light.power_mw if ln == light.line else 0.0) for ln in profile.laser_lines},
             )
             return _acquire(
                 scope,
@@ -137,6 +135,13 @@ def run_live(
             )
     finally:
         scope.core.unloadAllDevices()
+
+
+def _illumination(settings: RunSettings, profile: Profile) -> Illumination:
+    """The run's line, power and exposure: given ones checked, the defaults for the rest."""
+    return resolve_illumination(
+        profile, line=settings.line, power_mw=settings.power_mw, exposure_ms=settings.exposure_ms
+    )
 
 
 def _acquire(

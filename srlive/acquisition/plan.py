@@ -1,56 +1,30 @@
-"""Turn a validated protocol into the engine's set plans."""
+"""Turn a validated protocol into the engine's set plans, one at a time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import numpy as np
 
 from srlive.acquisition.engine import SetPlan
-from srlive.acquisition.modalities import Modality, get_modality, slm_images
-from srlive.acquisition.protocol import Protocol
+from srlive.acquisition.modalities import Modality, slm_images
+from srlive.acquisition.protocol import (
+    ChannelPlan,
+    Protocol,
+    check_against_profile,
+    plan_size,
+    resolve_channels,
+)
 from srlive.profiles import Profile
 
-
-@dataclass(frozen=True)
-class ChannelPlan:
-    """Resolved settings of one protocol channel."""
-
-    index: int
-    config: str
-    line: int
-    modality: Modality
-    power_mw: float
-    exposure_ms: float
-    reconstruction: str | None
-
-
-def resolve_channels(protocol: Protocol, profile: Profile) -> list[ChannelPlan]:
-    """Per useq channel: laser line, modality, power, exposure, reconstruction."""
-    channels = protocol.mda.channels or ()
-    configs = [(c.config, c.exposure) for c in channels] or [
-        (str(profile.defaults.laser_line), None)
-    ]
-    resolved = []
-    for index, (config, exposure) in enumerate(configs):
-        settings = protocol.channel_settings(config)
-        modality = get_modality(settings.modality, settings.frames)
-        line = settings.laser_line if settings.laser_line is not None else int(config)
-        recon = settings.reconstruction or modality.reconstruction
-        resolved.append(
-            ChannelPlan(
-                index=index,
-                config=config,
-                line=line,
-                modality=modality,
-                power_mw=settings.power_mw
-                if settings.power_mw is not None
-                else profile.defaults.power_mw,
-                exposure_ms=settings.exposure_ms or exposure or profile.defaults.exposure_ms,
-                reconstruction=None if recon == "none" else recon,
-            )
-        )
-    return resolved
+__all__ = [
+    "ChannelPlan",
+    "ProtocolPlans",
+    "build_plans",
+    "repeated_sets",
+    "resolve_channels",
+    "series_name",
+]
 
 
 def repeated_sets(
@@ -83,36 +57,45 @@ def series_name(position: int, config: str) -> str:
     return f"p{position}_c{config}"
 
 
-def build_plans(
-    protocol: Protocol, profile: Profile, slm_shape: tuple[int, int] | None
-) -> tuple[list[SetPlan], list[ChannelPlan]]:
-    """One :class:`SetPlan` per useq event, in the protocol's axis order."""
-    channels = resolve_channels(protocol, profile)
-    by_config = {c.config: c for c in channels}
-    images: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
-    plans = []
-    events = list(protocol.mda) or []
-    for i, event in enumerate(events):
-        config = event.channel.config if event.channel else channels[0].config
-        ch = by_config[config]
-        key = (ch.modality.name, ch.line)
-        if key not in images:
-            images[key] = (
-                tuple(slm_images(profile, ch.modality, ch.line, slm_shape)) if slm_shape else ()
-            )
-        n_grid = protocol.mda.sizes.get("g", 0) or 1
-        position = event.index.get("p", 0) * n_grid + event.index.get("g", 0)
-        plans.append(
-            SetPlan(
+class ProtocolPlans:
+    """A protocol's set plans, one per useq event, built as the engine asks for them.
+
+    Iterable as often as needed; ``len()`` is the number of sets, counted without building
+    any (a plan of millions of sets holds one at a time, never a list of them).
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        channels: list[ChannelPlan],
+        images: dict[str, tuple[np.ndarray, ...]],
+        n_sets: int,
+    ) -> None:
+        self.protocol = protocol
+        self.channels = channels
+        self.images = images
+        self.n_sets = n_sets
+
+    def __len__(self) -> int:
+        return self.n_sets
+
+    def __iter__(self) -> Iterator[SetPlan]:
+        by_config = {c.config: c for c in self.channels}
+        grid = self.protocol.mda.grid_plan
+        n_grid = grid.num_positions() if grid is not None else 1
+        for i, event in enumerate(self.protocol.mda):
+            config = event.channel.config if event.channel else self.channels[0].config
+            ch = by_config[config]
+            yield SetPlan(
                 index=i,
                 t=event.index.get("t", 0),
                 modality=ch.modality,
                 line=ch.line,
                 power_mw=ch.power_mw,
                 exposure_ms=ch.exposure_ms,
-                slm_images=images[key],
+                slm_images=self.images[config],
                 n_frames=ch.modality.frames_per_set,
-                position=position,
+                position=event.index.get("p", 0) * n_grid + event.index.get("g", 0),
                 channel=config,
                 channel_index=ch.index,
                 z_index=event.index.get("z", 0),
@@ -121,5 +104,21 @@ def build_plans(
                 z_um=event.z_pos,
                 min_start_s=event.min_start_time or 0.0,
             )
-        )
-    return plans, channels
+
+
+def build_plans(
+    protocol: Protocol, profile: Profile, slm_shape: tuple[int, int] | None
+) -> tuple[ProtocolPlans, list[ChannelPlan]]:
+    """The protocol's set plans (checked against ``profile`` first) and its channels."""
+    channels = check_against_profile(protocol, profile)
+    drawn: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
+    images = {}
+    for ch in channels:  # drawn now: a pattern that cannot be drawn fails before acquiring
+        key = (ch.modality.name, ch.line)
+        if key not in drawn:
+            drawn[key] = (
+                tuple(slm_images(profile, ch.modality, ch.line, slm_shape)) if slm_shape else ()
+            )
+        images[ch.config] = drawn[key]
+    n_sets, _ = plan_size(protocol, channels)
+    return ProtocolPlans(protocol, channels, images, n_sets), channels

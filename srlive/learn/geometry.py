@@ -26,7 +26,7 @@ class Geometry:
 
     @classmethod
     def from_profile(cls, profile: Any, line: int | None = None) -> Geometry:
-        line = line or profile.defaults.laser_line
+        line = profile.defaults.laser_line if line is None else line
         return cls(
             profile.optics.pixel_nm,
             profile.optics.na,

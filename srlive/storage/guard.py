@@ -163,6 +163,17 @@ def _check_replaceable(out: Path) -> None:
         )
 
 
+def _existing_replaceable(out: Path, overwrite: bool, inputs: tuple | list) -> bool:
+    """True if ``out`` exists and may be replaced; raise if it may not be written at all."""
+    _check_inputs(out, inputs)
+    if not (out.is_symlink() or out.exists()):
+        return False
+    if not overwrite:
+        raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
+    _check_replaceable(out)
+    return True
+
+
 def check_output(
     path: str | os.PathLike[str],
     *,
@@ -171,11 +182,7 @@ def check_output(
 ) -> None:
     """Everything :func:`claim_output` checks, without claiming (before devices move)."""
     out = Path(path)
-    _check_inputs(out, inputs)
-    if out.is_symlink() or out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
-        _check_replaceable(out)
+    if _existing_replaceable(out, overwrite, inputs):
         if os.access(out / LOCK_NAME, os.F_OK):
             OutputLock.acquire(out).release()  # StoreBusyError while another writer has it
         if not os.access(out, os.W_OK):
@@ -200,11 +207,7 @@ def claim_output(
     command reads; an output that is, contains or lies inside one of them is refused.
     """
     out = Path(path)
-    _check_inputs(out, inputs)
-    if out.is_symlink() or out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
-        _check_replaceable(out)
+    if _existing_replaceable(out, overwrite, inputs):
         lock = OutputLock.acquire(out)  # refused while another process writes it
         try:
             _clear_except_lock(out)

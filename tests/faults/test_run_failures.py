@@ -12,7 +12,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import zarr.storage
 
@@ -162,4 +161,4 @@ def test_camera_failure_fails_the_command(tmp_path, capsys, monkeypatch) -> None
     assert summary["lasers_on_at_end"] == [] and summary["raw_frames_stored"] == 0
     if (out / "zarr.json").exists():
         assert not open_store(out).complete
-    np.testing.assert_equal(summary["error"] is not None, True)
+    assert "sensor link lost" in summary["error"]

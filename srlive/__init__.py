@@ -5,13 +5,38 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "reconstruct"]
+__all__ = ["SIMOptics", "__version__", "estimate_pattern", "reconstruct"]
 
 
 def reconstruct(
-    frames: Any, method: str = "wiener-sim", profile: Any = None, device: str = "auto"
+    frames: Any,
+    method: str = "wiener-sim",
+    profile: Any = None,
+    device: str = "auto",
+    offset_adu: float | None = None,
+    optics: Any = None,
 ) -> Any:
     """Reconstruct one set of raw frames; see :func:`srlive.recon.api.reconstruct`."""
     from srlive.recon.api import reconstruct as _reconstruct
 
-    return _reconstruct(frames, method, profile=profile, device=device)
+    return _reconstruct(
+        frames, method, profile=profile, device=device, offset_adu=offset_adu, optics=optics
+    )
+
+
+def estimate_pattern(frames: Any, optics: Any = None, profile: Any = None) -> Any:
+    """The fringe parameters and per-angle verdicts of one raw SIM set.
+
+    See :func:`srlive.recon.api.estimate_pattern`.
+    """
+    from srlive.recon.api import estimate_pattern as _estimate
+
+    return _estimate(frames, optics=optics, profile=profile)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SIMOptics":
+        from srlive.recon.optics import SIMOptics
+
+        return SIMOptics
+    raise AttributeError(name)

@@ -182,16 +182,36 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", **PRECISION_ARG)
     ev.add_argument("--json", action="store_true", help="JSON output")
 
-    rec = sub.add_parser("reconstruct", help="reconstruct a stored acquisition")
-    rec.add_argument("store", type=Path, help="input OME-Zarr (a series or a run)")
+    rec = sub.add_parser(
+        "reconstruct", help="reconstruct a stored acquisition or a raw SIM file (TIFF, MRC, .npy)"
+    )
+    rec.add_argument(
+        "input", type=Path, help="srlive OME-Zarr store, or a raw file (TIFF/OME/ImageJ/MRC/.npy)"
+    )
     rec.add_argument(
         "--method",
         required=True,
         help="wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr | a .safetensors model",
     )
-    rec.add_argument("--out", type=Path, required=True)
+    rec.add_argument("--out", type=Path, required=True, help="new store, or X.tif (OME-TIFF)")
     rec.add_argument("--overwrite", action="store_true")
-    rec.add_argument("--json", action="store_true")
+    rec.add_argument("--json", action="store_true", help="print a JSON summary")
+    optics = rec.add_argument_group(
+        "optics (default: a store's profile; a raw file: the default profile's, its pixel size)"
+    )
+    for flag, meta, text in RECONSTRUCT_OPTICS_FLAGS:
+        optics.add_argument(flag, default=None, metavar=meta, help=text)
+    optics.add_argument(
+        "--optics",
+        type=Path,
+        default=None,
+        metavar="FILE.yaml",
+        help="the optics as YAML/JSON (SIMOptics fields); the flags above override it",
+    )
+    rec.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="set 0's spectra and carriers"
+    )
+    rec.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument(
@@ -205,6 +225,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "pipeline",
             "soak",
             "optimizer",
+            "sim-real",
         ],
     )
     bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
@@ -260,6 +281,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--samples", nargs="+", default=None, help="optimizer: sample types (default: all)"
     )
     bench.add_argument("--plot", default=None, help="optimizer: write a PNG of the arms here")
+    bench.add_argument(
+        "--input", type=Path, default=None, help="sim-real: raw SIM file (default ../shared ER_1)"
+    )
+    bench.add_argument(
+        "--reference", type=Path, default=None, help="sim-real: the reference SR image"
+    )
+    bench.add_argument("--pixel-nm", type=float, default=65.0, help="sim-real: camera pixel, nm")
+    bench.add_argument("--na", type=float, default=1.49, help="sim-real: numerical aperture")
+    bench.add_argument("--emission-nm", type=float, default=510.0, help="sim-real: emission, nm")
+    bench.add_argument("--offset-adu", type=float, default=60.0, help="sim-real: camera offset")
+    bench.add_argument(
+        "--peer-python",
+        type=Path,
+        default=None,
+        help="sim-real: the peer venv's python (default .peers/napari-sim-processor/bin/python)",
+    )
 
     prior = sub.add_parser(
         "optimizer-prior", help="learn the optimizer's prior on the simulator (JSON + card)"
@@ -472,15 +509,86 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from srlive.recon.offline import reconstruct_store
+# reconstruct's optics flags: flag, metavar, help; parsed by _reconstruct_optics
+RECONSTRUCT_OPTICS_FLAGS = (
+    ("--pixel-nm", "NM", "camera pixel at the sample (default: the file's, else the profile's)"),
+    ("--na", "NA", "numerical aperture"),
+    ("--emission-nm", "NM", "emission wavelength"),
+    ("--angles", "N", "pattern angles per set"),
+    ("--phases", "N", "phases per angle"),
+    ("--order", "ORDER", "frame order in the file: angle-major (default) | phase-major"),
+    ("--offset-adu", "ADU", "camera offset"),
+    ("--pattern-period-nm", "NM", "nominal fringe period (narrows the search; fallback)"),
+    ("--pattern-angles-deg", "A,B,C", "nominal fringe angles (a leading minus: --x=-5,55,115)"),
+    ("--wiener", "W", "Wiener parameter (default: from the data's noise)"),
+)
+_OPTICS_FIELDS = {
+    "pixel_nm": float,
+    "na": float,
+    "emission_nm": float,
+    "angles": int,
+    "phases": int,
+    "order": str,
+    "offset_adu": float,
+    "pattern_period_nm": float,
+    "pattern_angles_deg": "floats",
+    "wiener": float,
+}
+_OPTICS_NAMES = {
+    "angles": "n_angles",
+    "phases": "n_phases",
+    "pattern_period_nm": "period_nm",
+    "pattern_angles_deg": "angles_deg",
+}
 
-    summary = reconstruct_store(args.store, args.method, args.out, overwrite=args.overwrite)
-    print(
-        json.dumps(summary, indent=2)
-        if args.json
-        else f"{summary['sr_images']} SR images ({args.method}) -> {summary['output']}"
+
+def _reconstruct_optics(args: argparse.Namespace) -> dict[str, Any]:
+    """The optics flags given, as SIMOptics overrides (UsageError for a value that is none)."""
+    given: dict[str, Any] = {}
+    for dest, kind in _OPTICS_FIELDS.items():
+        text = getattr(args, dest)
+        if text is None:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        try:
+            if kind == "floats":
+                value: Any = tuple(float(v) for v in text.split(",") if v.strip())
+                if not value:
+                    raise ValueError
+            else:
+                value = kind(text)
+        except ValueError:
+            what = {int: "an integer", float: "a number", "floats": "numbers A,B,C"}[kind]
+            raise UsageError(f"{flag} needs {what}, got {text!r}") from None
+        if dest == "order" and value not in ("angle-major", "phase-major"):
+            raise UsageError(f"--order must be angle-major or phase-major, got {text!r}")
+        given[_OPTICS_NAMES.get(dest, dest)] = value
+    return given
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from srlive.recon.offline import reconstruct_input
+
+    summary = reconstruct_input(
+        args.input,
+        args.method,
+        args.out,
+        optics_overrides=_reconstruct_optics(args),
+        optics_file=args.optics,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        plot=args.plot,
     )
+    for line in summary["warnings"]:
+        print(f"srlive: warning: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    line = f"{summary['sr_images']} SR images ({args.method}) -> {summary['output']}"
+    if summary["pixel_nm_from"] == "file metadata":
+        line += f"; pixel {summary['optics']['pixel_nm']:g} nm from the file"
+    pattern = summary["sets"][0].get("summary") if summary["sets"] else None
+    print(line + (f"; pattern: {pattern}" if pattern else ""))
     return 0
 
 
@@ -551,6 +659,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.recon.bench import bench_wiener
 
         result = bench_wiener(size=args.size, repeats=args.repeats)
+    elif args.what == "sim-real":
+        from srlive.recon.bench import RealOptics, bench_sim_real
+
+        if min(args.pixel_nm, args.na, args.emission_nm) <= 0:
+            raise UsageError("--pixel-nm, --na and --emission-nm must be positive")
+        result = bench_sim_real(
+            input_path=args.input,
+            reference=args.reference,
+            optics=RealOptics(args.pixel_nm, args.na, args.emission_nm, args.offset_adu),
+            peer_python=args.peer_python,
+            repeats=args.repeats,
+            progress=lambda message: print(f"srlive: bench: {message}", file=sys.stderr),
+        )
     else:
         import tempfile
 

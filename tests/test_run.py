@@ -64,6 +64,15 @@ def test_run_headless_json_writes_a_store_that_opens(tmp_path):
             assert np.isnan(image).all()
     assert list(status.values()).count("skipped") == summary["sr_skipped"]
     assert root.attrs["srlive"]["complete"] is True
+    # the pattern estimate and its verdict per angle are stored with every SR image
+    pattern = summary["sim_parameters"]["pattern"]
+    assert [entry["found"] for entry in pattern] == [True, True, True]
+    assert [round(entry["angle_deg"]) % 180 for entry in pattern] == [0, 60, 120]
+    assert all(abs(entry["period_nm"] - 195.0) < 2.0 for entry in pattern)
+    table = root["tables/sr"]
+    rows = [status[int(t)] == "reconstructed" for t in table["t"][:]]  # rows in written order
+    for a in range(3):
+        assert (table[f"pattern_a{a}_found"][:][np.array(rows)] == 1).all()
 
 
 def test_widefield_run(tmp_path):

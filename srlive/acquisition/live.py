@@ -201,13 +201,18 @@ def _acquire(
                     on_update(shown[0], None, _info(info["t"], None))
 
     def _info(t: int, result: SRResult | None) -> dict[str, Any]:
+        status = f"{modality.name}, {sequencing} sequencing"
+        state = session.writer.series.get(FIRST_SERIES)
+        params = getattr(state.recon, "current_params", lambda: None)() if state else None
+        if params is not None:
+            status += f"; pattern {params.summary()}"
         return {
             "t": t + 1,
             "of": settings.frames,
             "frames": session.engine.stats.frames_acquired,
             "dropped": session.engine.stats.frames_dropped,
             "recon_ms": result.recon_ms if result else None,
-            "status": f"{modality.name}, {sequencing} sequencing",
+            "status": status,
         }
 
     session.events.stored.connect(on_stored)
@@ -253,9 +258,8 @@ def _acquire(
         state = session.writer.series.get(FIRST_SERIES)
         if state is not None and state.recon is not None and state.recon.times_ms:
             summary.recon_ms_median = float(np.median(state.recon.times_ms))
-            if hasattr(state.recon, "sim"):
-                params = getattr(state.recon, "child_sim_params", None) or state.recon.sim.params
-                summary.sim_parameters = _params_dict(params)
+            if hasattr(state.recon, "current_params"):
+                summary.sim_parameters = _params_dict(state.recon.current_params())
     return summary
 
 
@@ -290,4 +294,6 @@ def _params_dict(params: Any) -> dict[str, Any] | None:
         "period_nm": [round(float(v), 3) for v in np.atleast_1d(params.period_nm)],
         "angles_deg": [round(float(v), 3) for v in np.atleast_1d(params.angles_deg)],
         "modulation": [round(float(v), 3) for v in np.atleast_1d(params.modulation)],
+        "found": [bool(v) for v in params.found],
+        "pattern": params.report(),
     }

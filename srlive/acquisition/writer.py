@@ -23,6 +23,8 @@ from srlive.acquisition.engine import EXTRA_FRAME_COLUMNS, SetPlan
 from srlive.acquisition.modalities import Modality
 from srlive.learn.geometry import Geometry
 from srlive.profiles import Profile
+from srlive.recon.optics import SIMOptics
+from srlive.recon.sim_params import SIMParameters, pattern_columns, pattern_row
 from srlive.recon.wiener_sim import WienerSIM
 from srlive.storage.guard import OutputLock, claim_output
 from srlive.storage.omezarr import AcquisitionStore
@@ -31,11 +33,35 @@ log = logging.getLogger(__name__)
 
 AVAILABLE_RECONSTRUCTIONS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr")
 SR_EXTRA_COLUMNS = ("recon_ms", "confidence", "latency_ms")
+REFINE_EVERY_SETS = 10  # live pattern refinement (≈0.2–0.8 s on 2 cores per estimate)
 TIMES_KEPT = 10_000  # reconstruction times kept for summaries (bounded: long runs stay flat)
 
 
+def _optics(profile: Profile, modality: Modality, line: int, offset_adu: float) -> SIMOptics:
+    """The profile's optics for ``line`` with the modality's layout (its SLM pattern as the
+    nominal one when its angles are the modality's)."""
+    optics = SIMOptics.from_profile(profile, line)
+    nominal = optics.nominal
+    if nominal is not None and nominal.angles_deg is not None:
+        nominal = nominal if len(nominal.angles_deg) == modality.n_angles else None
+    fields = optics.model_dump()
+    fields.update(
+        n_angles=modality.n_angles,
+        n_phases=modality.n_phases,
+        offset_adu=offset_adu,
+        nominal=nominal.model_dump() if nominal else None,
+    )
+    return SIMOptics(**fields)
+
+
 class SIMReconstructor:
-    """Wiener SIM whose parameters are estimated from the first set of its series."""
+    """Wiener SIM calibrated on the first set of its series and refined as sets arrive.
+
+    The first set is estimated around the pattern the profile puts on the SLM (the nominal
+    period and angles; the fallback for an angle whose fringe is not found); every
+    :data:`REFINE_EVERY_SETS`-th set is re-estimated next to the last estimate, which stays
+    the fallback. The estimate in use goes into every SR row (``pattern_*`` columns).
+    """
 
     def __init__(
         self,
@@ -46,22 +72,22 @@ class SIMReconstructor:
         offset_adu: float,
     ) -> None:
         self.spec = (SIMReconstructor, (profile, modality, frame_shape, line, offset_adu))
-        self.sim = WienerSIM(
-            frame_shape,
-            profile.optics.pixel_nm,
-            profile.optics.na,
-            profile.optics.emission_for(line),
-            n_angles=modality.n_angles,
-            n_phases=modality.n_phases,
-            offset_adu=offset_adu,
-        )
+        self.sim = WienerSIM.from_optics(frame_shape, _optics(profile, modality, line, offset_adu))
         self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
+        self.sets_seen = 0
 
     upscale = 2
+
+    def current_params(self) -> SIMParameters | None:
+        """The pattern estimate in use (the inference child's when it runs there)."""
+        return getattr(self, "child_sim_params", None) or self.sim.params
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         if self.sim.params is None:
             self.sim.calibrate(frames)
+        elif self.sets_seen % REFINE_EVERY_SETS == 0:
+            self.sim.refine(frames)
+        self.sets_seen += 1
         start = time.perf_counter()
         result = self.sim.reconstruct(frames)
         self.times_ms.append((time.perf_counter() - start) * 1000.0)
@@ -170,7 +196,12 @@ class SeriesWriter:
             sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
             extra_frame_columns=EXTRA_FRAME_COLUMNS,
-            extra_sr_columns=SR_EXTRA_COLUMNS,
+            extra_sr_columns=SR_EXTRA_COLUMNS
+            + (
+                pattern_columns(modality.n_angles, modality.n_phases)
+                if isinstance(recon, SIMReconstructor)
+                else ()
+            ),
         )
         state = SeriesState(name, store, recon)
         self.series[name] = state
@@ -216,7 +247,9 @@ class SeriesWriter:
         state.frames += len(frames)
 
     def write_sr(self, state: SeriesState, t: int, sr: np.ndarray, meta: dict[str, Any]) -> None:
-        """Store the SR image of set ``t`` and its table row (time_s, recon_ms, ...)."""
+        """Store the SR image of set ``t`` and its table row (time_s, recon_ms, pattern...)."""
+        if isinstance(state.recon, SIMReconstructor) and (params := state.recon.current_params()):
+            meta = {**meta, **pattern_row(params)}
         state.store.write_sr(t, sr, {"t": t, **meta})
         state.sr_images += 1
 

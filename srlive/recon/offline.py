@@ -1,178 +1,381 @@
-"""`srlive reconstruct`: run a reconstruction over a stored acquisition into a new store."""
+"""`srlive reconstruct`: reconstruct a stored acquisition or any raw SIM file.
+
+The input is an srlive store or a raw frame file (TIFF, OME-TIFF, ImageJ, MRC, ``.npy``;
+see :mod:`srlive.recon.file_input`); the output is a new store (raw and SR per set, the
+estimated pattern per set in its SR table) or, for ``--out X.tif``, an OME-TIFF of the SR
+images with the summary beside it (:mod:`srlive.recon.tiff_output`).
+
+``wiener-sim`` estimates the pattern blind on set 0 and re-estimates every later set next
+to the last estimate (which stays the fallback for an angle not found). The output is
+checked before any work, and the method resolved and the first SR image computed before the
+output is created, so a bad method, weights file or input leaves ``out`` as it was; a
+failure before the first SR image is stored removes the new output again.
+"""
 
 from __future__ import annotations
 
+import math
 import shutil
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from srlive.profiles import Profile, load_profile
+from srlive.recon.file_input import SetSource, open_input
+from srlive.recon.optics import SIMOptics
+from srlive.recon.sim_params import SIMParameters, pattern_columns, pattern_row
+from srlive.recon.tiff_output import (
+    check_file_output,
+    check_tiff_output,
+    is_tiff_output,
+    sidecar_path,
+    write_json,
+    write_sr_tiff,
+)
 from srlive.storage.guard import check_output
-from srlive.storage.omezarr import AcquisitionStore, StoreReader, open_store
+from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore
 
-OFFSET_ADU = 100.0  # camera offset the reconstructions subtract
-
-STANDARD_COLUMNS = {
-    "frame",
-    "t",
-    "a",
-    "p",
-    "time_s",
-    "exposure_ms",
-    "slm_pattern",
-    "z_um",
-    "x_um",
-    "y_um",
-    "event",
-}
+MAX_LISTED_SETS = 10  # sets named in one "not found" warning
 
 
-def _picker(layout: tuple[int, int], kind: str) -> Callable[[np.ndarray], np.ndarray]:
-    """How to take the frames ``kind`` (a method or a model's task) needs from a stored set.
+def _picker(
+    layout: tuple[int, int], kind: str, where: str = "the store"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """How to take the frames ``kind`` (a method or a model's task) needs from one set.
 
-    ValueError when the store's sets cannot give them.
+    ValueError when the input's sets (``layout``: angles x phases) cannot give them.
     """
     n_angles, n_phases = layout
-    if kind in ("wiener-sim", "dl-sim9"):
+    if kind == "wiener-sim":
+        if n_phases < 3:
+            raise ValueError(
+                f"wiener-sim needs SIM sets of 3 or more phases per angle; {where} has "
+                f"{n_angles}x{n_phases}"
+            )
+        return lambda frames: frames
+    if kind == "dl-sim9":
         if layout != (3, 3):
-            raise ValueError(f"{kind} needs 3x3 SIM sets; the store has {n_angles}x{n_phases}")
+            raise ValueError(f"{kind} needs 3x3 SIM sets; {where} has {n_angles}x{n_phases}")
         return lambda frames: frames
     if kind == "dl-sim3":
         if layout == (3, 3):
             return lambda frames: frames[[0, 3, 6]]
         if layout == (3, 1):
             return lambda frames: frames
-        raise ValueError(f"dl-sim3 needs sim3 or sim9 sets; the store has {n_angles}x{n_phases}")
+        raise ValueError(f"dl-sim3 needs sim3 or sim9 sets; {where} has {n_angles}x{n_phases}")
     if kind in ("dl-denoise", "dl-wf2sr"):
         return lambda frames: frames.mean(axis=0, keepdims=True) if len(frames) > 1 else frames
     raise ValueError(f"unknown method {kind!r}")
 
 
 @dataclass
+class SetResult:
+    """One set's SR image and what its reconstruction found."""
+
+    image: np.ndarray
+    confidence: float = math.nan  # learned methods only
+    params: SIMParameters | None = None  # wiener-sim: the pattern estimated on this set
+    wiener: float | None = None
+    recon_ms: float = 0.0
+
+    def sr_meta(self, t: int, time_s: float) -> dict[str, Any]:
+        """The set's row of the store's SR table."""
+        meta = {"t": t, "time_s": time_s, "recon_ms": self.recon_ms, "confidence": self.confidence}
+        return meta | (pattern_row(self.params) if self.params is not None else {})
+
+    def entry(self, t: int) -> dict[str, Any]:
+        """The set's entry in the JSON summary."""
+        entry: dict[str, Any] = {
+            "t": t,
+            "pattern": None if self.params is None else self.params.report(),
+            "summary": None if self.params is None else self.params.summary(),
+            "wiener": self.wiener,
+            "recon_ms": round(self.recon_ms, 2),
+        }
+        if not math.isnan(self.confidence):
+            entry["confidence"] = self.confidence
+        return entry
+
+
+@dataclass
 class _Method:
-    """A reconstruction resolved and checked against a store (before any output exists)."""
+    """A reconstruction resolved and checked against an input (before any output exists)."""
 
     upscale: int
     pick: Callable[[np.ndarray], np.ndarray]
-    run: Callable[[np.ndarray], tuple[np.ndarray, float]]
+    run: Callable[[np.ndarray], SetResult]
+    patterned: bool  # estimates the pattern per set (its columns go into the SR table)
 
-    def __call__(self, raw: np.ndarray) -> tuple[np.ndarray, float]:
-        """The SR image and its confidence (NaN if none) of one stored (A, P, H, W) set."""
-        return self.run(self.pick(raw.reshape(-1, *raw.shape[-2:])))
+    def __call__(self, frames: np.ndarray) -> SetResult:
+        """Reconstruct one angle-major set ``(A·P, H, W)``."""
+        start = time.perf_counter()
+        result = self.run(self.pick(frames))
+        result.recon_ms = (time.perf_counter() - start) * 1e3
+        return result
 
 
-def _resolve(method: str, reader: StoreReader) -> _Method:
-    """``wiener-sim``, a shipped model name or a .safetensors path, fitted to ``reader``.
+def _resolve(method: str, source: SetSource, optics: SIMOptics) -> _Method:
+    """``wiener-sim``, a shipped model name or a .safetensors path, fitted to ``source``.
 
     Raises (ValueError, FileNotFoundError) for an unknown method, missing or invalid weights,
     or sets the method cannot take.
     """
-    attrs = reader.attrs
-    h, w = attrs["frame_shape"]
-    layout = (reader.n_angles, reader.n_phases)
-    profile, line = _stored_profile(attrs)
+    where = "the store" if source.format == "srlive-store" else source.source
     if method == "wiener-sim":
         from srlive.recon.wiener_sim import WienerSIM
 
-        optics = profile.optics
-        sim = WienerSIM(
-            (h, w), reader.pixel_nm, optics.na, optics.emission_for(line), offset_adu=OFFSET_ADU
-        )
+        pick = _picker(source.layout, method, where)
+        sim = WienerSIM.from_optics(source.shape, optics)
 
-        def wiener(frames: np.ndarray) -> tuple[np.ndarray, float]:
-            if sim.params is None:
-                sim.calibrate(frames)
-            return sim.reconstruct(frames), float("nan")
+        def wiener(frames: np.ndarray) -> SetResult:
+            params = sim.refine(frames)  # blind (calibrate) on the first set, then local
+            return SetResult(sim.reconstruct(frames), params=params, wiener=sim.wiener_w)
 
-        return _Method(2, _picker(layout, method), wiener)
+        return _Method(2, pick, wiener, patterned=True)
     from srlive.learn.infer import Geometry, learned
 
-    model = learned(method, "auto", OFFSET_ADU, Geometry.from_profile(profile, line))
+    period = None if optics.nominal is None else optics.nominal.period_nm
+    geometry = Geometry(optics.pixel_nm, optics.na, optics.emission_nm, period)
+    model = learned(method, "auto", optics.offset_adu, geometry)
 
-    def infer(frames: np.ndarray) -> tuple[np.ndarray, float]:
+    def infer(frames: np.ndarray) -> SetResult:
         result = model(frames)
-        return result.image, result.confidence
+        return SetResult(result.image, confidence=result.confidence)
 
-    return _Method(model.upscale, _picker(layout, model.task.name), infer)
+    return _Method(model.upscale, _picker(source.layout, model.task.name, where), infer, False)
 
 
-def _stored_profile(attrs: dict[str, Any]) -> tuple[Profile, int]:
-    """The profile and laser line an acquisition was made with (default profile if absent)."""
-    stored = attrs.get("profile")
-    profile = Profile.model_validate(stored) if stored else load_profile(None)
-    line = attrs.get("run", {}).get("laser_line") or profile.defaults.laser_line
-    return profile, int(line)
+def stored_raw(frames: np.ndarray, where: str) -> np.ndarray:
+    """Frames as the store's uint16 raw (floats rounded); ValueError when they do not fit."""
+    if frames.dtype == np.uint16:
+        return frames
+    low, high = float(frames.min()), float(frames.max())
+    if low < 0 or high > 65535:
+        raise ValueError(
+            f"{where}: pixel values {low:g}..{high:g} do not fit a store's uint16 raw frames; "
+            "write the SR images to a .tif instead (--out X.tif)"
+        )
+    return np.rint(frames).astype(np.uint16) if frames.dtype.kind == "f" else frames.astype("u2")
+
+
+_First = tuple[np.ndarray, list[dict[str, Any]], SetResult]
+
+
+def _sets(
+    source: SetSource, recon: _Method, first: _First, progress: bool
+) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]]:
+    """Every set in order, reconstructed (set 0 already was), with a progress bar.
+
+    The bar is drawn on stderr when it is a terminal (never into logs or pipes).
+    """
+    from tqdm import tqdm
+
+    disable = None if progress else True  # None: tqdm's "off unless a TTY"
+    with tqdm(
+        total=source.n_sets, unit="set", desc="reconstruct", disable=disable, file=sys.stderr
+    ) as bar:
+        for t in range(source.n_sets):
+            if t == 0:
+                raw, rows, result = first
+            else:
+                raw, rows = source.read(t)
+                result = recon(raw)
+            bar.update()
+            yield t, raw, rows, result
+
+
+def _write_store(
+    out: Path,
+    source: SetSource,
+    method: str,
+    optics: SIMOptics,
+    recon: _Method,
+    sets: Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]],
+    overwrite: bool,
+) -> list[dict[str, Any]]:
+    """Write raw and SR of every set into a new store; the sets' summary entries."""
+    h, w = source.shape
+    up = recon.upscale
+    pattern = pattern_columns(*source.layout) if recon.patterned else ()
+    writer = AcquisitionStore.create(
+        out,
+        frame_shape=(h, w),
+        pixel_nm=source.pixel_nm,
+        n_angles=source.layout[0],
+        n_phases=source.layout[1],
+        sr_shape=(up * h, up * w),
+        sr_pixel_nm=source.pixel_nm / up,
+        laser_lines=source.laser_lines,
+        profile=source.profile,
+        run={
+            **source.run,
+            "reconstructed_from": source.source,
+            "method": method,
+            "optics": optics.model_dump(mode="json"),
+        },
+        sr_method=method,
+        overwrite=overwrite,
+        inputs=[source.source],  # never written over (or into) the input it reads
+        extra_frame_columns=source.extra_columns,
+        extra_sr_columns=DEFAULT_SR_EXTRAS + pattern,
+    )
+    entries: list[dict[str, Any]] = []
+    try:
+        with writer:
+            for t, raw, rows, result in sets:
+                writer.write_set(t, stored_raw(raw, f"{source.source} set {t}"), rows)
+                time_s = rows[-1].get("time_s", math.nan) if rows else math.nan
+                writer.write_sr(t, result.image, result.sr_meta(t, time_s))
+                entries.append(result.entry(t))
+    except BaseException:
+        if not entries:  # nothing of use was written: leave no output behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return entries
+
+
+def _write_tiff(
+    out: Path,
+    source: SetSource,
+    recon: _Method,
+    sets: Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]],
+) -> list[dict[str, Any]]:
+    """Write the SR images as one OME-TIFF; the sets' summary entries."""
+    entries: list[dict[str, Any]] = []
+
+    def images() -> Iterator[np.ndarray]:
+        for t, _raw, _rows, result in sets:
+            entries.append(result.entry(t))
+            yield result.image
+
+    h, w, up = *source.shape, recon.upscale
+    write_sr_tiff(out, images(), source.n_sets, (up * h, up * w), source.pixel_nm / up)
+    return entries
+
+
+def not_found_warnings(sets: list[dict[str, Any]]) -> list[str]:
+    """One line per angle (and fallback) that was not found in some sets."""
+    missing: dict[tuple[int, str], list[int]] = {}
+    for entry in sets:
+        for a, angle in enumerate(entry.get("pattern") or []):
+            if not angle["found"]:
+                missing.setdefault((a, angle["source"]), []).append(int(entry["t"]))
+    used = {
+        "none": "widefield only",
+        "previous": "the previous set's pattern used",
+        "nominal": "the nominal pattern used",
+    }
+    lines = []
+    for (a, source), ts in sorted(missing.items()):
+        listed = ", ".join(str(t) for t in ts[:MAX_LISTED_SETS])
+        more = f", … ({len(ts)} sets)" if len(ts) > MAX_LISTED_SETS else ""
+        noun = "set" if len(ts) == 1 else "sets"
+        lines.append(f"angle {a} not found in {noun} {listed}{more} ({used.get(source, source)})")
+    return lines
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None (strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _check_outputs(input: Path, out: Path, plot: Path | None, overwrite: bool) -> None:
+    """Refuse outputs that may not be written, before any work."""
+    if is_tiff_output(out):
+        check_tiff_output(out, overwrite=overwrite, inputs=[input])
+    else:
+        check_output(out, overwrite=overwrite, inputs=[input])  # claimed at create
+    if plot is not None:
+        if plot.suffix.lower() != ".png":
+            raise ValueError(f"--plot writes a PNG image: give a .png path, not {plot}")
+        check_file_output(plot, overwrite, [input, out])
+
+
+def _plot_params(
+    first: SetResult, raw: np.ndarray, source: SetSource, optics: SIMOptics
+) -> SIMParameters:
+    """Set 0's pattern for the figure (estimated here for methods that do not estimate it)."""
+    if first.params is not None:
+        return first.params
+    if source.layout[1] < 3:
+        raise ValueError(f"--plot needs SIM sets of 3 or more phases; {source.source} has none")
+    from srlive.recon.api import estimate_pattern
+
+    return estimate_pattern(raw, optics.with_overrides(order="angle-major"))
+
+
+def reconstruct_input(
+    input: str | Path,
+    method: str,
+    out: str | Path,
+    optics_overrides: Mapping[str, Any] | None = None,
+    optics_file: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    plot: str | Path | None = None,
+) -> dict[str, Any]:
+    """Reconstruct every set of a store or raw file into ``out`` (a store, or ``.tif``).
+
+    ``optics_overrides`` are :class:`SIMOptics` fields (plus ``period_nm``/``angles_deg``
+    of the nominal pattern; None: not given) over the optics file over the default (a
+    store: its profile; a raw file: the default profile without its fringe prior, and the
+    file's pixel size when it has one). ``plot`` writes set 0's spectra and carriers (PNG).
+    Returns the JSON-ready summary (``warnings``: lines for the user).
+    """
+    input, out = Path(input), Path(out)
+    plot = None if plot is None else Path(plot)
+    _check_outputs(input, out, plot, overwrite)
+    source, optics = open_input(input, optics_file, optics_overrides)
+    recon = _resolve(method, source, optics)
+    raw, rows = source.read(0)
+    first = recon(raw)  # fails here, before any output exists, if it cannot be made
+    plot_params = None if plot is None else _plot_params(first, raw, source, optics)
+    sets = _sets(source, recon, (raw, rows, first), progress)
+    if is_tiff_output(out):
+        entries = _write_tiff(out, source, recon, sets)
+    else:
+        stored_raw(raw, f"{source.source} set 0")  # refused before the store exists
+        entries = _write_store(out, source, method, optics, recon, sets, overwrite)
+    if plot is not None:
+        from srlive.recon.plot import plot_pattern
+
+        plot_pattern(plot, raw, plot_params, optics)
+    summary = _finite(
+        {
+            "input": str(input),
+            "output": str(out),
+            "format": source.format,
+            "method": method,
+            "optics": optics.model_dump(mode="json"),
+            "pixel_nm_from": source.pixel_nm_from,
+            "sets": entries,
+            "sr_images": len(entries),
+            "n_sets": source.n_sets,
+            "warnings": [*source.notes, *not_found_warnings(entries)],
+        }
+    )
+    if plot is not None:
+        summary["plot"] = str(plot)
+    if is_tiff_output(out):
+        summary["summary_path"] = str(sidecar_path(out))
+        write_json(sidecar_path(out), summary)
+    else:
+        summary["sr_path"] = "sr/0"
+    return summary
 
 
 def reconstruct_store(
     store: str | Path, method: str, out: str | Path, overwrite: bool = False
 ) -> dict[str, Any]:
-    """Copy the raw data of ``store`` to ``out`` with ``method``'s SR image for every set.
-
-    The method is resolved and the first SR image computed before ``out`` is created, so a
-    bad method, weights file or input leaves ``out`` as it was; a failure before the first
-    SR image is stored removes the new output again.
-    """
-    check_output(out, overwrite=overwrite, inputs=[store])  # fail fast; claimed at create
-    reader = open_store(store)
-    recon = _resolve(method, reader)
-    if reader.n_sets == 0:
-        raise ValueError(f"{store} holds no complete set to reconstruct")
-    attrs = reader.attrs
-    h, w = attrs["frame_shape"]
-    layout = (reader.n_angles, reader.n_phases)
-    per_set = layout[0] * layout[1]
-    table = reader.frames
-
-    def one_set(t: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
-        raw = reader.read_set(t)
-        rows = [{k: v[t * per_set + i].item() for k, v in table.items()} for i in range(per_set)]
-        return raw, rows
-
-    raw, rows = one_set(0)
-    first = recon(raw)  # fails here, before any output exists, if it cannot be made
-    extra = [c for c in table if c not in STANDARD_COLUMNS and not c.startswith("power_mw_")]
-    upscale = recon.upscale
-    writer = AcquisitionStore.create(
-        out,
-        frame_shape=(h, w),
-        pixel_nm=reader.pixel_nm,
-        n_angles=layout[0],
-        n_phases=layout[1],
-        sr_shape=(upscale * h, upscale * w),
-        sr_pixel_nm=reader.pixel_nm / upscale,
-        laser_lines=attrs.get("laser_lines", []),
-        profile=attrs.get("profile", {}),
-        run={**attrs.get("run", {}), "reconstructed_from": str(store), "method": method},
-        sr_method=method,
-        overwrite=overwrite,
-        inputs=[store],  # never written over (or into) the store it reads
-        extra_frame_columns=extra,
-    )
-    stored = 0
-    try:
-        with writer:
-            for t in range(reader.n_sets):
-                if t:
-                    raw, rows = one_set(t)
-                writer.write_set(t, raw, rows)
-                image, confidence = first if t == 0 else recon(raw)
-                meta = {"t": t, "time_s": rows[-1].get("time_s", 0.0), "confidence": confidence}
-                writer.write_sr(t, image, meta)
-                stored += 1
-    except BaseException:
-        if not stored:  # nothing of use was written: leave no output behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    return {
-        "input": str(store),
-        "output": str(out),
-        "method": method,
-        "sets": reader.n_sets,
-        "sr_images": reader.n_sets,
-        "sr_path": "sr/0",
-    }
+    """Copy the raw data of ``store`` to ``out`` with ``method``'s SR image for every set."""
+    return reconstruct_input(store, method, out, overwrite=overwrite)

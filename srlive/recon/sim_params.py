@@ -1,47 +1,131 @@
-"""Blind estimation of 2D-SIM pattern parameters from the raw frames.
+"""Blind estimation of 2D-SIM pattern parameters from the raw frames, with a verdict per angle.
 
-Per angle: the fringe wavevector k is the sharp peak the sample's mean brightness makes at
-±k in the raw spectra (found in an annulus, refined to sub-bin precision with zoomed DFTs);
-each frame's phase is the argument of its spectrum's autocorrelation at k, computed as
-``Σ_r d(r)²·e^{−i2πk·r}`` (Wicker et al. 2013); the modulation depth and a global phase
-correction come from the overlap of the separated side band with the widefield band.
-Coordinates: r is measured from pixel (0, 0), the FFT's origin.
+Per angle (frames angle-major, ``n_phases`` ≥ 3 per angle):
+
+1. **Wavevector.** The frames are separated into the widefield band ``c0`` and the +1 side
+   band ``c1`` with nominal, equal phase steps. In real space ``c1·conj(c0)`` carries the
+   sample's brightness on the fringe's carrier, so its spectrum has a coherent peak at the
+   fringe wavevector k (the cross-correlation of the separated bands). Both bands are first
+   weighted by the OTF and notched at zero frequency, so the sample's own low frequencies and
+   the noise beyond the OTF do not compete. The map is whitened by its radial median and the
+   peak searched over the frequencies the optics can carry (or around a nominal pattern).
+   The angle's **significance** is −log10 of the chance that noise alone makes so high a
+   peak anywhere in the region searched; the angle counts as found only above
+   :data:`MIN_SIGNIFICANCE`. The peak is refined to a small fraction of a Fourier bin
+   with zoomed DFTs.
+2. **Phases.** Each frame's phase is the argument of its own cross-correlation with the
+   widefield band at k, so steps that are not 2π/n, frames that differ in brightness and any
+   phase order are measured, not assumed. The widefield band is then re-separated with the
+   measured phases and the phases and k re-estimated once more.
+3. **Modulation.** The separated side band, moved to its true place, is compared with the
+   widefield band where both OTF copies overlap: the complex ratio is m/2 times the residual
+   phase error, which is removed.
+
+An angle that is not found is never reported as found: it takes a fallback wavevector when
+one is known (``fallback``: a nominal pattern or the last good estimate; its phases are still
+measured at that k), else it gives widefield information only (modulation 0).
+
+Coordinates: r is measured from pixel (0, 0), the FFT's origin; k in cycles/nm; angles are
+``atan2(k_row, k_col) mod 180°`` with k_row along increasing row index.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from scipy import fft as sfft
 
-from srlive.recon.otf import frequency_grid, widefield_otf
+from srlive.recon.optics import NominalPattern
 
 EDGE_PX = 24  # taper width used against FFT edge artefacts
+MIN_SIGNIFICANCE = 3.0  # found: noise alone makes such a peak with a chance below 10⁻³
+NOTCH = 0.3  # zero-frequency notch of the estimation filter, in units of the OTF cutoff
+SEARCH = (0.35, 1.15)  # blind search annulus, in units of the OTF cutoff 2NA/λ
+NOMINAL_PERIOD_TOL = 0.05  # relative period window around a nominal pattern
+NOMINAL_ANGLE_TOL_DEG = 6.0
+LOCAL_BINS = 2.0  # search radius (Fourier bins) around a previous estimate
+
+Source = Literal["estimated", "nominal", "previous", "none"]
 
 
 @dataclass(frozen=True)
 class SIMParameters:
-    """Fringe wavevectors (cycles/nm), per-frame phases (rad) and modulation per angle."""
+    """Fringe wavevectors (cycles/nm), per-frame phases (rad), modulation and verdict per angle.
+
+    ``source[a]`` says where angle a's wavevector came from: ``estimated`` (found in this
+    data, significance above threshold), ``nominal``/``previous`` (not found; a fallback was
+    used and the phases measured at it) or ``none`` (not found, no fallback: the angle gives
+    widefield information only and its modulation is 0).
+    """
 
     k: tuple[tuple[float, float], ...]
     phases: np.ndarray
     modulation: np.ndarray
+    significance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    source: tuple[Source, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.k)
+        if len(self.significance) != n:
+            object.__setattr__(self, "significance", np.full(n, np.inf))
+        if len(self.source) != n:
+            object.__setattr__(self, "source", ("estimated",) * n)
 
     @property
     def n_angles(self) -> int:
         return len(self.k)
 
     @property
+    def found(self) -> np.ndarray:
+        return np.array([s == "estimated" for s in self.source])
+
+    @property
     def period_nm(self) -> np.ndarray:
-        return np.array([1.0 / np.hypot(ky, kx) for ky, kx in self.k])
+        return np.array([1.0 / np.hypot(ky, kx) if (ky or kx) else np.nan for ky, kx in self.k])
 
     @property
     def angles_deg(self) -> np.ndarray:
         return np.array([np.degrees(np.arctan2(ky, kx)) % 180.0 for ky, kx in self.k])
 
     def with_phases(self, phases: np.ndarray, modulation: np.ndarray) -> SIMParameters:
-        return SIMParameters(self.k, np.asarray(phases, float), np.asarray(modulation, float))
+        return SIMParameters(
+            self.k,
+            np.asarray(phases, float),
+            np.asarray(modulation, float),
+            self.significance,
+            self.source,
+        )
+
+    def report(self) -> list[dict[str, Any]]:
+        """One JSON-ready entry per angle: angle, period, modulation, found, phases."""
+        return [
+            {
+                "angle_deg": round(float(self.angles_deg[a]), 3),
+                "period_nm": round(float(self.period_nm[a]), 3),
+                "modulation": round(float(self.modulation[a]), 3),
+                "found": bool(self.found[a]),
+                "significance": round(float(self.significance[a]), 1),
+                "source": self.source[a],
+                "phases_deg": [round(float(np.degrees(p)) % 360.0, 1) for p in self.phases[a]],
+            }
+            for a in range(self.n_angles)
+        ]
+
+    def summary(self) -> str:
+        """A short status line: one entry per angle."""
+        parts = []
+        for a in range(self.n_angles):
+            if self.source[a] == "none":
+                parts.append(f"a{a}: not found")
+                continue
+            tag = "" if self.found[a] else f" ({self.source[a]}, not found)"
+            parts.append(
+                f"a{a}: {self.angles_deg[a]:.1f}° {self.period_nm[a]:.1f} nm "
+                f"m={self.modulation[a]:.2f}{tag}"
+            )
+        return "; ".join(parts)
 
 
 def edge_taper(shape: tuple[int, int], edge_px: int = EDGE_PX) -> np.ndarray:
@@ -59,92 +143,22 @@ def edge_taper(shape: tuple[int, int], edge_px: int = EDGE_PX) -> np.ndarray:
     return np.outer(ramp(shape[0]), ramp(shape[1]))
 
 
-def prepare_frames(raw: np.ndarray, offset_adu: float, taper: np.ndarray) -> np.ndarray:
-    """Offset-subtracted float32 frames, faded towards their mean at the borders."""
+def prepare_frames(
+    raw: np.ndarray, offset_adu: float, taper: np.ndarray, equalize: bool = True
+) -> np.ndarray:
+    """Offset-subtracted float32 frames, faded towards their mean at the borders.
+
+    ``equalize`` scales every frame to the set's mean brightness (lasers and LEDs drift
+    between frames; a fringe over many periods does not change a frame's mean).
+    """
     frames = np.asarray(raw, np.float32).reshape(-1, *raw.shape[-2:]) - np.float32(offset_adu)
     means = frames.mean(axis=(1, 2), keepdims=True)
+    if equalize:
+        target = np.float32(means.mean())
+        scale = np.where(means > 0, target / np.maximum(means, 1e-12), 1.0).astype(np.float32)
+        frames = frames * scale
+        means = means * scale
     return means + (frames - means) * taper
-
-
-def _zoom_dft(image: np.ndarray, fy: np.ndarray, fx: np.ndarray, pixel_nm: float) -> np.ndarray:
-    """DTFT of ``image`` at frequencies (cycles/nm) fy × fx; origin at pixel (0, 0)."""
-    y = np.arange(image.shape[0]) * pixel_nm
-    x = np.arange(image.shape[1]) * pixel_nm
-    ay = np.exp(-2j * np.pi * fy[:, None] * y[None, :])
-    ax = np.exp(-2j * np.pi * x[:, None] * fx[None, :])
-    return ay @ image @ ax
-
-
-def _refine_k(frames: np.ndarray, k0: tuple[float, float], pixel_nm: float) -> tuple[float, float]:
-    """Sub-bin peak of Σ|DTFT|² over the frames of one angle, by successive zooms."""
-    h, w = frames.shape[-2:]
-    step = np.array([1.0 / (h * pixel_nm), 1.0 / (w * pixel_nm)])
-    ky, kx = k0
-    centred = frames - frames.mean(axis=(1, 2), keepdims=True)
-    for _ in range(6):
-        gy = ky + step[0] * np.linspace(-1, 1, 7)
-        gx = kx + step[1] * np.linspace(-1, 1, 7)
-        power = sum(np.abs(_zoom_dft(f, gy, gx, pixel_nm)) ** 2 for f in centred)
-        iy, ix = np.unravel_index(np.argmax(power), power.shape)
-        ky, kx = gy[iy], gx[ix]
-        step /= 3
-    return float(ky), float(kx)
-
-
-def _canonical(ky: float, kx: float) -> tuple[float, float]:
-    """Choose the sign of k so that its angle lies in [0°, 180°)."""
-    angle = np.arctan2(ky, kx)
-    if angle < -1e-12 or angle >= np.pi - 1e-12:
-        return -ky, -kx
-    return ky, kx
-
-
-def find_wavevectors(
-    frames: np.ndarray,
-    n_angles: int,
-    n_phases: int,
-    pixel_nm: float,
-    na: float,
-    wavelength_nm: float,
-    search_period_nm: tuple[float, float] = (150.0, 300.0),
-) -> list[tuple[float, float]]:
-    """The fringe wavevector of each angle, from the raw data alone."""
-    h, w = frames.shape[-2:]
-    fy, fx = frequency_grid((h, w), pixel_nm)
-    rho = np.hypot(fy, fx)
-    cutoff = 2 * na / wavelength_nm
-    annulus = (rho >= 1 / search_period_nm[1]) & (rho <= min(1 / search_period_nm[0], cutoff))
-    upper = (fy > 0) | ((fy == 0) & (fx > 0))
-    mask = annulus & upper
-    ks = []
-    for a in range(n_angles):
-        group = frames[a * n_phases : (a + 1) * n_phases]
-        spectra = sfft.fft2(group - group.mean(axis=(1, 2), keepdims=True), workers=-1)
-        power = (np.abs(spectra) ** 2).sum(axis=0)
-        # whiten by the radial mean so the sample's own spectrum slope does not bias the peak
-        bins = np.minimum((rho / rho.max() * 200).astype(int), 199)
-        radial = np.bincount(bins.ravel(), power.ravel(), 200) / np.maximum(
-            np.bincount(bins.ravel(), minlength=200), 1
-        )
-        score = np.where(mask, power / (radial[bins] + 1e-12), 0.0)
-        iy, ix = np.unravel_index(np.argmax(score), score.shape)
-        k = _refine_k(group, (float(fy[iy, 0]), float(fx[0, ix])), pixel_nm)
-        ks.append(_canonical(*k))
-    return ks
-
-
-def frame_phases(frames: np.ndarray, k: tuple[float, float], pixel_nm: float) -> np.ndarray:
-    """Phase of each frame's fringe: arg of its autocorrelation at k."""
-    return np.array(
-        [
-            np.angle(
-                _zoom_dft(f.astype(np.float64) ** 2, np.array([k[0]]), np.array([k[1]]), pixel_nm)[
-                    0, 0
-                ]
-            )
-            for f in frames
-        ]
-    )
 
 
 def separation_matrix(phases: np.ndarray) -> np.ndarray:
@@ -153,17 +167,171 @@ def separation_matrix(phases: np.ndarray) -> np.ndarray:
     return np.linalg.pinv(mix)
 
 
-def _upsample(image: np.ndarray) -> np.ndarray:
-    """Fourier interpolation to a 2× grid (complex in, complex out)."""
-    h, w = image.shape
-    spec = sfft.fft2(image, workers=-1)
-    big = np.zeros((2 * h, 2 * w), np.complex128)
-    hy, hx = h // 2, w // 2
-    big[:hy, :hx] = spec[:hy, :hx]
-    big[:hy, -hx:] = spec[:hy, -hx:]
-    big[-hy:, :hx] = spec[-hy:, :hx]
-    big[-hy:, -hx:] = spec[-hy:, -hx:]
-    return sfft.ifft2(big, workers=-1) * 4
+def equal_phases(n_phases: int) -> np.ndarray:
+    return 2 * np.pi * np.arange(n_phases) / n_phases
+
+
+def _cutoff_px(pixel_nm: float, na: float, wavelength_nm: float) -> float:
+    """The OTF cutoff 2NA/λ in cycles per camera pixel."""
+    return 2 * na / wavelength_nm * pixel_nm
+
+
+def _freq_px(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    return np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :]
+
+
+def estimation_filter(shape: tuple[int, int], cutoff_px: float, otf_weight: bool) -> np.ndarray:
+    """Zero-frequency notch inside the OTF support, optionally weighted by the OTF.
+
+    The OTF-weighted filter is the matched filter (best significance, used to detect the
+    peak and measure phases); the flat one refines k (the OTF weight pulls the peak towards
+    the overlap's low frequencies on real data, where the true OTF is not the model's).
+    """
+    fy, fx = _freq_px(shape)
+    rho = np.hypot(fy, fx) / cutoff_px
+    notch = (1.0 - np.exp(-((rho / NOTCH) ** 2))) * (rho < 1.0)
+    if not otf_weight:
+        return notch.astype(np.float32)
+    r = np.clip(rho, 0.0, 1.0)
+    otf = (2 / np.pi) * (np.arccos(r) - r * np.sqrt(1 - r * r))
+    return (otf * notch).astype(np.float32)
+
+
+def whitening(widefield: np.ndarray, cutoff_px: float) -> np.ndarray:
+    """1/√(radial mean power) of the widefield spectrum: every frequency weighs the same.
+
+    Without it the sample's strong low frequencies dominate the correlations, so a few
+    Fourier bins decide k and the phases, and the incoherent cross terms bias them.
+    """
+    power = np.abs(sfft.fft2(widefield - widefield.mean(), workers=-1)) ** 2
+    fy, fx = _freq_px(widefield.shape)
+    ring = np.round(np.hypot(fy, fx) * max(widefield.shape)).astype(int)
+    ring = np.broadcast_to(ring, power.shape)
+    radial = np.bincount(ring.ravel(), power.ravel()) / np.maximum(np.bincount(ring.ravel()), 1)
+    return (1.0 / np.sqrt(np.maximum(radial[ring], 1e-30 + radial.max() * 1e-12))).astype(
+        np.float32
+    )
+
+
+def _filtered(image: np.ndarray, filt: np.ndarray) -> np.ndarray:
+    return sfft.ifft2(sfft.fft2(image, workers=-1) * filt, workers=-1)
+
+
+def _dtft(image: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+    """DTFT of ``image`` at frequencies (cycles/pixel) fy × fx; origin at pixel (0, 0)."""
+    y = np.arange(image.shape[0])
+    x = np.arange(image.shape[1])
+    ay = np.exp(-2j * np.pi * fy[:, None] * y[None, :])
+    ax = np.exp(-2j * np.pi * x[:, None] * fx[None, :])
+    return ay @ image @ ax
+
+
+def _refine_peak(product: np.ndarray, k0: tuple[float, float]) -> tuple[float, float]:
+    """Sub-bin maximum of |DTFT(product)| near k0 (cycles/pixel), by successive zooms."""
+    step = np.array([1.0 / product.shape[0], 1.0 / product.shape[1]])
+    ky, kx = k0
+    for _ in range(7):
+        gy = ky + step[0] * np.linspace(-1, 1, 7)
+        gx = kx + step[1] * np.linspace(-1, 1, 7)
+        power = np.abs(_dtft(product, gy, gx))
+        iy, ix = np.unravel_index(np.argmax(power), power.shape)
+        ky, kx = gy[iy], gx[ix]
+        step /= 3
+    return float(ky), float(kx)
+
+
+@dataclass(frozen=True)
+class SearchRegion:
+    """Where to look for an angle's peak, in cycles/pixel."""
+
+    rho: tuple[float, float]
+    angle_deg: float | None = None  # centre of an angular window (mod 180°), None: any
+    angle_tol_deg: float = 180.0
+    centre: tuple[float, float] | None = None  # a previous estimate: search ±LOCAL_BINS
+    radius: float = 0.0
+
+    def mask(self, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        rho = np.hypot(fy, fx)
+        inside = (rho >= self.rho[0]) & (rho <= self.rho[1])
+        if self.angle_deg is not None:
+            ang = np.degrees(np.arctan2(fy, fx)) % 180.0
+            diff = np.abs((ang - self.angle_deg + 90.0) % 180.0 - 90.0)
+            inside &= diff <= self.angle_tol_deg
+        if self.centre is not None:
+            near = np.minimum(
+                np.hypot(fy - self.centre[0], fx - self.centre[1]),
+                np.hypot(fy + self.centre[0], fx + self.centre[1]),
+            )
+            inside &= near <= self.radius
+        return inside
+
+
+def _significance(score: np.ndarray, mask: np.ndarray, peak: float) -> float:
+    """−log10 of the chance that noise alone puts a peak this high anywhere in ``mask``.
+
+    Without a fringe the cross-correlation of two noisy bands is a complex Gaussian field,
+    so its magnitude is Rayleigh-distributed: σ follows from the median (σ = median/√(2 ln 2))
+    and the chance that any of the N values searched exceeds s·σ is N·exp(−s²/2).
+    """
+    values = score[mask]
+    sigma = float(np.median(values)) / np.sqrt(2 * np.log(2))
+    s = peak / max(sigma, 1e-30)
+    return float((s * s / 2) / np.log(10) - np.log10(max(values.size, 1)))
+
+
+def _whitened(power: np.ndarray, fy: np.ndarray, fx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """|cross-correlation| divided by its median on rings of equal |f| (inside ``mask``)."""
+    rho = np.hypot(fy, fx) * np.ones_like(power)
+    ring = np.round(rho * max(power.shape)).astype(int)
+    flat_ring = ring[mask]
+    order = np.argsort(flat_ring, kind="stable")
+    values = power[mask][order]
+    rings, starts = np.unique(flat_ring[order], return_index=True)
+    medians = np.array([np.median(v) for v in np.split(values, starts[1:])])
+    lookup = np.ones(ring.max() + 1)
+    lookup[rings] = np.maximum(medians, 1e-30)
+    return np.where(mask, power / lookup[ring], 0.0)
+
+
+def _find_peak(
+    c1: np.ndarray, c0: np.ndarray, filters: tuple[np.ndarray, np.ndarray], region: SearchRegion
+) -> tuple[tuple[float, float], float]:
+    """The cross-correlation peak of the two bands in ``region`` and its significance."""
+    detect, flat = filters
+    product = _filtered(c1, detect) * np.conj(_filtered(c0, detect))
+    power = np.abs(sfft.fft2(product, workers=-1))
+    fy, fx = _freq_px(product.shape)
+    mask = region.mask(fy, fx)
+    # a tiny region (next to a previous estimate) is judged against the whole annulus
+    judge = SearchRegion(region.rho).mask(fy, fx) if mask.sum() < 16 else mask
+    score = _whitened(power, fy, fx, judge | mask)
+    masked = np.where(mask, score, -np.inf)
+    iy, ix = np.unravel_index(np.argmax(masked), masked.shape)
+    z = _significance(score, judge, float(score[iy, ix]))
+    k = _refine_peak(_product(c1, c0, flat), (float(fy[iy, 0]), float(fx[0, ix])))
+    return k, z
+
+
+def _product(c1: np.ndarray, c0: np.ndarray, filt: np.ndarray) -> np.ndarray:
+    """c1·conj(c0) after filtering both: its spectrum is the bands' cross-correlation."""
+    return _filtered(c1, filt) * np.conj(_filtered(c0, filt))
+
+
+def _phases_at(group: np.ndarray, c0: np.ndarray, k: tuple[float, float], filt: np.ndarray):
+    """Each frame's fringe phase: arg of its cross-correlation with ``c0`` at k (cycles/px).
+
+    The widefield band is taken out of each frame first, so its own correlation at k (the
+    same for every frame) does not bias the phases.
+    """
+    ref = np.conj(_filtered(c0, filt))
+    fy, fx = np.array([k[0]]), np.array([k[1]])
+    return np.array([np.angle(_dtft(_filtered(d - c0, filt) * ref, fy, fx)[0, 0]) for d in group])
+
+
+def _otf_px(fy: np.ndarray, fx: np.ndarray, cutoff_px: float) -> np.ndarray:
+    """The ideal in-focus OTF at frequencies (cycles/pixel)."""
+    r = np.clip(np.hypot(fy, fx) / cutoff_px, 0.0, 1.0)
+    return (2 / np.pi) * (np.arccos(r) - r * np.sqrt(1 - r * r))
 
 
 def band_overlap(
@@ -174,27 +342,129 @@ def band_overlap(
     na: float,
     wavelength_nm: float,
 ) -> complex:
-    """Complex ratio of the moved side band to the widefield band in their overlap.
+    """Complex ratio of the +1 side band to the widefield band where their OTFs overlap.
 
-    Its magnitude is m/2; its argument is the residual phase error of the separation.
+    In the overlap ``C1(f)·O(f−k) = (m/2)·e^{iδ}·C0(f−k)·O(f)``: the magnitude of the ratio
+    is m/2, its argument δ the residual phase error of the separation. Both sides are on
+    the camera grid (C0(f−k) is the DTFT of c0·e^{i2πk·r}); the zero-frequency region of
+    either band, where out-of-focus light and pattern leakage sit, is left out. ``k`` in
+    cycles/nm.
     """
     sep = separation_matrix(phases)
     flat = frames.reshape(len(frames), -1)
     c0 = (sep[0] @ flat).reshape(frames.shape[-2:])
-    cp = (sep[1] @ flat).reshape(frames.shape[-2:])
-    p2 = pixel_nm / 2
-    c0_big, cp_big = _upsample(c0), _upsample(cp)
-    shape = c0_big.shape
-    y = np.arange(shape[0])[:, None] * p2
-    x = np.arange(shape[1])[None, :] * p2
-    moved = sfft.fft2(cp_big * np.exp(-2j * np.pi * (k[0] * y + k[1] * x)), workers=-1)
-    wide = sfft.fft2(c0_big, workers=-1)
-    otf0 = widefield_otf(shape, p2, na, wavelength_nm)
-    otf_k = widefield_otf(shape, p2, na, wavelength_nm, shift=(-k[0], -k[1]))  # O(f + k)
-    region = (otf0 > 0.05) & (otf_k > 0.05)
-    a = (otf_k * wide)[region]
-    b = (otf0 * moved)[region]
+    c1 = (sep[1] @ flat).reshape(frames.shape[-2:])
+    ky, kx = k[0] * pixel_nm, k[1] * pixel_nm
+    h, w = c0.shape
+    y = np.arange(h)[:, None]
+    x = np.arange(w)[None, :]
+    shifted = sfft.fft2(c0 * np.exp(2j * np.pi * (ky * y + kx * x)), workers=-1)  # C0(f − k)
+    side = sfft.fft2(c1, workers=-1)
+    fy, fx = _freq_px((h, w))
+    cutoff = _cutoff_px(pixel_nm, na, wavelength_nm)
+    otf0 = _otf_px(fy, fx, cutoff)
+    otf_k = _otf_px(fy - ky, fx - kx, cutoff)
+    away = (np.hypot(fy, fx) > 0.15 * cutoff) & (np.hypot(fy - ky, fx - kx) > 0.15 * cutoff)
+    region = (otf0 > 0.05) & (otf_k > 0.05) & away
+    if not region.any():
+        return 0j
+    a = (otf0 * shifted)[region]
+    b = (otf_k * side)[region]
     return complex(np.vdot(a, b) / np.vdot(a, a))
+
+
+def _canonical(
+    k: tuple[float, float], phases: np.ndarray
+) -> tuple[tuple[float, float], np.ndarray]:
+    """Choose the sign of k so its angle lies in [0°, 180°) (phases flip with it)."""
+    ky, kx = k
+    angle = np.arctan2(ky, kx)
+    if angle < -1e-12 or angle >= np.pi - 1e-12:
+        return (-ky, -kx), -phases
+    return (ky, kx), phases
+
+
+@dataclass(frozen=True)
+class _Angle:
+    k_px: tuple[float, float]
+    phases: np.ndarray
+    significance: float
+    source: Source
+
+
+def _estimate_angle(
+    group: np.ndarray,
+    widefield: np.ndarray,
+    region: SearchRegion,
+    filters: tuple[np.ndarray, np.ndarray],
+    fallback_px: tuple[float, float] | None,
+    fallback_source: Source,
+) -> _Angle:
+    """Wavevector (cycles/px), phases, significance and source of one angle's frames."""
+    n = len(group)
+    sep = separation_matrix(equal_phases(n))
+    c1 = np.tensordot(sep[1], group, axes=(0, 0))
+    k, z = _find_peak(c1, widefield, filters, region)
+    detect, flat = filters
+    found = z >= MIN_SIGNIFICANCE
+    if not found:
+        if fallback_px is None:
+            return _Angle((0.0, 0.0), equal_phases(n), z, "none")
+        k = fallback_px
+    c0 = widefield
+    phases = _phases_at(group, c0, k, detect)
+    for _ in range(2):  # re-separate with the measured phases, then measure again
+        sep = separation_matrix(phases)
+        c0 = np.real(np.tensordot(sep[0], group, axes=(0, 0)))
+        if found:
+            c1 = np.tensordot(sep[1], group, axes=(0, 0))
+            k = _refine_peak(_product(c1, c0, flat), k)
+        phases = _phases_at(group, c0, k, detect)
+    return _Angle(k, phases, z, "estimated" if found else fallback_source)
+
+
+def _regions(
+    n_angles: int,
+    cutoff_px: float,
+    pixel_nm: float,
+    nominal: NominalPattern | None,
+    previous: SIMParameters | None,
+    shape: tuple[int, int],
+) -> list[SearchRegion]:
+    """Where each angle's peak may be: near a previous estimate, a nominal pattern, or blind."""
+    annulus = (SEARCH[0] * cutoff_px, min(SEARCH[1] * cutoff_px, 0.5 * np.sqrt(2)))
+    regions = []
+    for a in range(n_angles):
+        if previous is not None and previous.source[a] != "none":
+            ky, kx = previous.k[a]
+            centre = (ky * pixel_nm, kx * pixel_nm)
+            radius = LOCAL_BINS / min(shape)
+            regions.append(SearchRegion(annulus, centre=centre, radius=radius))
+        elif nominal is not None:
+            k_nom = pixel_nm / nominal.period_nm
+            rho = (k_nom * (1 - NOMINAL_PERIOD_TOL), k_nom * (1 + NOMINAL_PERIOD_TOL))
+            if nominal.angles_deg is not None:
+                ang = nominal.angles_deg[a]
+                regions.append(SearchRegion(rho, ang, NOMINAL_ANGLE_TOL_DEG))
+            else:
+                regions.append(SearchRegion(rho))
+        else:
+            regions.append(SearchRegion(annulus))
+    return regions
+
+
+def _fallback_k(
+    a: int, pixel_nm: float, nominal: NominalPattern | None, previous: SIMParameters | None
+) -> tuple[tuple[float, float] | None, Source]:
+    """The wavevector (cycles/px) to use for angle a if it is not found in this set."""
+    if previous is not None and previous.source[a] != "none":
+        ky, kx = previous.k[a]
+        return (ky * pixel_nm, kx * pixel_nm), "previous"
+    if nominal is not None and nominal.angles_deg is not None:
+        theta = np.radians(nominal.angles_deg[a])
+        k = pixel_nm / nominal.period_nm
+        return (k * np.sin(theta), k * np.cos(theta)), "nominal"
+    return None, "none"
 
 
 def estimate_sim_parameters(
@@ -205,41 +475,56 @@ def estimate_sim_parameters(
     n_angles: int = 3,
     n_phases: int = 3,
     offset_adu: float = 100.0,
-    k_guess: list[tuple[float, float]] | None = None,
-    search_period_nm: tuple[float, float] = (150.0, 300.0),
+    nominal: NominalPattern | None = None,
+    previous: SIMParameters | None = None,
 ) -> SIMParameters:
-    """Estimate k, phases and modulation of every angle from one raw set."""
+    """Estimate k, phases, modulation and a verdict for every angle of one raw set.
+
+    ``raw``: (n_angles·n_phases, H, W) or (A, P, H, W), angle-major, in ADU. ``nominal``
+    narrows the search to a known period (and angles) and is the fallback for an angle that
+    is not found; ``previous`` (the last good estimate) searches only next to it and is the
+    fallback before ``nominal``.
+    """
     frames = prepare_frames(raw, offset_adu, edge_taper(raw.shape[-2:]))
     if frames.shape[0] != n_angles * n_phases:
         raise ValueError(f"expected {n_angles * n_phases} frames, got {frames.shape[0]}")
-    if k_guess is None:
-        ks = find_wavevectors(
-            frames, n_angles, n_phases, pixel_nm, na, wavelength_nm, search_period_nm
+    if n_phases < 3:
+        raise ValueError(f"SIM needs at least 3 phases per angle, got {n_phases}")
+    if nominal is not None and nominal.angles_deg and len(nominal.angles_deg) != n_angles:
+        raise ValueError(
+            f"{len(nominal.angles_deg)} nominal angles given for {n_angles} pattern angles"
         )
-    else:
-        ks = [
-            _canonical(*_refine_k(frames[a * n_phases : (a + 1) * n_phases], k, pixel_nm))
-            for a, k in enumerate(k_guess)
-        ]
-    return _phases_and_modulation(frames, ks, n_phases, pixel_nm, na, wavelength_nm)
-
-
-def _phases_and_modulation(
-    frames: np.ndarray,
-    ks: list[tuple[float, float]],
-    n_phases: int,
-    pixel_nm: float,
-    na: float,
-    wavelength_nm: float,
-) -> SIMParameters:
-    phases, modulation = [], []
-    for a, k in enumerate(ks):
+    shape = frames.shape[-2:]
+    cutoff = _cutoff_px(pixel_nm, na, wavelength_nm)
+    widefield = frames.mean(axis=0)
+    whiten = whitening(widefield, cutoff)
+    filters = (
+        estimation_filter(shape, cutoff, True) * whiten,
+        estimation_filter(shape, cutoff, False),
+    )
+    regions = _regions(n_angles, cutoff, pixel_nm, nominal, previous, shape)
+    ks: list[tuple[float, float]] = []
+    phases, modulation, significance, sources = [], [], [], []
+    for a in range(n_angles):
         group = frames[a * n_phases : (a + 1) * n_phases]
-        ph = frame_phases(group, k, pixel_nm)
-        ratio = band_overlap(group, k, ph, pixel_nm, na, wavelength_nm)
+        fallback, fallback_source = _fallback_k(a, pixel_nm, nominal, previous)
+        est = _estimate_angle(group, widefield, regions[a], filters, fallback, fallback_source)
+        significance.append(est.significance)
+        sources.append(est.source)
+        if est.source == "none":
+            ks.append((0.0, 0.0))
+            phases.append(equal_phases(n_phases))
+            modulation.append(0.0)
+            continue
+        k_px, ph = _canonical(est.k_px, est.phases)
+        k_nm = (k_px[0] / pixel_nm, k_px[1] / pixel_nm)
+        ratio = band_overlap(group, k_nm, ph, pixel_nm, na, wavelength_nm)
+        ks.append(k_nm)
         phases.append(ph + np.angle(ratio))
-        modulation.append(float(np.clip(2 * abs(ratio), 0.05, 1.0)))
-    return SIMParameters(tuple(ks), np.array(phases), np.array(modulation))
+        modulation.append(float(np.clip(2 * abs(ratio), 0.0, 1.0)))
+    return SIMParameters(
+        tuple(ks), np.array(phases), np.array(modulation), np.array(significance), tuple(sources)
+    )
 
 
 def refine_sim_parameters(
@@ -249,8 +534,41 @@ def refine_sim_parameters(
     na: float,
     wavelength_nm: float,
     offset_adu: float = 100.0,
+    nominal: NominalPattern | None = None,
 ) -> SIMParameters:
-    """Re-estimate phases and modulation for a new set, keeping the wavevectors."""
+    """Re-estimate a new set next to the last good estimate (its fallback when not found)."""
     n_phases = params.phases.shape[1]
-    frames = prepare_frames(raw, offset_adu, edge_taper(raw.shape[-2:]))
-    return _phases_and_modulation(frames, list(params.k), n_phases, pixel_nm, na, wavelength_nm)
+    return estimate_sim_parameters(
+        raw,
+        pixel_nm,
+        na,
+        wavelength_nm,
+        params.n_angles,
+        n_phases,
+        offset_adu,
+        nominal=nominal,
+        previous=params,
+    )
+
+
+PATTERN_FIELDS = ("period_nm", "angle_deg", "modulation", "found", "significance")
+
+
+def pattern_columns(n_angles: int, n_phases: int) -> tuple[str, ...]:
+    """Per-set table columns that hold the estimated pattern (one group per angle)."""
+    cols: list[str] = []
+    for a in range(n_angles):
+        cols += [f"pattern_a{a}_{name}" for name in PATTERN_FIELDS]
+        cols += [f"pattern_a{a}_phase{p}_deg" for p in range(n_phases)]
+    return tuple(cols)
+
+
+def pattern_row(params: SIMParameters) -> dict[str, float]:
+    """The values of :func:`pattern_columns` for one set (``found`` as 1.0 / 0.0)."""
+    row: dict[str, float] = {}
+    for a, entry in enumerate(params.report()):
+        for name in PATTERN_FIELDS:
+            row[f"pattern_a{a}_{name}"] = float(entry[name])
+        for p, phase in enumerate(entry["phases_deg"]):
+            row[f"pattern_a{a}_phase{p}_deg"] = float(phase)
+    return row

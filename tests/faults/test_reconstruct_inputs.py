@@ -66,7 +66,7 @@ def test_a_weights_file_is_a_method(stores, tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("method", "store", "expected"),
     [
-        ("wiener-sim", "wf", "needs 3x3 SIM sets"),  # the method cannot take the store's sets
+        ("wiener-sim", "wf", "needs SIM sets of 3 or more phases"),  # cannot take the sets
         ("MODEL:dl-sim9", "wf", "needs 3x3 SIM sets"),  # nor a weights file of such a model
         ("missing.safetensors", "sim9", "weights not found"),
         ("GARBAGE", "sim9", "not a valid srlive model"),
@@ -94,6 +94,6 @@ def test_a_bad_method_leaves_the_store_at_out_untouched(stores, tmp_path, capsys
     before = open_store(out).read_sr(1)
     argv = ["reconstruct", str(stores["wf"]), "--method", "wiener-sim", "--out", str(out)]
     assert main([*argv, "--overwrite"]) == 2
-    assert "needs 3x3 SIM sets" in _one_error_line(capsys)
+    assert "needs SIM sets of 3 or more phases" in _one_error_line(capsys)
     reader = open_store(out)
     assert reader.n_sets == 2 and np.array_equal(reader.read_sr(1), before)

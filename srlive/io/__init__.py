@@ -1,0 +1,1 @@
+"""Reading data that srlive did not write (raw frames from other microscopes' files)."""

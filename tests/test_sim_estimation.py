@@ -88,6 +88,7 @@ def _simulate(
     gains=None,
     kind="er",
     seed=0,
+    n_phases=3,
 ):
     """One raw set with known fringes: (raw, wavevectors in cycles/nm, phases per angle)."""
     rng = np.random.default_rng(seed)
@@ -97,8 +98,8 @@ def _simulate(
         theta = np.radians(angle)
         k = (np.sin(theta) / (period_px * PX), np.cos(theta) / (period_px * PX))
         start = rng.uniform(0, 2 * np.pi)
-        errors = np.radians(rng.uniform(-step_error_deg, step_error_deg, 3))
-        ph = start + 2 * np.pi * np.arange(3) / 3 + errors
+        errors = np.radians(rng.uniform(-step_error_deg, step_error_deg, n_phases))
+        ph = start + 2 * np.pi * np.arange(n_phases) / n_phases + errors
         ks.append(k)
         phases.append(ph)
         patterns += [IlluminationPattern(components=((k[0], k[1], modulation, p),)) for p in ph]
@@ -126,6 +127,18 @@ def test_non_square_frames_any_orientation():
     _check(estimate_sim_parameters(raw, PX, 1.49, 510.0), ks, phases)
     raw, ks, phases = _simulate(shape=(256, 128), angles=(95.0, 155.0, 35.0), seed=1)
     _check(estimate_sim_parameters(raw, PX, 1.49, 510.0), ks, phases)
+
+
+@pytest.mark.parametrize("n_angles, n_phases", [(3, 5), (5, 5)])
+def test_more_phases_and_angles(n_angles, n_phases):
+    angles = tuple(10.0 + 180.0 * a / n_angles for a in range(n_angles))
+    raw, ks, phases = _simulate(shape=(128, 256), angles=angles, n_phases=n_phases, seed=7)
+    params = estimate_sim_parameters(raw, PX, 1.49, 510.0, n_angles=n_angles, n_phases=n_phases)
+    assert params.phases.shape == (n_angles, n_phases)
+    _check(params, ks, phases)
+    sim = WienerSIM((128, 256), PX, 1.49, 510.0, n_angles=n_angles, n_phases=n_phases)
+    sim.set_parameters(params)
+    assert np.isfinite(sim.reconstruct(raw)).all()
 
 
 def test_phase_steps_off_by_20_degrees_are_measured():

@@ -26,7 +26,10 @@ def widefield_otf(
     (``OTF^(1/attenuation)``-style empirical correction for aberrations); 1 is ideal.
     """
     fy, fx = frequency_grid(shape, pixel_nm)
-    rho = np.hypot(fy - shift[0], fx - shift[1]) / (2 * na / wavelength_nm)
+    scale = 2 * na / wavelength_nm  # float32 from here: the grid is large, the OTF smooth
+    rho = np.hypot(
+        ((fy - shift[0]) / scale).astype(np.float32), ((fx - shift[1]) / scale).astype(np.float32)
+    )
     r = np.clip(rho, 0.0, 1.0)
     otf = (2 / np.pi) * (np.arccos(r) - r * np.sqrt(1 - r * r))
     if attenuation != 1.0:

@@ -40,7 +40,8 @@ def _mark(ax, params: SIMParameters, a: int, entry: dict) -> str:
         return "not found (widefield only)"
     ky, kx = (1000.0 * v for v in params.k[a])  # cycles/µm
     found = entry["found"]
-    label = f"{entry['period_nm']:.1f} nm, z={entry['significance']:.1f}"
+    sig = int(entry["significance"])  # −log10 of the chance noise alone made the peak
+    label = f"{entry['period_nm']:.1f} nm, " + (f"p < 1e-{sig}" if sig >= 1 else "not significant")
     for sign in (1, -1):
         if found:
             ax.scatter([sign * kx], [sign * ky], s=160, facecolors="none", edgecolors="lime")

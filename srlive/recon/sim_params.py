@@ -197,15 +197,18 @@ def estimation_filter(shape: tuple[int, int], cutoff_px: float, otf_weight: bool
     return (otf * notch).astype(np.float32)
 
 
-def whitening(widefield: np.ndarray, cutoff_px: float) -> np.ndarray:
-    """1/√(radial mean power) of the widefield spectrum: every frequency weighs the same.
+def whitening(widefield_rfft: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """1/√(radial mean power) of the widefield spectrum (rfft layout): all frequencies weigh
+    the same.
 
     Without it the sample's strong low frequencies dominate the correlations, so a few
     Fourier bins decide k and the phases, and the incoherent cross terms bias them.
     """
-    power = np.abs(sfft.fft2(widefield - widefield.mean(), workers=-1)) ** 2
-    fy, fx = _freq_px(widefield.shape)
-    ring = np.round(np.hypot(fy, fx) * max(widefield.shape)).astype(int)
+    power = np.abs(widefield_rfft) ** 2
+    power[0, 0] = 0.0
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    ring = np.round(np.hypot(fy, fx) * max(shape)).astype(int)
     ring = np.broadcast_to(ring, power.shape)
     radial = np.bincount(ring.ravel(), power.ravel()) / np.maximum(np.bincount(ring.ravel()), 1)
     return (1.0 / np.sqrt(np.maximum(radial[ring], 1e-30 + radial.max() * 1e-12))).astype(
@@ -213,8 +216,33 @@ def whitening(widefield: np.ndarray, cutoff_px: float) -> np.ndarray:
     )
 
 
-def _filtered(image: np.ndarray, filt: np.ndarray) -> np.ndarray:
-    return sfft.ifft2(sfft.fft2(image, workers=-1) * filt, workers=-1)
+@dataclass(frozen=True)
+class _Filtered:
+    """The set's frames through the two estimation filters (real images: filtering is
+    linear, so every band's filtered image is a combination of these)."""
+
+    detect: np.ndarray  # (n, H, W): whitened, OTF-weighted, notched
+    flat: np.ndarray  # (n, H, W): notched inside the OTF support
+
+    def group(self, a: int, n_phases: int) -> _Filtered:
+        sl = slice(a * n_phases, (a + 1) * n_phases)
+        return _Filtered(self.detect[sl], self.flat[sl])
+
+
+def _filter_frames(frames: np.ndarray, cutoff_px: float) -> _Filtered:
+    """Each frame through both estimation filters (one forward FFT per frame)."""
+    shape = frames.shape[-2:]
+    spectra = sfft.rfft2(frames, axes=(-2, -1), workers=-1)
+    half = shape[1] // 2 + 1
+    whiten = whitening(spectra.mean(axis=0), shape)
+    detect = estimation_filter(shape, cutoff_px, True)[:, :half] * whiten
+    flat = estimation_filter(shape, cutoff_px, False)[:, :half]
+
+    def through(filt: np.ndarray) -> np.ndarray:
+        out = sfft.irfft2(spectra * filt, s=shape, axes=(-2, -1), workers=-1)
+        return out.astype(np.float32)
+
+    return _Filtered(through(detect), through(flat))
 
 
 def _dtft(image: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
@@ -230,7 +258,7 @@ def _refine_peak(product: np.ndarray, k0: tuple[float, float]) -> tuple[float, f
     """Sub-bin maximum of |DTFT(product)| near k0 (cycles/pixel), by successive zooms."""
     step = np.array([1.0 / product.shape[0], 1.0 / product.shape[1]])
     ky, kx = k0
-    for _ in range(7):
+    for _ in range(5):
         gy = ky + step[0] * np.linspace(-1, 1, 7)
         gx = kx + step[1] * np.linspace(-1, 1, 7)
         power = np.abs(_dtft(product, gy, gx))
@@ -294,11 +322,12 @@ def _whitened(power: np.ndarray, fy: np.ndarray, fx: np.ndarray, mask: np.ndarra
 
 
 def _find_peak(
-    c1: np.ndarray, c0: np.ndarray, filters: tuple[np.ndarray, np.ndarray], region: SearchRegion
+    group: _Filtered, widefield: _Filtered, region: SearchRegion
 ) -> tuple[tuple[float, float], float]:
-    """The cross-correlation peak of the two bands in ``region`` and its significance."""
-    detect, flat = filters
-    product = _filtered(c1, detect) * np.conj(_filtered(c0, detect))
+    """The peak of the +1 band's cross-correlation with the widefield band in ``region``,
+    and its significance (bands separated with equal phase steps)."""
+    sep1 = separation_matrix(equal_phases(len(group.detect)))[1]
+    product = _band(sep1, group.detect) * widefield.detect[0]
     power = np.abs(sfft.fft2(product, workers=-1))
     fy, fx = _freq_px(product.shape)
     mask = region.mask(fy, fx)
@@ -308,24 +337,24 @@ def _find_peak(
     masked = np.where(mask, score, -np.inf)
     iy, ix = np.unravel_index(np.argmax(masked), masked.shape)
     z = _significance(score, judge, float(score[iy, ix]))
-    k = _refine_peak(_product(c1, c0, flat), (float(fy[iy, 0]), float(fx[0, ix])))
+    k0 = (float(fy[iy, 0]), float(fx[0, ix]))
+    k = _refine_peak(_band(sep1, group.flat) * widefield.flat[0], k0)
     return k, z
 
 
-def _product(c1: np.ndarray, c0: np.ndarray, filt: np.ndarray) -> np.ndarray:
-    """c1·conj(c0) after filtering both: its spectrum is the bands' cross-correlation."""
-    return _filtered(c1, filt) * np.conj(_filtered(c0, filt))
+def _band(coeffs: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The band ``Σ coeffs[j]·frames[j]`` (a row of a separation matrix), complex64."""
+    return np.tensordot(np.asarray(coeffs, np.complex64), frames, axes=(0, 0))
 
 
-def _phases_at(group: np.ndarray, c0: np.ndarray, k: tuple[float, float], filt: np.ndarray):
+def _phases_at(frames: np.ndarray, c0: np.ndarray, k: tuple[float, float]) -> np.ndarray:
     """Each frame's fringe phase: arg of its cross-correlation with ``c0`` at k (cycles/px).
 
     The widefield band is taken out of each frame first, so its own correlation at k (the
-    same for every frame) does not bias the phases.
+    same for every frame) does not bias the phases. Frames and c0 are filtered already.
     """
-    ref = np.conj(_filtered(c0, filt))
     fy, fx = np.array([k[0]]), np.array([k[1]])
-    return np.array([np.angle(_dtft(_filtered(d - c0, filt) * ref, fy, fx)[0, 0]) for d in group])
+    return np.array([np.angle(_dtft((d - c0) * c0, fy, fx)[0, 0]) for d in frames])
 
 
 def _otf_px(fy: np.ndarray, fx: np.ndarray, cutoff_px: float) -> np.ndarray:
@@ -393,33 +422,27 @@ class _Angle:
 
 
 def _estimate_angle(
-    group: np.ndarray,
-    widefield: np.ndarray,
+    group: _Filtered,
+    widefield: _Filtered,
     region: SearchRegion,
-    filters: tuple[np.ndarray, np.ndarray],
     fallback_px: tuple[float, float] | None,
     fallback_source: Source,
 ) -> _Angle:
     """Wavevector (cycles/px), phases, significance and source of one angle's frames."""
-    n = len(group)
-    sep = separation_matrix(equal_phases(n))
-    c1 = np.tensordot(sep[1], group, axes=(0, 0))
-    k, z = _find_peak(c1, widefield, filters, region)
-    detect, flat = filters
+    n = len(group.detect)
+    k, z = _find_peak(group, widefield, region)
     found = z >= MIN_SIGNIFICANCE
     if not found:
         if fallback_px is None:
             return _Angle((0.0, 0.0), equal_phases(n), z, "none")
         k = fallback_px
-    c0 = widefield
-    phases = _phases_at(group, c0, k, detect)
+    phases = _phases_at(group.detect, widefield.detect[0], k)
     for _ in range(2):  # re-separate with the measured phases, then measure again
         sep = separation_matrix(phases)
-        c0 = np.real(np.tensordot(sep[0], group, axes=(0, 0)))
         if found:
-            c1 = np.tensordot(sep[1], group, axes=(0, 0))
-            k = _refine_peak(_product(c1, c0, flat), k)
-        phases = _phases_at(group, c0, k, detect)
+            c0_flat = np.real(_band(sep[0], group.flat))
+            k = _refine_peak(_band(sep[1], group.flat) * c0_flat, k)
+        phases = _phases_at(group.detect, np.real(_band(sep[0], group.detect)), k)
     return _Angle(k, phases, z, "estimated" if found else fallback_source)
 
 
@@ -496,19 +519,17 @@ def estimate_sim_parameters(
         )
     shape = frames.shape[-2:]
     cutoff = _cutoff_px(pixel_nm, na, wavelength_nm)
-    widefield = frames.mean(axis=0)
-    whiten = whitening(widefield, cutoff)
-    filters = (
-        estimation_filter(shape, cutoff, True) * whiten,
-        estimation_filter(shape, cutoff, False),
-    )
+    filtered = _filter_frames(frames, cutoff)
+    widefield = _Filtered(filtered.detect.mean(axis=0)[None], filtered.flat.mean(axis=0)[None])
     regions = _regions(n_angles, cutoff, pixel_nm, nominal, previous, shape)
     ks: list[tuple[float, float]] = []
     phases, modulation, significance, sources = [], [], [], []
     for a in range(n_angles):
         group = frames[a * n_phases : (a + 1) * n_phases]
         fallback, fallback_source = _fallback_k(a, pixel_nm, nominal, previous)
-        est = _estimate_angle(group, widefield, regions[a], filters, fallback, fallback_source)
+        est = _estimate_angle(
+            filtered.group(a, n_phases), widefield, regions[a], fallback, fallback_source
+        )
         significance.append(est.significance)
         sources.append(est.source)
         if est.source == "none":

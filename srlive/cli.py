@@ -166,9 +166,18 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--fine-tune",
         type=Path,
+        nargs="+",
         default=None,
         metavar="STORE.zarr",
-        help="fine-tune the shipped weights on your own acquisition",
+        help="fine-tune the shipped weights on your own acquisitions (SIM models: sim9 stores, "
+        "their wiener-sim targets reconstructed once into OUT.targets, then reused)",
+    )
+    targets = train.add_argument_group("fine-tuning targets on Dask (resumable, reused)")
+    targets.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="a local cluster of N processes"
+    )
+    targets.add_argument(
+        "--scheduler", default=None, metavar="tcp://HOST:PORT", help="a running Dask scheduler"
     )
 
     ev = sub.add_parser("evaluate", help="score models and baselines on held-out simulated data")
@@ -181,12 +190,27 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ev.add_argument("--precision", **PRECISION_ARG)
     ev.add_argument("--json", action="store_true", help="JSON output")
+    ev.add_argument(
+        "--stores",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="STORE",
+        help="score on these acquisitions against wiener-sim instead (reconstructed on Dask)",
+    )
+    ev.add_argument("--out", type=Path, default=None, help="--stores: where reconstructions go")
+    ev.add_argument("--workers", type=int, default=None, metavar="N", help="--stores: cluster size")
+    ev.add_argument("--scheduler", default=None, metavar="ADDR", help="--stores: Dask scheduler")
 
     rec = sub.add_parser(
         "reconstruct", help="reconstruct a stored acquisition or a raw SIM file (TIFF, MRC, .npy)"
     )
     rec.add_argument(
-        "input", type=Path, help="srlive OME-Zarr store, or a raw file (TIFF/OME/ImageJ/MRC/.npy)"
+        "input",
+        type=Path,
+        nargs="+",
+        help="srlive OME-Zarr store(s), or raw file(s) (TIFF/OME/ImageJ/MRC/.npy); several "
+        "need --workers or --scheduler and write OUT/<name>.zarr each",
     )
     rec.add_argument(
         "--method",
@@ -212,6 +236,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--plot", type=Path, default=None, metavar="PNG", help="set 0's spectra and carriers"
     )
     rec.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    dist = rec.add_argument_group("distributed (Dask): resumable, the same output as one process")
+    dist.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="a local cluster of N processes"
+    )
+    dist.add_argument(
+        "--scheduler", default=None, metavar="tcp://HOST:PORT", help="a running Dask scheduler"
+    )
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument(
@@ -226,9 +257,15 @@ def _build_parser() -> argparse.ArgumentParser:
             "soak",
             "optimizer",
             "sim-real",
+            "distributed",
         ],
     )
-    bench.add_argument("--sets", type=int, default=20, help="acquisition: SIM sets per method")
+    bench.add_argument(
+        "--sets",
+        type=int,
+        default=None,
+        help="acquisition: SIM sets per method (20); distributed: sets in the store (200)",
+    )
     bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
     bench.add_argument("--size", type=int, default=512)
     bench.add_argument(
@@ -465,6 +502,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         init_from=init,
         fine_tune_store=args.fine_tune,
+        cluster_workers=args.workers,
+        scheduler=args.scheduler,
     )
     meta["trust"] = calibrate_trust(out)
     write_card(out)
@@ -473,6 +512,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.stores is not None:
+        return _cmd_evaluate_stores(args)
+    if args.out is not None or args.workers is not None or args.scheduler is not None:
+        raise UsageError("--out, --workers and --scheduler go with --stores")
     from srlive.learn.card import write_card
     from srlive.learn.evaluate import evaluate
     from srlive.learn.infer import LearnedReconstructor, resolve_weights
@@ -566,7 +609,28 @@ def _reconstruct_optics(args: argparse.Namespace) -> dict[str, Any]:
     return given
 
 
+def _cmd_evaluate_stores(args: argparse.Namespace) -> int:
+    from srlive.learn.evaluate_stores import evaluate_stores
+    from srlive.learn.train import WEIGHTS_DIR
+
+    if args.out is None:
+        raise UsageError("--stores needs --out DIR (the reconstructions are kept there)")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    names = args.models or sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    summary = evaluate_stores(
+        args.stores, names, args.out, workers=args.workers, scheduler=args.scheduler
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    if args.workers is not None or args.scheduler is not None:
+        return _cmd_reconstruct_distributed(args)
+    if len(args.input) > 1:
+        raise UsageError("several inputs are reconstructed with --workers N or --scheduler ADDR")
+    args.input = args.input[0]
     from srlive.recon.offline import reconstruct_input
 
     summary = reconstruct_input(
@@ -589,6 +653,39 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         line += f"; pixel {summary['optics']['pixel_nm']:g} nm from the file"
     pattern = summary["sets"][0].get("summary") if summary["sets"] else None
     print(line + (f"; pattern: {pattern}" if pattern else ""))
+    return 0
+
+
+def _cmd_reconstruct_distributed(args: argparse.Namespace) -> int:
+    from srlive.recon.distributed import reconstruct_distributed
+
+    if args.plot is not None:
+        raise UsageError("--plot is for one input without --workers/--scheduler")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    summary = reconstruct_distributed(
+        args.input,
+        args.method,
+        args.out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        optics_file=args.optics,
+        optics_overrides=_reconstruct_optics(args),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    for output in summary["outputs"]:
+        for line in output["warnings"]:
+            print(f"srlive: warning: {output['output']}: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    for output in summary["outputs"]:
+        resumed = " (resumed)" if output["resumed"] else ""
+        print(
+            f"{output['n_sets']} sets ({args.method}, {output['reconstructed_now']} now"
+            f"{resumed}) -> {output['output']}"
+        )
     return 0
 
 
@@ -641,7 +738,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.acquisition.bench import bench_acquisition
 
         result = bench_acquisition(
-            size=args.size, n_sets=args.sets, **_given(exposure_ms=args.exposure_ms)
+            size=args.size, n_sets=args.sets or 20, **_given(exposure_ms=args.exposure_ms)
         )
     elif args.what == "models":
         from srlive.learn.bench import bench_models
@@ -659,6 +756,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.recon.bench import bench_wiener
 
         result = bench_wiener(size=args.size, repeats=args.repeats)
+    elif args.what == "distributed":
+        from srlive.recon.bench_distributed import bench_distributed
+
+        size = args.size if args.size != 512 else 256
+        result = bench_distributed(sets=args.sets or 200, size=size)
     elif args.what == "sim-real":
         from srlive.recon.bench import RealOptics, bench_sim_real
 

@@ -32,3 +32,11 @@ def scope(profile):
 @pytest.fixture
 def core(scope):
     return scope.core
+
+
+@pytest.fixture(scope="session")
+def make_sim9_store():
+    """``make_sim9_store(path, n_sets, size, seed=0) -> path``: a small simulated sim9 store."""
+    from srlive.recon.bench_distributed import synthetic_sim_store
+
+    return synthetic_sim_store

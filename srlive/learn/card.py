@@ -72,7 +72,9 @@ def train_command(
     if init_from:
         options.append(f"--init-from {init_from}")
     if run.get("fine_tune_store"):
-        options.append(f"--fine-tune {run['fine_tune_store']}")
+        stores = run["fine_tune_store"]  # one path in runs from before several were taken
+        stores = [stores] if isinstance(stores, str) else stores
+        options.append(f"--fine-tune {' '.join(shown_path(s) for s in stores)}")
     return f"srlive train {task} {' '.join(options)} --out {shown_path(out)}"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,14 @@ from srlive.learn.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
-from srlive.learn.data import TASKS, PairStream, SimSettings, StorePairs, Task
+from srlive.learn.data import (
+    TASKS,
+    ManyStorePairs,
+    PairStream,
+    SimSettings,
+    Task,
+    fine_tune_stores,
+)
 from srlive.learn.models import ModelConfig, SRUNet, count_parameters
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -233,16 +241,19 @@ def _identity(
     settings: TrainSettings,
     sim: SimSettings,
     init_from: str | Path | None,
-    fine_tune_store: str | Path | None,
+    stores: list[Path] | None,
 ) -> dict[str, Any]:
-    """What a checkpoint must have been trained with to be resumed (as JSON reads it back)."""
+    """What a checkpoint must have been trained with to be resumed (as JSON reads it back).
+
+    ``stores``: the fine-tuning stores, resolved and sorted (None: simulated pairs).
+    """
     identity = {
         "task": task.name,
         "config": model.config.to_dict(),
         "settings": asdict(settings),
         "sim": asdict(sim),
         "init_from": str(Path(init_from).resolve()) if init_from else None,
-        "fine_tune_store": str(Path(fine_tune_store).resolve()) if fine_tune_store else None,
+        "fine_tune_store": [str(s) for s in stores] if stores else None,
     }
     return json.loads(json.dumps(identity))
 
@@ -277,7 +288,10 @@ def _resume(
     state = checkpoint.state
     if not isinstance(state.get("identity"), dict):
         raise CheckpointError(path, "it records no training settings")
-    differ = _differences(state["identity"], identity)
+    stored = dict(state["identity"])
+    if isinstance(stored.get("fine_tune_store"), str):  # one store, before several were taken
+        stored["fine_tune_store"] = [stored["fine_tune_store"]]
+    differ = _differences(stored, identity)
     if differ:
         raise ValueError(
             f"checkpoint {path} is for other settings ({'; '.join(sorted(set(differ)))}); "
@@ -306,18 +320,64 @@ def train_model(
     resume: bool = True,
     init_from: str | Path | None = None,
     progress: bool = True,
-    fine_tune_store: str | Path | None = None,
+    fine_tune_store: str | Path | Sequence[str | Path] | None = None,
+    cluster_workers: int | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or fine-tune from ``init_from``) a model; returns its metadata.
 
-    With ``fine_tune_store`` the pairs come from a user's OME-Zarr acquisition instead of
-    the simulator (see :class:`~srlive.learn.data.StorePairs`).
+    With ``fine_tune_store`` (one store or several) the pairs come from a user's OME-Zarr
+    acquisitions instead of the simulator (see :class:`~srlive.learn.data.ManyStorePairs`);
+    for the SIM tasks their ``wiener-sim`` targets are first reconstructed into
+    ``OUT.targets`` on a Dask cluster, a LocalCluster of ``cluster_workers`` processes
+    (default 1) or the one at ``scheduler`` (see :mod:`srlive.learn.targets`), or reused.
     """
     # the model trains on every core: cutting several crops from each simulated field keeps
     # the data worker's share small (on 2 cores a step took 0.37 s on two threads against
     # 0.56 s on one beside the worker)
     task = TASKS[task_name]
-    return _train(task, Path(out), settings, sim, resume, init_from, progress, fine_tune_store)
+    stores = None
+    if fine_tune_store is not None:
+        given = [fine_tune_store] if isinstance(fine_tune_store, str | Path) else fine_tune_store
+        stores = fine_tune_stores(task, given)
+    elif cluster_workers is not None or scheduler is not None:
+        raise ValueError(
+            "--workers and --scheduler reconstruct fine-tuning targets: add --fine-tune"
+        )
+    cluster = _Cluster(cluster_workers, scheduler)
+    return _train(task, Path(out), settings, sim, resume, init_from, progress, stores, cluster)
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    """Where fine-tuning targets are reconstructed."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+
+
+def _store_stream(
+    task: Task,
+    stores: list[Path],
+    out: Path,
+    cluster: _Cluster,
+    patch: int,
+    seed: int,
+    multiple: int,
+    progress: bool,
+) -> tuple[ManyStorePairs, dict[str, Any] | None]:
+    """Fine-tuning pairs from ``stores``; SIM tasks' targets made (or reused) first."""
+    from srlive.learn.targets import prepare_targets, targets_dir
+
+    targets = None
+    if task.name != "dl-denoise":
+        targets = prepare_targets(
+            stores, targets_dir(out), cluster.workers, cluster.scheduler, progress=progress
+        )
+    stream = ManyStorePairs(
+        task, stores, patch, targets.paths if targets else None, seed=seed, multiple=multiple
+    )
+    return stream, targets.info() if targets else None
 
 
 def _train(
@@ -328,7 +388,8 @@ def _train(
     resume: bool,
     init_from: str | Path | None,
     progress: bool,
-    fine_tune_store: str | Path | None,
+    stores: list[Path] | None,
+    cluster: _Cluster,
 ) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = out.with_suffix(".ckpt")
@@ -365,21 +426,24 @@ def _train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, settings.lr, total_steps=settings.steps, pct_start=0.1
     )
-    identity = _identity(task, model, settings, sim, init_from, fine_tune_store)
+    identity = _identity(task, model, settings, sim, init_from, stores)
     step, elapsed, losses = 0, 0.0, []
     if resume and (ckpt_path.exists() or ckpt_path.is_symlink()):
         step, elapsed, losses = _resume(ckpt_path, identity, model, optimiser, schedule)
-    stream = (
-        StorePairs(
+    targets_info = None
+    if stores is not None:
+        stream, targets_info = _store_stream(
             task,
-            fine_tune_store,
+            stores,
+            out,
+            cluster,
             settings.patch,
-            seed=settings.seed + step,
-            multiple=model.config.size_multiple,
+            settings.seed + step,
+            model.config.size_multiple,
+            progress,
         )
-        if fine_tune_store is not None
-        else PairStream(task, settings.patch, seed=settings.seed * 7919 + step, settings=sim)
-    )
+    else:
+        stream = PairStream(task, settings.patch, seed=settings.seed * 7919 + step, settings=sim)
     # one worker process simulates the next batches while this one trains
     loader = torch.utils.data.DataLoader(
         stream,
@@ -433,7 +497,8 @@ def _train(
         "parameters": count_parameters(model),
         "init_from": str(init_from) if init_from else None,
         "init_info": init_info,
-        "fine_tune_store": str(fine_tune_store) if fine_tune_store else None,
+        "fine_tune_store": [str(s) for s in stores] if stores else None,
+        "fine_tune_targets": targets_info,
     }
     save_weights(model.eval(), task, out, metadata)
     return metadata

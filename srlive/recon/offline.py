@@ -6,10 +6,13 @@ estimated pattern per set in its SR table) or, for ``--out X.tif``, an OME-TIFF 
 images with the summary beside it (:mod:`srlive.recon.tiff_output`).
 
 ``wiener-sim`` estimates the pattern blind on set 0 and re-estimates every later set next
-to the last estimate (which stays the fallback for an angle not found). The output is
-checked before any work, and the method resolved and the first SR image computed before the
-output is created, so a bad method, weights file or input leaves ``out`` as it was; a
-failure before the first SR image is stored removes the new output again.
+to set 0's estimate (which stays the fallback for an angle not found), with set 0's Wiener
+parameter: each set's result depends on set 0 and itself only, so sets can be reconstructed
+in any order and by any process (:mod:`srlive.recon.distributed`) with the same result.
+
+The output is checked before any work, and the method resolved and the first SR image
+computed before the output is created, so a bad method, weights file or input leaves
+``out`` as it was; a failure before the first SR image is stored removes the new output.
 """
 
 from __future__ import annotations
@@ -102,23 +105,63 @@ class SetResult:
 
 
 @dataclass
-class _Method:
+class SetMethod:
     """A reconstruction resolved and checked against an input (before any output exists)."""
 
     upscale: int
     pick: Callable[[np.ndarray], np.ndarray]
-    run: Callable[[np.ndarray], SetResult]
+    run: Callable[[np.ndarray, int], SetResult]
     patterned: bool  # estimates the pattern per set (its columns go into the SR table)
+    wiener: WienerSets | None = None  # wiener-sim: its reference (set 0's estimate)
 
-    def __call__(self, frames: np.ndarray) -> SetResult:
-        """Reconstruct one angle-major set ``(A·P, H, W)``."""
+    def __call__(self, frames: np.ndarray, t: int) -> SetResult:
+        """Reconstruct one angle-major set ``(A·P, H, W)``, the input's set ``t``."""
         start = time.perf_counter()
-        result = self.run(self.pick(frames))
+        result = self.run(self.pick(frames), t)
         result.recon_ms = (time.perf_counter() - start) * 1e3
         return result
 
 
-def _resolve(method: str, source: SetSource, optics: SIMOptics) -> _Method:
+class WienerSets:
+    """``wiener-sim`` over the sets of one input: set 0 blind, every other set next to it."""
+
+    def __init__(self, shape: tuple[int, int], optics: SIMOptics) -> None:
+        from srlive.recon.wiener_sim import WienerSIM
+
+        self.optics = optics
+        self.sim = WienerSIM.from_optics(shape, optics)
+        self.reference: SIMParameters | None = None
+
+    def use_reference(self, reference: SIMParameters, wiener: float) -> None:
+        """Take set 0's estimate and Wiener parameter (computed by another process)."""
+        self.reference = reference
+        self.sim.wiener_w = wiener
+
+    def __call__(self, frames: np.ndarray, t: int) -> SetResult:
+        from srlive.recon.sim_params import refine_sim_parameters
+
+        if self.reference is None:  # set 0 first: blind calibration, w from its noise
+            if t != 0:
+                raise RuntimeError("wiener-sim: set 0 must be calibrated first")
+            self.reference = self.sim.calibrate(frames)
+        opt = self.optics
+        if t == 0:
+            params = self.reference
+        else:
+            params = refine_sim_parameters(
+                frames,
+                self.reference,
+                opt.pixel_nm,
+                opt.na,
+                opt.emission_nm,
+                opt.offset_adu,
+                nominal=opt.nominal,
+            )
+        self.sim.set_parameters(params)
+        return SetResult(self.sim.reconstruct(frames), params=params, wiener=self.sim.wiener_w)
+
+
+def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMethod:
     """``wiener-sim``, a shipped model name or a .safetensors path, fitted to ``source``.
 
     Raises (ValueError, FileNotFoundError) for an unknown method, missing or invalid weights,
@@ -126,27 +169,20 @@ def _resolve(method: str, source: SetSource, optics: SIMOptics) -> _Method:
     """
     where = "the store" if source.format == "srlive-store" else source.source
     if method == "wiener-sim":
-        from srlive.recon.wiener_sim import WienerSIM
-
         pick = _picker(source.layout, method, where)
-        sim = WienerSIM.from_optics(source.shape, optics)
-
-        def wiener(frames: np.ndarray) -> SetResult:
-            params = sim.refine(frames)  # blind (calibrate) on the first set, then local
-            return SetResult(sim.reconstruct(frames), params=params, wiener=sim.wiener_w)
-
-        return _Method(2, pick, wiener, patterned=True)
+        sets = WienerSets(source.shape, optics)
+        return SetMethod(2, pick, sets, patterned=True, wiener=sets)
     from srlive.learn.infer import Geometry, learned
 
     period = None if optics.nominal is None else optics.nominal.period_nm
     geometry = Geometry(optics.pixel_nm, optics.na, optics.emission_nm, period)
     model = learned(method, "auto", optics.offset_adu, geometry)
 
-    def infer(frames: np.ndarray) -> SetResult:
+    def infer(frames: np.ndarray, t: int) -> SetResult:
         result = model(frames)
         return SetResult(result.image, confidence=result.confidence)
 
-    return _Method(model.upscale, _picker(source.layout, model.task.name, where), infer, False)
+    return SetMethod(model.upscale, _picker(source.layout, model.task.name, where), infer, False)
 
 
 def stored_raw(frames: np.ndarray, where: str) -> np.ndarray:
@@ -166,7 +202,7 @@ _First = tuple[np.ndarray, list[dict[str, Any]], SetResult]
 
 
 def _sets(
-    source: SetSource, recon: _Method, first: _First, progress: bool
+    source: SetSource, recon: SetMethod, first: _First, progress: bool
 ) -> Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]]:
     """Every set in order, reconstructed (set 0 already was), with a progress bar.
 
@@ -183,7 +219,7 @@ def _sets(
                 raw, rows, result = first
             else:
                 raw, rows = source.read(t)
-                result = recon(raw)
+                result = recon(raw, t)
             bar.update()
             yield t, raw, rows, result
 
@@ -193,7 +229,7 @@ def _write_store(
     source: SetSource,
     method: str,
     optics: SIMOptics,
-    recon: _Method,
+    recon: SetMethod,
     sets: Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]],
     overwrite: bool,
 ) -> list[dict[str, Any]]:
@@ -241,7 +277,7 @@ def _write_store(
 def _write_tiff(
     out: Path,
     source: SetSource,
-    recon: _Method,
+    recon: SetMethod,
     sets: Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]],
 ) -> list[dict[str, Any]]:
     """Write the SR images as one OME-TIFF; the sets' summary entries."""
@@ -278,14 +314,14 @@ def not_found_warnings(sets: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _finite(obj: Any) -> Any:
+def finite_json(obj: Any) -> Any:
     """``obj`` with every NaN/inf float replaced by None (strict JSON)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
+        return [finite_json(v) for v in obj]
     return obj
 
 
@@ -336,9 +372,9 @@ def reconstruct_input(
     plot = None if plot is None else Path(plot)
     _check_outputs(input, out, plot, overwrite)
     source, optics = open_input(input, optics_file, optics_overrides)
-    recon = _resolve(method, source, optics)
+    recon = resolve_method(method, source, optics)
     raw, rows = source.read(0)
-    first = recon(raw)  # fails here, before any output exists, if it cannot be made
+    first = recon(raw, 0)  # fails here, before any output exists, if it cannot be made
     plot_params = None if plot is None else _plot_params(first, raw, source, optics)
     sets = _sets(source, recon, (raw, rows, first), progress)
     if is_tiff_output(out):
@@ -350,7 +386,7 @@ def reconstruct_input(
         from srlive.recon.plot import plot_pattern
 
         plot_pattern(plot, raw, plot_params, optics)
-    summary = _finite(
+    summary = finite_json(
         {
             "input": str(input),
             "output": str(out),

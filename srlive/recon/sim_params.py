@@ -102,7 +102,7 @@ class SIMParameters:
         """One JSON-ready entry per angle: angle, period, modulation, found, phases."""
         return [
             {
-                "angle_deg": round(float(self.angles_deg[a]), 3),
+                "angle_deg": round(float(self.angles_deg[a]), 3) % 180.0,
                 "period_nm": round(float(self.period_nm[a]), 3),
                 "modulation": round(float(self.modulation[a]), 3),
                 "found": bool(self.found[a]),
@@ -122,7 +122,7 @@ class SIMParameters:
                 continue
             tag = "" if self.found[a] else f" ({self.source[a]}, not found)"
             parts.append(
-                f"a{a}: {self.angles_deg[a]:.1f}° {self.period_nm[a]:.1f} nm "
+                f"a{a}: {round(self.angles_deg[a], 1) % 180:.1f}° {self.period_nm[a]:.1f} nm "
                 f"m={self.modulation[a]:.2f}{tag}"
             )
         return "; ".join(parts)

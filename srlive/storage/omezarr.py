@@ -61,6 +61,7 @@ __all__ = [
     "StoreReader",
     "StoreWriteError",
     "open_store",
+    "write_set_chunks",
 ]
 
 NGFF_VERSION = "0.5"
@@ -233,6 +234,34 @@ class _Table:
             }
         )
 
+    @classmethod
+    def reopen(cls, group: zarr.Group, length: int) -> _Table:
+        """An existing table, cut back to its ``length`` durable rows (a resumed store)."""
+        self = object.__new__(cls)
+        self.group = group
+        dtypes = dict(group.attrs["dtypes"])
+        columns = list(group.attrs["columns"])
+        self.arrays = {name: group[name] for name in columns}
+        fills = {name: self.arrays[name].metadata.fill_value for name in columns}
+        self.columns = {name: (dtypes[name], fills[name].item()) for name in columns}
+        self.categories = {k: list(v) for k, v in group.attrs.get("categories", {}).items()}
+        for arr in self.arrays.values():  # rows past the durable count were never counted
+            if arr.shape[0] != length:
+                arr.resize((length,))
+        self._buffers = {name: [] for name in self.columns}
+        self.length = length
+        self._categories_dirty = False
+        return self
+
+    def sort_by(self, keys: Sequence[str]) -> None:
+        """Rewrite the committed rows in the order of ``keys`` (stable; first key last-wins)."""
+        if self.length < 2:
+            return
+        cols = {name: arr[:] for name, arr in self.arrays.items()}
+        order = np.lexsort([cols[k] for k in reversed(keys)])
+        for name, arr in self.arrays.items():
+            arr[:] = cols[name][order]
+
     def code(self, column: str, value: str) -> int:
         """Integer code of a categorical value (new categories are added)."""
         cats = self.categories.setdefault(column, [])
@@ -347,6 +376,7 @@ class AcquisitionStore:
         compressor_level: int | None = None,
         flush_interval_s: float | None = 0.5,
         fsync: bool = True,
+        n_sets: int | None = None,
     ) -> AcquisitionStore:
         """Create a new store at ``path`` (``FileExistsError`` unless ``overwrite``).
 
@@ -357,6 +387,12 @@ class AcquisitionStore:
         ``interval_s`` is the nominal set interval (time scale); when None it is estimated
         from the frames' ``time_s`` at close. ``flush_interval_s`` auto-flushes on writes
         (None: only explicit :meth:`flush`). ``fsync`` makes flushes survive power loss.
+
+        ``n_sets`` sizes the time axis for a known number of sets up front, for outputs whose
+        sets are written out of order by other processes (:func:`write_set_chunks`, then
+        :meth:`record_set`); sets not yet written read as missing until they are, and the
+        store says ``complete`` only when closed complete. Their tables are sorted by set at
+        close, so they do not depend on the order sets finished in.
         """
         self = object.__new__(cls)
         self.path = Path(path)
@@ -394,11 +430,108 @@ class AcquisitionStore:
                 flush_interval_s=flush_interval_s,
                 fsync=fsync,
             )
+            if n_sets is not None:
+                self._presize(int(n_sets))
         except BaseException:
             if self._claim is not None:
                 self._claim.release()
             raise
         return self
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str]) -> AcquisitionStore:
+        """Reopen an incomplete, pre-sized store (``create(n_sets=...)``) to add its missing
+        sets: the writer's lock is taken again and the tables are cut back to their durable
+        rows, so a set whose rows were not made durable before an interruption is simply
+        written again. :meth:`done_sets` says which sets are stored.
+        """
+        self = object.__new__(cls)
+        self.path = Path(path)
+        self._claim = OutputLock.acquire(self.path)
+        try:
+            self._reopen()
+        except BaseException:
+            self._claim.release()
+            raise
+        return self
+
+    def _reopen(self) -> None:
+        root = zarr.open_group(LocalStore(self.path), mode="r+", zarr_format=3)
+        state = dict(root.attrs["srlive"])
+        if state.get("complete"):
+            raise ValueError(f"{self.path} is complete: nothing to resume")
+        if not state.get("presized"):
+            raise ValueError(f"{self.path} was not written set by set in any order: cannot resume")
+        self._root = root
+        self._state = state
+        self._lock = threading.RLock()
+        self._closed = False
+        self._failed = None
+        self._commit_failed = False
+        self._flush_interval = 0.5
+        self._fsync = True
+        self._interval_s = None
+        h, w = (int(v) for v in state["frame_shape"])
+        self.frame_shape = (h, w)
+        self.n_angles, self.n_phases = int(state["n_angles"]), int(state["n_phases"])
+        self.pixel_nm = float(state["pixel_nm"])
+        self.sr_pixel_nm = state.get("sr_pixel_nm")
+        self.sr_method = state.get("sr_method")
+        self._raw = root["raw/0"]
+        self._sr = root["sr/0"] if "sr" in root else None
+        self._frames = _Table.reopen(root["tables/frames"], int(state["frames_flushed"]))
+        self._sr_table = _Table.reopen(root["tables/sr"], int(state["sr_flushed"]))
+        self._frame_cols = list(self._frames.columns)
+        self._sr_cols = list(self._sr_table.columns)
+        self.frames_written = self._frames.length
+        self.sr_written = self._sr_table.length
+        self.sr_skipped = 0
+        self._frames_flushed = self._frames.length
+        self._sr_flushed = self._sr_table.length
+        self._n_sets = int(state.get("sets_flushed", 0))
+        self._n_sr_t = self._n_sets
+        self._written = set()
+        self._last_flush = time.monotonic()
+        self._warned_keys = set()
+        self._job = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="srlive-store-flush")
+        self._sorted_tables = True
+
+    def _presize(self, n_sets: int) -> None:
+        """Size the time axes for ``n_sets`` sets (written in any order)."""
+        for arr in (self._raw, self._sr):
+            if arr is not None:
+                arr.resize((n_sets, *arr.shape[1:]))
+        self._sorted_tables = True
+        self._write_state(presized=n_sets)
+
+    def done_sets(self) -> set[int]:
+        """The sets whose raw frames and SR image are recorded durably."""
+        with self._lock:
+            t = self._sr_table.arrays["t"][: self._sr_table.length]
+            return {int(v) for v in np.unique(t)}
+
+    def record_set(
+        self,
+        t: int,
+        frame_meta: Sequence[Mapping[str, Any]],
+        crcs: Sequence[int],
+        sr_meta: Mapping[str, Any],
+        files: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
+        """Record set ``t`` whose raw and SR chunks another process wrote (and fsynced)
+        with :func:`write_set_chunks`: its frame rows, CRCs and SR row."""
+        ap = self.n_angles * self.n_phases
+        if len(crcs) != ap or (frame_meta and len(frame_meta) != ap):
+            raise ValueError(f"set {t}: {len(crcs)} CRCs / {len(frame_meta)} rows for {ap} frames")
+        with self._lock:
+            self._check_open()
+            rows = self._frame_rows(int(t), frame_meta, None, crcs)
+            self._frames.add_rows(self._frames.convert(rows))
+            self.frames_written += ap
+            self._n_sets = max(self._n_sets, int(t) + 1)
+            self._written.update(Path(f) for f in files)
+            self._sr_row(int(t), sr_meta, "reconstructed", None, stored=True)
 
     def _build(
         self,
@@ -622,7 +755,11 @@ class AcquisitionStore:
             self._maybe_autoflush()
 
     def _frame_rows(
-        self, t: int, metas: Sequence[Mapping[str, Any]], frames: np.ndarray
+        self,
+        t: int,
+        metas: Sequence[Mapping[str, Any]],
+        frames: np.ndarray | None,
+        crcs: Sequence[int] | None = None,
     ) -> dict[str, list[Any]]:
         ap, p = self.n_angles * self.n_phases, self.n_phases
         first = self.frames_written
@@ -637,7 +774,7 @@ class AcquisitionStore:
             elif name == "p":
                 rows[name] = [i % p for i in range(ap)]
             elif name == "crc32":
-                rows[name] = [frame_crc(f) for f in frames]
+                rows[name] = list(crcs) if crcs is not None else [frame_crc(f) for f in frames]
             elif name == "frame":
                 rows[name] = [m.get("frame", first + i) for i, m in enumerate(metas)] or list(
                     range(first, first + ap)
@@ -661,7 +798,14 @@ class AcquisitionStore:
             raise RuntimeError("this store was created without sr_shape")
         self._sr_row(t, meta, "skipped", None)
 
-    def _sr_row(self, t: int, meta: Mapping[str, Any], status: str, img: np.ndarray | None) -> None:
+    def _sr_row(
+        self,
+        t: int,
+        meta: Mapping[str, Any],
+        status: str,
+        img: np.ndarray | None,
+        stored: bool = False,
+    ) -> None:
         t = int(t)
         if t < 0:
             raise ValueError("t must be >= 0")
@@ -689,6 +833,7 @@ class AcquisitionStore:
                 raise self._fail(exc) from exc
             if img is not None:
                 self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
+            if img is not None or stored:
                 self.sr_written += 1
             else:
                 self.sr_skipped += 1
@@ -804,6 +949,8 @@ class AcquisitionStore:
         try:
             if self._failed is None:
                 self._flush_locked(wait=True)
+                if complete and getattr(self, "_sorted_tables", False):
+                    self._sort_tables()
             if self._interval_s is None:
                 self._set_time_scale(self._estimate_interval())
             if self._fsync:
@@ -824,6 +971,17 @@ class AcquisitionStore:
             raise err from exc
         if self._failed is not None:
             raise StoreWriteError(f"{self.path}: {self._failed}")
+
+    def _sort_tables(self) -> None:
+        """Rows by set (then frame position): the same tables whatever order sets ended in."""
+        self._frames.sort_by(("t", "a", "p"))
+        self._sr_table.sort_by(("t",))
+        for table in (self._frames, self._sr_table):
+            for arr in table.arrays.values():
+                base = self.path / arr.path
+                self._written.add(base / "zarr.json")
+                for c in range(-(-table.length // TABLE_CHUNK)):
+                    self._written.add(base / arr.metadata.encode_chunk_key((c,)))
 
     def _mark_failed(self) -> None:
         """Best effort: record the failure in the root attributes (still ``complete: false``)."""
@@ -877,6 +1035,34 @@ class AcquisitionStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"AcquisitionStore({str(self.path)!r}, frames={self.frames_written}, {state})"
+
+
+def write_set_chunks(
+    path: str | os.PathLike[str], t: int, frames: np.ndarray, sr: np.ndarray | None
+) -> tuple[list[int], list[str]]:
+    """Write set ``t``'s raw frames (and SR image) into a pre-sized store's arrays.
+
+    For workers of a distributed job: each set is its own shard/chunk, so no two writers
+    ever touch the same file. The files are fsynced here; the coordinating process then
+    records the set (:meth:`AcquisitionStore.record_set`) with the CRCs returned.
+    """
+    root = Path(path)
+    raw = zarr.open_array(LocalStore(root / "raw" / "0"), mode="r+", zarr_format=3)
+    ap, h, w = raw.shape[1:]
+    arr = np.asarray(frames).reshape(ap, h, w)
+    if arr.dtype != np.uint16:
+        arr = arr.astype(np.uint16)
+    if not 0 <= t < raw.shape[0]:
+        raise ValueError(f"set {t} is outside {root}'s {raw.shape[0]} sets")
+    raw[t] = arr
+    files = [root / "raw" / "0" / raw.metadata.encode_chunk_key((t, 0, 0, 0))]
+    if sr is not None:
+        sr_arr = zarr.open_array(LocalStore(root / "sr" / "0"), mode="r+", zarr_format=3)
+        sr_arr[t] = np.asarray(sr, np.float32)
+        files.append(root / "sr" / "0" / sr_arr.metadata.encode_chunk_key((t, 0, 0)))
+    for f in files:
+        _fsync_path(f)
+    return [frame_crc(f) for f in arr], [str(f) for f in files]
 
 
 class StoreDamagedError(ValueError):

@@ -6,6 +6,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
+from srlive.recon.fft_threads import FFT_WORKERS
+
 
 def _window(shape: tuple[int, int]) -> np.ndarray:
     """Tukey-like soft edge (1 inside, cos² roll-off over 1/8 of each side)."""
@@ -32,8 +34,8 @@ def frc_curve(
     """Fourier ring correlation of two images of the same field: (freq cycles/nm, FRC)."""
     if img1.shape != img2.shape:
         raise ValueError("FRC needs two images of the same shape")
-    f1 = sfft.fft2(_prepare(img1), workers=-1)
-    f2 = sfft.fft2(_prepare(img2), workers=-1)
+    f1 = sfft.fft2(_prepare(img1), workers=FFT_WORKERS)
+    f2 = sfft.fft2(_prepare(img2), workers=FFT_WORKERS)
     h, w = img1.shape
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.fftfreq(w)[None, :]
@@ -100,7 +102,7 @@ def decorrelation_resolution_nm(
     radius = np.hypot(fy, fx)
     radii = np.linspace(0.02, 1.0, n_radii)
     radius = np.searchsorted(radii, radius)  # ring index (n_radii: outside every disc)
-    spectrum = sfft.fft2(image, workers=-1)
+    spectrum = sfft.fft2(image, workers=FFT_WORKERS)
     norm = spectrum / np.maximum(np.abs(spectrum), 1e-30)
     best = 0.0
     r0, a0 = _decorrelation_peak(spectrum, norm, radius, radii)

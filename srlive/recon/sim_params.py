@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import fft as sfft
 
+from srlive.recon.fft_threads import FFT_WORKERS
 from srlive.recon.optics import NominalPattern
 
 EDGE_PX = 24  # taper width used against FFT edge artefacts
@@ -232,14 +233,14 @@ class _Filtered:
 def _filter_frames(frames: np.ndarray, cutoff_px: float) -> _Filtered:
     """Each frame through both estimation filters (one forward FFT per frame)."""
     shape = frames.shape[-2:]
-    spectra = sfft.rfft2(frames, axes=(-2, -1), workers=-1)
+    spectra = sfft.rfft2(frames, axes=(-2, -1), workers=FFT_WORKERS)
     half = shape[1] // 2 + 1
     whiten = whitening(spectra.mean(axis=0), shape)
     detect = estimation_filter(shape, cutoff_px, True)[:, :half] * whiten
     flat = estimation_filter(shape, cutoff_px, False)[:, :half]
 
     def through(filt: np.ndarray) -> np.ndarray:
-        out = sfft.irfft2(spectra * filt, s=shape, axes=(-2, -1), workers=-1)
+        out = sfft.irfft2(spectra * filt, s=shape, axes=(-2, -1), workers=FFT_WORKERS)
         return out.astype(np.float32)
 
     return _Filtered(through(detect), through(flat))
@@ -328,7 +329,7 @@ def _find_peak(
     and its significance (bands separated with equal phase steps)."""
     sep1 = separation_matrix(equal_phases(len(group.detect)))[1]
     product = _band(sep1, group.detect) * widefield.detect[0]
-    power = np.abs(sfft.fft2(product, workers=-1))
+    power = np.abs(sfft.fft2(product, workers=FFT_WORKERS))
     fy, fx = _freq_px(product.shape)
     mask = region.mask(fy, fx)
     # a tiny region (next to a previous estimate) is judged against the whole annulus
@@ -387,8 +388,9 @@ def band_overlap(
     h, w = c0.shape
     y = np.arange(h)[:, None]
     x = np.arange(w)[None, :]
-    shifted = sfft.fft2(c0 * np.exp(2j * np.pi * (ky * y + kx * x)), workers=-1)  # C0(f − k)
-    side = sfft.fft2(c1, workers=-1)
+    ramp = np.exp(2j * np.pi * (ky * y + kx * x))
+    shifted = sfft.fft2(c0 * ramp, workers=FFT_WORKERS)  # C0(f − k)
+    side = sfft.fft2(c1, workers=FFT_WORKERS)
     fy, fx = _freq_px((h, w))
     cutoff = _cutoff_px(pixel_nm, na, wavelength_nm)
     otf0 = _otf_px(fy, fx, cutoff)

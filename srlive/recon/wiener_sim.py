@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
+from srlive.recon.fft_threads import FFT_WORKERS
 from srlive.recon.optics import NominalPattern, SIMOptics
 from srlive.recon.otf import frequency_grid, widefield_otf
 from srlive.recon.sim_params import (
@@ -59,7 +60,7 @@ def wiener_from_noise(
     mid = (rho > 0.4) & (rho < 0.6)
     if outside.sum() < 64 or mid.sum() < 64:
         return DEFAULT_WIENER
-    power = np.mean([np.abs(sfft.fft2(f, workers=-1)) ** 2 for f in frames], axis=0)
+    power = np.mean([np.abs(sfft.fft2(f, workers=FFT_WORKERS)) ** 2 for f in frames], axis=0)
     ratio = float(np.median(power[outside]) / max(np.median(power[mid]), 1e-30))
     return float(np.clip(np.sqrt(WIENER_NOISE_GAIN * ratio), 0.01, 1.0))
 
@@ -264,18 +265,19 @@ class WienerSIM:
             (self._dc_coeffs[a].astype(np.float32) @ flat[a]) for a in range(self.n_angles)
         ).reshape(h, w) / np.float32(self.n_angles)
         rows, cols = self._dc_index
-        big[np.ix_(rows, cols)] += self._dc_weight * sfft.fft2(widefield, workers=-1)
+        big[np.ix_(rows, cols)] += self._dc_weight * sfft.fft2(widefield, workers=FFT_WORKERS)
         plus_spectrum: np.ndarray | None = None
         for band in self._bands:
             if not band.conjugate:
                 side = (band.coeffs.astype(np.complex64) @ flat[band.angle]).reshape(h, w)
-                plus_spectrum = sfft.fft2(side * band.ramp, workers=-1)
+                plus_spectrum = sfft.fft2(side * band.ramp, workers=FFT_WORKERS)
                 spectrum = plus_spectrum
             else:  # the −1 band of a real image is the conjugate of the +1 band
                 spectrum = np.conj(plus_spectrum[np.ix_(self._neg_rows, self._neg_cols)])
             big[np.ix_(band.rows, band.cols)] += band.weight * spectrum
         half = big[:, : self._big[1] // 2 + 1]
-        return sfft.irfft2(half, s=self._big, workers=-1).astype(np.float32) * np.float32(4.0)
+        image = sfft.irfft2(half, s=self._big, workers=FFT_WORKERS)
+        return image.astype(np.float32) * np.float32(4.0)
 
     def widefield(self, raw: np.ndarray) -> np.ndarray:
         """The equivalent widefield image (sum of the frames, offset removed)."""
@@ -290,8 +292,9 @@ class WienerSIM:
 def fourier_upsample(image: np.ndarray, factor: int = 2) -> np.ndarray:
     """Band-limited interpolation by zero-padding the spectrum (float32)."""
     h, w = image.shape
-    spectrum = sfft.rfft2(image, workers=-1)
+    spectrum = sfft.rfft2(image, workers=FFT_WORKERS)
     big = np.zeros((factor * h, factor * w // 2 + 1), np.complex64)
     big[: h // 2, : w // 2 + 1] = spectrum[: h // 2]
     big[-(h // 2) :, : w // 2 + 1] = spectrum[-(h // 2) :]
-    return sfft.irfft2(big, s=(factor * h, factor * w), workers=-1).astype(np.float32) * factor**2
+    image = sfft.irfft2(big, s=(factor * h, factor * w), workers=FFT_WORKERS)
+    return image.astype(np.float32) * factor**2

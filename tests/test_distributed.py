@@ -3,6 +3,7 @@ as one process, bit for bit, and complete after a killed client or worker."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -205,3 +206,22 @@ def test_evaluate_over_many_stores_scores_against_wiener_on_the_cluster(small, t
     stamp = (reference / "zarr.json").stat().st_mtime_ns
     evaluate_stores([store, other], ["dl-sim9"], out, workers=1)
     assert (reference / "zarr.json").stat().st_mtime_ns == stamp
+
+
+def test_a_learned_model_is_loaded_once_per_worker(small, tmp_path):
+    from distributed import Client
+
+    from srlive.recon.distributed import local_cluster
+
+    store, _ = small
+    with local_cluster(2, dashboard_address=None) as cluster, Client(cluster) as client:
+        summary = reconstruct_distributed(
+            [store], "dl-sim9", tmp_path / "dl.zarr", scheduler=cluster.scheduler_address
+        )
+        module = "srlive.recon.distributed"
+        loads = client.run(lambda: dict(importlib.import_module(module).WORKER_LOADS))
+    assert summary["outputs"][0]["reconstructed_now"] == 12
+    counts = [n for per_worker in loads.values() for n in per_worker.values()]
+    assert counts and all(n == 1 for n in counts)  # 11 tasks, at most one load per worker
+    confidence = open_store(tmp_path / "dl.zarr").sr_table["confidence"]
+    assert np.all(np.isfinite(confidence))

@@ -45,6 +45,7 @@ from srlive.storage.guard import check_output, is_srlive_store
 from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore, write_set_chunks
 
 _WORKER_JOBS: dict[str, tuple[SetSource, SetMethod]] = {}  # per worker process, per input
+WORKER_LOADS: dict[str, int] = {}  # how often this process built each input's method
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def _worker_job(spec: JobSpec) -> tuple[SetSource, SetMethod]:
         if method.wiener is not None and spec.reference is not None:
             method.wiener.use_reference(spec.reference, float(spec.wiener))
         job = _WORKER_JOBS[spec.key] = (source, method)
+        WORKER_LOADS[spec.key] = WORKER_LOADS.get(spec.key, 0) + 1
     return job
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from srlive.pipeline.cpus import pin_current_thread
+from srlive.process_env import HEAP_REUSE, child_environ
 
 READY_TIMEOUT_S = 300.0  # importing torch on a busy machine can take a while
 
@@ -153,7 +154,8 @@ class InferenceProcess:
             name="srlive-inference",
             daemon=True,
         )
-        self.proc.start()
+        with child_environ(HEAP_REUSE):  # the fork server (started now if not yet) inherits it
+            self.proc.start()
         child.close()
         self._lock = threading.Lock()
         self._keys: dict[int, int] = {}

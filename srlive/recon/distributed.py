@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from srlive.process_env import HEAP_REUSE, child_environ
 from srlive.recon.file_input import SetSource, open_input
 from srlive.recon.offline import (
     SetMethod,
@@ -212,38 +213,22 @@ def _open_job(
 def local_cluster(workers: int, **kwargs: Any) -> Any:
     """A LocalCluster of ``workers`` processes, one task at a time each, sharing the cores.
 
-    Two settings of the worker processes' environment differ from Dask's defaults:
-
-    * ``cores // workers`` BLAS/OpenMP and FFT threads each (Dask starts them with one
-      BLAS thread; the FFTs would take every core in every worker);
-    * glibc keeps freed memory for reuse (``MALLOC_MMAP_THRESHOLD_`` 128 MB,
-      ``MALLOC_TRIM_THRESHOLD_`` 1 GB). Dask's 64 kB trim threshold returns every freed
-      array to the system, so each set's multi-megabyte temporaries page-fault afresh: a
-      256² wiener-sim set took 230 ms in a worker against 115 ms in the main process
-      (840,000 against 31,000 page faults for 7 sets); with these settings, 105 ms.
+    Each worker gets ``cores // workers`` BLAS/OpenMP and FFT threads (Dask starts them with
+    one BLAS thread; the FFTs would take every core in every worker), and keeps freed memory
+    for reuse (:data:`srlive.process_env.HEAP_REUSE`; with Dask's 64 kB trim threshold a set
+    took twice as long in a worker as in the main process).
     """
     from distributed import LocalCluster
 
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    # Dask's nanny gives each worker these variables from the parent's environment (which
-    # wins over its config): set them here for the workers' start, and restore them
-    environ = {name: threads for name in _THREAD_VARS} | WORKER_MALLOC
-    saved = {name: os.environ.get(name) for name in environ}
-    os.environ.update(environ)
-    try:
+    # Dask's nanny copies these from the parent's environment, which wins over its config
+    with child_environ({name: threads for name in _THREAD_VARS} | HEAP_REUSE):
         return LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, silence_logs=40, **kwargs
         )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "SRLIVE_FFT_WORKERS")
-WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**27), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def _client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:

@@ -163,6 +163,15 @@ class SimHub(HubDevice):
     def smlm_threshold(self, value: float) -> None:
         self.world.smlm_threshold_mw = float(value)
 
+    @pymm_property(name="Fluctuation", allowed_values=("On", "Off"))
+    def fluctuation(self) -> str:
+        """Blinking dyes below the SMLM threshold (bursts for SRRF/SOFI); Off: continuous."""
+        return "On" if self.world.fluctuation else "Off"
+
+    @fluctuation.setter
+    def fluctuation(self, value: str) -> None:
+        self.world.set_fluctuation(value == "On")
+
     @pymm_property(name="DoseMJ", is_read_only=True)
     def dose(self) -> float:
         """Light dose the sample has received so far (mJ)."""

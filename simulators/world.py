@@ -22,6 +22,7 @@ import numpy as np
 from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.illumination import IlluminationPattern, illumination_from_slm
 from simulators.imaging import FringeCache, expected_from_cache, render_expected
+from simulators.live_blinking import LiveBlinking, illumination_at
 from simulators.optics import Optics, blur, otf_2d
 from simulators.photophysics import (
     bleach_survival,
@@ -35,6 +36,8 @@ EMISSION_NM = {405: 450.0, 488: 510.0, 561: 600.0, 640: 670.0}
 UNIFORM = IlluminationPattern(components=(), dc=1.0)
 MOTION_STEP_S = 0.025  # a live sample is moved on at most every 25 ms
 EMITTERS_PER_UNIT_DENSITY = 5.0  # SMLM labelling: ~1 dye per 6 nm of microtubule
+FLUCTUATION_DYES_PER_UM = 50.0  # blinking labelling (simulators.fluctuation's default)
+MAX_DARK_GAP_MS = 60_000.0  # longer darkness leaves the dyes at their dark equilibrium anyway
 
 
 @dataclass
@@ -76,6 +79,7 @@ class SimulatedWorld:
         smlm_threshold_mw: float = 100.0,
         slm_pixel_nm_at_sample: float = 65.0,
         slm_shape: tuple[int, int] = (1536, 2048),
+        fluctuation: bool = False,
     ) -> None:
         self.lock = threading.RLock()
         self.optics = optics or Optics()
@@ -89,6 +93,7 @@ class SimulatedWorld:
         self.smlm_threshold_mw = smlm_threshold_mw
         self.slm_pixel_nm_at_sample = slm_pixel_nm_at_sample
         self.slm_shape = slm_shape
+        self.fluctuation = fluctuation  # blinking dyes below the SMLM threshold
         self.frame_shape = frame_shape
         self.sample_kind = sample_kind
         self.sample_file: Path | None = None
@@ -110,6 +115,9 @@ class SimulatedWorld:
         self._fringe_key: tuple | None = None
         self._fringe: FringeCache | None = None
         self._emitters: tuple[int, np.ndarray] | None = None
+        self._live: LiveBlinking | None = None
+        self._live_key: tuple | None = None
+        self._live_t: float | None = None
         self.sample: Sample = self._build_sample()
 
     # --- geometry ------------------------------------------------------------------
@@ -152,6 +160,7 @@ class SimulatedWorld:
             self.sample = self._build_sample()
             self._fringe_key = None
             self._emitters = None
+            self._live = None
             self._dose_mj = 0.0
 
     def set_sample_kind(self, kind: str) -> None:
@@ -196,6 +205,12 @@ class SimulatedWorld:
             self.frame_shape = shape
             self._otfs.clear()
             self._reset_sample()
+
+    def set_fluctuation(self, on: bool) -> None:
+        """Blinking dyes (on/off Markov, see simulators.blinking) instead of continuous ones."""
+        with self.lock:
+            self.fluctuation = bool(on)
+            self._live = None
 
     def set_modulation_depth(self, depth: float) -> None:
         with self.lock:
@@ -404,10 +419,15 @@ class SimulatedWorld:
             lit = [la for la in self.lasers.values() if la.on and la.power_mw > 0]
             survival = self.surviving_fraction()
             photons = np.zeros(self.frame_shape, np.float32)
+            blinks = self._advance_live_blinking(lit, exposure_ms, survival)
             for laser in lit:
                 scale = laser.power_mw * exposure_ms * self.brightness * survival
                 if laser.power_mw >= self.smlm_threshold_mw:
                     photons += self._blinking_frame(laser, exposure_ms, scale)
+                elif blinks is not None:
+                    pattern = self._pattern(image_id, slm_image, laser.line)
+                    unbleached = laser.power_mw * exposure_ms * self.brightness
+                    photons += self._fluctuation_frame(laser.line, pattern, blinks, unbleached)
                 else:
                     pattern = self._pattern(image_id, slm_image, laser.line)
                     photons += self._expected_photons(laser.line, pattern, scale)
@@ -430,6 +450,47 @@ class SimulatedWorld:
             frame = self.camera.expose(photons, exposure_ms, self._noise_rng, out=out)
         meta["SimFrameCRC"] = zlib.crc32(frame)  # lets a store prove it kept this frame
         return frame, meta
+
+    def _advance_live_blinking(
+        self, lit: list[LaserState], exposure_ms: float, survival: float
+    ) -> np.ndarray | None:
+        """Fluctuation mode: move the persistent dyes on by one frame (once per exposure)."""
+        below = [la for la in lit if la.power_mw < self.smlm_threshold_mw]
+        if not self.fluctuation or not below:
+            return None
+        key = (self.sample.version, round(self.z_um, 4), self.xy_um, self.frame_shape)
+        if self._live is None:
+            self._live = LiveBlinking(
+                self.grid_shape, self.grid_pixel_nm, FLUCTUATION_DYES_PER_UM, self.seed
+            )
+            self._live_key = None
+        if key != self._live_key:
+            self._live.place(self._density_in_view())
+            self._live_key = key
+        now = time.perf_counter()  # the dyes relax in the dark between frames
+        gap_ms = 0.0 if self._live_t is None else (now - self._live_t) * 1000.0 - exposure_ms
+        self._live_t = now
+        return self._live.frame(
+            sum(la.power_mw for la in below),
+            exposure_ms,
+            float(np.clip(gap_ms, 0.0, MAX_DARK_GAP_MS)),
+            any(not la.gated for la in below),
+            survival,
+            self._rng,
+        )
+
+    def _fluctuation_frame(
+        self, line: int, pattern: IlluminationPattern, blinks: np.ndarray, scale: float
+    ) -> np.ndarray:
+        """Photons per camera pixel of this frame's blinking dyes under ``pattern``."""
+        live = self._live
+        weights = (
+            blinks if pattern.is_uniform else blinks * illumination_at(pattern, live.positions_nm)
+        )
+        density = render_points(live.positions_nm, weights, self.grid_shape, self.grid_pixel_nm)
+        blurred = blur(density, self._otf(line))
+        binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
+        return binned * np.float32(scale / self.oversample**2)
 
     def _blinking_frame(self, laser: LaserState, exposure_ms: float, scale: float) -> np.ndarray:
         """SMLM: a sparse random subset of emitters is on in this frame."""

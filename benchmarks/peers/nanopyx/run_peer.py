@@ -149,7 +149,9 @@ def border_is_zero(sr: np.ndarray, m: int) -> bool | None:
     return not np.any(sr[~inner])
 
 
-def esrrf_window(peer: types.SimpleNamespace, window: np.ndarray, args: argparse.Namespace):
+def esrrf_window(
+    peer: types.SimpleNamespace, window: np.ndarray, args: argparse.Namespace
+) -> tuple[np.ndarray, list[str], list[str]]:
     """One eSRRF time point: (sr (H*m, W*m) float32, run types that ran, peer messages)."""
     force = None if args.run_type == "auto" else args.run_type
     kwargs = {

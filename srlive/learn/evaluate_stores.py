@@ -25,30 +25,22 @@ def _reconstruct(
     method: str, stores: Sequence[Path], out: Path, workers: int | None, scheduler: str | None
 ) -> list[Path]:
     """``method`` over every store in one Dask job; outputs already complete are reused."""
-    from srlive.recon.distributed import named_outputs, reconstruct_distributed
+    from srlive.recon.distributed import (
+        named_outputs,
+        reconstruct_distributed,
+        reconstruction_state,
+    )
 
     target = out / method.replace("/", "_").removesuffix(".safetensors")
     outputs = named_outputs(stores, target)
-    todo = [(s, o) for s, o in zip(stores, outputs, strict=True) if not _complete(o, s, method)]
+    pairs = zip(stores, outputs, strict=True)
+    todo = [(s, o) for s, o in pairs if reconstruction_state(o, s, method) != "complete"]
     if todo:
         target.mkdir(parents=True, exist_ok=True)
         inputs = [s for s, _ in todo]
         dest = todo[0][1] if len(todo) == 1 else target
         reconstruct_distributed(inputs, method, dest, workers=workers, scheduler=scheduler)
     return outputs
-
-
-def _complete(output: Path, store: Path, method: str) -> bool:
-    """A complete reconstruction of ``store`` by ``method`` (a previous evaluation's)."""
-    if not (output / "zarr.json").exists():
-        return False
-    attrs = open_store(output).attrs
-    run = attrs.get("run", {})
-    return bool(
-        attrs.get("complete")
-        and run.get("reconstructed_from") == str(store)
-        and run.get("method") == method
-    )
 
 
 def _score_store(method_out: Path, reference_out: Path) -> dict[str, Any]:

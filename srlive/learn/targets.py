@@ -10,13 +10,13 @@ reused; an interrupted one is resumed by the reconstruction itself.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from srlive.storage.guard import is_srlive_store
+from srlive.recon.distributed import made_from, reconstruction_state
+from srlive.storage.guard import is_srlive_store, srlive_attrs
 
 METHOD = "wiener-sim"
 
@@ -45,34 +45,19 @@ def targets_dir(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".targets")
 
 
-def _attrs(target: Path) -> dict[str, Any] | None:
-    """A store's root ``srlive`` attributes (None: not readable as one)."""
-    try:
-        attrs = json.loads((target / "zarr.json").read_text())["attributes"]["srlive"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return attrs if isinstance(attrs, dict) else None
-
-
-def _made_from(attrs: dict[str, Any], store: Path) -> bool:
-    run = attrs.get("run") or {}
-    return run.get("reconstructed_from") == str(store) and run.get("method") == METHOD
-
-
 def is_complete_target(target: Path, store: Path) -> bool:
     """True if ``target`` is a complete ``wiener-sim`` reconstruction of ``store``."""
-    attrs = _attrs(target)
-    return attrs is not None and attrs.get("complete") is True and _made_from(attrs, store)
+    return reconstruction_state(target, store, METHOD) == "complete"
 
 
 def _check_in_the_way(target: Path, store: Path) -> None:
     """Refuse anything at ``target`` but a (complete or interrupted) target of ``store``."""
     if not (target.exists() or target.is_symlink()):
         return
-    attrs = _attrs(target) if is_srlive_store(target) else None
+    attrs = srlive_attrs(target)
     if attrs is None:
         raise ValueError(f"{target} is in the way of the targets of {store}; delete it")
-    if not _made_from(attrs, store):
+    if not made_from(attrs, store, METHOD):
         made = (attrs.get("run") or {}).get("reconstructed_from")
         raise ValueError(f"{target} holds the targets of {made}, not of {store}; delete it")
 

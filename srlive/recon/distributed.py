@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -36,14 +36,15 @@ from srlive.process_env import HEAP_REUSE, child_environ
 from srlive.recon.file_input import SetSource, open_input
 from srlive.recon.offline import (
     SetMethod,
+    create_output,
     finite_json,
     not_found_warnings,
     resolve_method,
     stored_raw,
 )
-from srlive.recon.sim_params import SIMParameters, pattern_columns
-from srlive.storage.guard import check_output, is_srlive_store
-from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore, write_set_chunks
+from srlive.recon.sim_params import SIMParameters
+from srlive.storage.guard import check_output, srlive_attrs
+from srlive.storage.omezarr import AcquisitionStore, write_set_chunks
 
 _WORKER_JOBS: dict[str, tuple[SetSource, SetMethod]] = {}  # per worker process, per input
 WORKER_LOADS: dict[str, int] = {}  # how often this process built each input's method
@@ -121,23 +122,23 @@ def output_paths(inputs: Sequence[str | Path], out: Path) -> list[Path]:
     return [out] if len(inputs) == 1 else named_outputs(inputs, out)
 
 
-def _resumable(out: Path, input: Path, method: str) -> bool:
-    """An incomplete, pre-sized output of the same input and method (an interrupted job)."""
-    if not is_srlive_store(out):
-        return False
-    import json
+def made_from(attrs: Mapping[str, Any], input: str | Path, method: str) -> bool:
+    """Whether a store's root attributes say it is ``method``'s reconstruction of ``input``."""
+    run = attrs.get("run") or {}
+    return run.get("reconstructed_from") == str(input) and run.get("method") == method
 
-    try:
-        attrs = json.loads((out / "zarr.json").read_text())["attributes"]["srlive"]
-    except (OSError, ValueError, KeyError):
-        return False
-    run = attrs.get("run", {})
-    return (
-        not attrs.get("complete")
-        and bool(attrs.get("presized"))
-        and run.get("reconstructed_from") == str(input)
-        and run.get("method") == method
-    )
+
+def reconstruction_state(
+    out: str | Path, input: str | Path, method: str
+) -> Literal["complete", "interrupted"] | None:
+    """``out`` as ``method``'s reconstruction of ``input``: complete, an interrupted job this
+    module can resume (pre-sized, not complete), or neither (None)."""
+    attrs = srlive_attrs(out)
+    if attrs is None or not made_from(attrs, input, method):
+        return None
+    if attrs.get("complete") is True:
+        return "complete"
+    return "interrupted" if attrs.get("presized") else None
 
 
 def _open_job(
@@ -149,7 +150,7 @@ def _open_job(
     overwrite: bool,
 ) -> _InputJob:
     """Check, resolve and reconstruct set 0 of ``input``; create or resume its output."""
-    resume = not overwrite and _resumable(out, input, method)
+    resume = not overwrite and reconstruction_state(out, input, method) == "interrupted"
     if not resume:
         check_output(out, overwrite=overwrite, inputs=[input])
     if str(out).lower().endswith((".tif", ".tiff")):
@@ -172,32 +173,7 @@ def _open_job(
     if resume:
         store = AcquisitionStore.resume(out)
     else:
-        h, w = source.shape
-        up = recon.upscale
-        store = AcquisitionStore.create(
-            out,
-            frame_shape=(h, w),
-            pixel_nm=source.pixel_nm,
-            n_angles=source.layout[0],
-            n_phases=source.layout[1],
-            sr_shape=(up * h, up * w),
-            sr_pixel_nm=source.pixel_nm / up,
-            laser_lines=source.laser_lines,
-            profile=source.profile,
-            run={
-                **source.run,
-                "reconstructed_from": str(input),
-                "method": method,
-                "optics": optics.model_dump(mode="json"),
-            },
-            sr_method=method,
-            overwrite=overwrite,
-            inputs=[input],
-            extra_frame_columns=source.extra_columns,
-            extra_sr_columns=DEFAULT_SR_EXTRAS
-            + (pattern_columns(*source.layout) if recon.patterned else ()),
-            n_sets=source.n_sets,
-        )
+        store = create_output(out, source, method, optics, recon, overwrite, source.n_sets)
     done = store.done_sets()
     job = _InputJob(spec, source, store, [t for t in range(source.n_sets) if t not in done])
     job.resumed = resume

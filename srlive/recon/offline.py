@@ -224,20 +224,21 @@ def _sets(
             yield t, raw, rows, result
 
 
-def _write_store(
+def create_output(
     out: Path,
     source: SetSource,
     method: str,
     optics: SIMOptics,
     recon: SetMethod,
-    sets: Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]],
     overwrite: bool,
-) -> list[dict[str, Any]]:
-    """Write raw and SR of every set into a new store; the sets' summary entries."""
+    n_sets: int | None = None,
+) -> AcquisitionStore:
+    """The new output store of ``method`` over ``source`` (``n_sets``: pre-sized, for sets
+    written in any order by other processes)."""
     h, w = source.shape
     up = recon.upscale
     pattern = pattern_columns(*source.layout) if recon.patterned else ()
-    writer = AcquisitionStore.create(
+    return AcquisitionStore.create(
         out,
         frame_shape=(h, w),
         pixel_nm=source.pixel_nm,
@@ -258,7 +259,21 @@ def _write_store(
         inputs=[source.source],  # never written over (or into) the input it reads
         extra_frame_columns=source.extra_columns,
         extra_sr_columns=DEFAULT_SR_EXTRAS + pattern,
+        n_sets=n_sets,
     )
+
+
+def _write_store(
+    out: Path,
+    source: SetSource,
+    method: str,
+    optics: SIMOptics,
+    recon: SetMethod,
+    sets: Iterator[tuple[int, np.ndarray, list[dict[str, Any]], SetResult]],
+    overwrite: bool,
+) -> list[dict[str, Any]]:
+    """Write raw and SR of every set into a new store; the sets' summary entries."""
+    writer = create_output(out, source, method, optics, recon, overwrite)
     entries: list[dict[str, Any]] = []
     try:
         with writer:

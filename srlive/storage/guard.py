@@ -49,14 +49,20 @@ class StoreBusyError(StoreGuardError):
     """Another writer holds the store."""
 
 
-def is_srlive_store(path: str | os.PathLike[str]) -> bool:
-    """True if ``path`` is a directory whose root ``zarr.json`` carries srlive attributes."""
+def srlive_attrs(path: str | os.PathLike[str]) -> dict | None:
+    """The root ``srlive`` attributes of the store at ``path`` (None: not an srlive store)."""
     meta = Path(path) / "zarr.json"
     try:
         attrs = json.loads(meta.read_text()).get("attributes", {})
     except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(attrs, dict) and isinstance(attrs.get("srlive"), dict)
+        return None
+    found = attrs.get("srlive") if isinstance(attrs, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def is_srlive_store(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is a directory whose root ``zarr.json`` carries srlive attributes."""
+    return srlive_attrs(path) is not None
 
 
 def only_lock_file(path: Path) -> bool:

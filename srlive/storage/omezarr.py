@@ -464,13 +464,7 @@ class AcquisitionStore:
             raise ValueError(f"{self.path} was not written set by set in any order: cannot resume")
         self._root = root
         self._state = state
-        self._lock = threading.RLock()
-        self._closed = False
-        self._failed = None
-        self._commit_failed = False
-        self._flush_interval = 0.5
-        self._fsync = True
-        self._interval_s = None
+        self._start_writing(flush_interval_s=0.5, fsync=True, interval_s=None)
         h, w = (int(v) for v in state["frame_shape"])
         self.frame_shape = (h, w)
         self.n_angles, self.n_phases = int(state["n_angles"]), int(state["n_phases"])
@@ -490,11 +484,6 @@ class AcquisitionStore:
         self._sr_flushed = self._sr_table.length
         self._n_sets = int(state.get("sets_flushed", 0))
         self._n_sr_t = self._n_sets
-        self._written = set()
-        self._last_flush = time.monotonic()
-        self._warned_keys = set()
-        self._job = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="srlive-store-flush")
         self._sorted_tables = True
 
     def _presize(self, n_sets: int) -> None:
@@ -533,6 +522,23 @@ class AcquisitionStore:
             self._written.update(Path(f) for f in files)
             self._sr_row(int(t), sr_meta, "reconstructed", None, stored=True)
 
+    def _start_writing(
+        self, flush_interval_s: float | None, fsync: bool, interval_s: float | None
+    ) -> None:
+        """The writer's runtime state, for a new store and a resumed one alike."""
+        self._lock = threading.RLock()
+        self._closed = False
+        self._failed: str | None = None  # the first write that failed (the store is done)
+        self._commit_failed = False  # a table commit failed: the buffered rows are not reliable
+        self._flush_interval = flush_interval_s
+        self._fsync = bool(fsync)
+        self._interval_s = interval_s
+        self._written: set[Path] = set()
+        self._last_flush = time.monotonic()
+        self._warned_keys: set[str] = set()
+        self._job: Future[None] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="srlive-store-flush")
+
     def _build(
         self,
         frame_shape: tuple[int, int],
@@ -556,13 +562,7 @@ class AcquisitionStore:
     ) -> None:
         """Create the groups, arrays and tables of a new store in the claimed directory."""
         h, w = frame_shape
-        self._lock = threading.RLock()
-        self._closed = False
-        self._failed: str | None = None  # the first write that failed (the store is done)
-        self._commit_failed = False  # a table commit failed: the buffered rows are not reliable
-        self._flush_interval = flush_interval_s
-        self._fsync = bool(fsync)
-        self._interval_s = interval_s
+        self._start_writing(flush_interval_s, fsync, interval_s)
         self.frame_shape = (h, w)
         self.n_angles, self.n_phases = a, p
         self.pixel_nm = float(pixel_nm)
@@ -575,11 +575,6 @@ class AcquisitionStore:
         self._sr_flushed = 0
         self._n_sets = 0  # 1 + largest raw set index written
         self._n_sr_t = 0  # 1 + largest SR set index written
-        self._written: set[Path] = set()
-        self._last_flush = time.monotonic()
-        self._warned_keys: set[str] = set()
-        self._job: Future[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="srlive-store-flush")
 
         self._state: dict[str, Any] = {
             "layout": LAYOUT_VERSION,

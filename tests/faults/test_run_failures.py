@@ -25,11 +25,11 @@ RUN = ["run", "--headless", "--json", "--set", "SimHub.FrameSize=128"]
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MB tmpfs (root only); skipped where mounting is not allowed."""
+    """An 8 MB tmpfs (root only; room for a store's metadata and a few sets, not 200)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["SIMOptics", "__version__", "estimate_pattern", "reconstruct"]
+__all__ = [
+    "FLUCTUATION_METHODS",
+    "FluctuationSettings",
+    "SIMOptics",
+    "__version__",
+    "estimate_pattern",
+    "reconstruct",
+]
 
 
 def reconstruct(
@@ -15,12 +22,20 @@ def reconstruct(
     device: str = "auto",
     offset_adu: float | None = None,
     optics: Any = None,
+    **fluctuation: Any,
 ) -> Any:
-    """Reconstruct one set of raw frames; see :func:`srlive.recon.api.reconstruct`."""
+    """Reconstruct one set of raw frames, or one burst with ``esrrf``/``sofi2``-``4``
+    (``window=``, ``step=``, ...); see :func:`srlive.recon.api.reconstruct`."""
     from srlive.recon.api import reconstruct as _reconstruct
 
     return _reconstruct(
-        frames, method, profile=profile, device=device, offset_adu=offset_adu, optics=optics
+        frames,
+        method,
+        profile=profile,
+        device=device,
+        offset_adu=offset_adu,
+        optics=optics,
+        **fluctuation,
     )
 
 
@@ -39,4 +54,8 @@ def __getattr__(name: str) -> Any:
         from srlive.recon.optics import SIMOptics
 
         return SIMOptics
+    if name in ("FluctuationSettings", "FLUCTUATION_METHODS"):
+        from srlive.recon.fluctuation import method
+
+        return getattr(method, name)
     raise AttributeError(name)

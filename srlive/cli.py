@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from srlive import __version__
+from srlive.cli_fluctuation import (
+    add_fluctuation_options,
+    fluctuation_from_args,
+    given_fluctuation_flags,
+)
 
 log = logging.getLogger("srlive")
 
@@ -93,6 +98,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="close the window after the sets (default: it stays open for Start/Snap)",
     )
     run.add_argument("--json", action="store_true", help="print a JSON summary last")
+    run.add_argument(
+        "--method",
+        default=None,
+        help="the modality's reconstruction (default: sim9 wiener-sim, sim3 dl-sim3, "
+        "fluctuation esrrf; fluctuation also sofi2 | sofi3 | sofi4)",
+    )
+    add_fluctuation_options(run)
 
     acq = sub.add_parser("acquire", help="run an automated imaging protocol (YAML/JSON)")
     acq.add_argument("protocol", type=Path, help="protocol file (useq MDASequence + srlive)")
@@ -107,7 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     acq.add_argument("--json", action="store_true", help="print a JSON summary last")
 
     train = sub.add_parser("train", help="train a learned reconstruction on simulated data")
-    train.add_argument("model", choices=["dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr"])
+    train.add_argument(
+        "model", choices=["dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr", "dl-srrf5"]
+    )
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch", type=int, default=8)
     train.add_argument("--patch", type=int, default=64, help="camera pixels per training crop")
@@ -203,7 +217,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--scheduler", default=None, metavar="ADDR", help="--stores: Dask scheduler")
 
     rec = sub.add_parser(
-        "reconstruct", help="reconstruct a stored acquisition or a raw SIM file (TIFF, MRC, .npy)"
+        "reconstruct",
+        help="reconstruct a stored acquisition or a raw SIM file or burst (TIFF, MRC, .npy)",
     )
     rec.add_argument(
         "input",
@@ -215,7 +230,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rec.add_argument(
         "--method",
         required=True,
-        help="wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr | a .safetensors model",
+        help="SIM: wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr | a .safetensors "
+        "model; fluctuation bursts: esrrf | sofi2 | sofi3 | sofi4",
     )
     rec.add_argument("--out", type=Path, required=True, help="new store, or X.tif (OME-TIFF)")
     rec.add_argument("--overwrite", action="store_true")
@@ -236,6 +252,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--plot", type=Path, default=None, metavar="PNG", help="set 0's spectra and carriers"
     )
     rec.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_fluctuation_options(rec, **RECONSTRUCT_WINDOW_HELP)  # defaults from the input here
     dist = rec.add_argument_group("distributed (Dask): resumable, the same output as one process")
     dist.add_argument(
         "--workers", type=int, default=None, metavar="N", help="a local cluster of N processes"
@@ -258,6 +275,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "optimizer",
             "sim-real",
             "distributed",
+            "fluctuation",
+            "esrrf-peer",
         ],
     )
     bench.add_argument(
@@ -267,7 +286,20 @@ def _build_parser() -> argparse.ArgumentParser:
         help="acquisition: SIM sets per method (20); distributed: sets in the store (200)",
     )
     bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
-    bench.add_argument("--size", type=int, default=512)
+    bench.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="frame size (512; pipeline --modality fluctuation 256)",
+    )
+    bench.add_argument(
+        "--modality",
+        default=None,
+        help="pipeline: fluctuation streams blinking bursts through eSRRF/SOFI windows "
+        "(--method, --window, --step, ...); default: the model's modality",
+    )
+    bench.add_argument("--method", default=None, help="pipeline --modality fluctuation: esrrf")
+    add_fluctuation_options(bench)
     bench.add_argument(
         "--seconds",
         type=float,
@@ -332,7 +364,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--peer-python",
         type=Path,
         default=None,
-        help="sim-real: the peer venv's python (default .peers/napari-sim-processor/bin/python)",
+        help="sim-real / esrrf-peer: the peer venv's python (default .peers/<peer>/bin/python)",
     )
 
     prior = sub.add_parser(
@@ -357,10 +389,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from srlive.acquisition.live import RunSettings
-    from srlive.viewer.live import display_available
+    from srlive.viewer.display import display_available
 
     if args.frames < 1:
         raise UsageError("--frames must be at least 1")
+    fluctuation = None
+    if args.modality == "fluctuation":
+        fluctuation = fluctuation_from_args(args, args.method or "esrrf")
+    elif flags := given_fluctuation_flags(args):
+        raise UsageError(f"{', '.join(flags)}: only for --modality fluctuation")
     settings = RunSettings(
         profile=args.profile,
         modality=args.modality,
@@ -374,6 +411,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         optimize=args.optimize,
         goal=args.goal,
         target_quality=args.target_quality,
+        reconstruction=args.method,
+        fluctuation=fluctuation,
     )
     if args.target_quality is not None and not 0 < args.target_quality <= 1:
         raise UsageError("--target-quality must be in (0, 1]")
@@ -417,8 +456,15 @@ def _run_with_window(settings, stay_open: bool = True):
     from srlive.acquisition.live import run_live
     from srlive.profiles import load_profile
     from srlive.safety import graceful_stop
-    from srlive.viewer.attach import attach_session
-    from srlive.viewer.live import run_with_viewer
+
+    try:
+        from srlive.viewer.attach import attach_session
+        from srlive.viewer.live import run_with_viewer
+    except ImportError as exc:  # srlive installed without the qt extra
+        raise UsageError(
+            f"the live window needs a Qt binding (pip install 'srlive[qt]'), or use --headless "
+            f"({exc})"
+        ) from None
 
     profile = load_profile(settings.profile)
     result = {}
@@ -552,6 +598,14 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+# reconstruct's window and step default to its input (srlive.recon.offline_fluctuation)
+RECONSTRUCT_WINDOW_HELP = {
+    "window_help": "frames per SR image (default: a store's set size; a raw file's frames, at "
+    "most 100)",
+    "step_help": "frames between SR images, the output's set size (default: a store's set size "
+    "when it divides the window, else the window); the window must be a multiple of it",
+}
+
 # reconstruct's optics flags: flag, metavar, help; parsed by _reconstruct_optics
 RECONSTRUCT_OPTICS_FLAGS = (
     ("--pixel-nm", "NM", "camera pixel at the sample (default: the file's, else the profile's)"),
@@ -625,7 +679,44 @@ def _cmd_evaluate_stores(args: argparse.Namespace) -> int:
     return 0
 
 
+# reconstruct's options that mean nothing to the fluctuation methods (refused with them)
+_SIM_ONLY_OPTIONS = (
+    ("na", "--na"),
+    ("emission_nm", "--emission-nm"),
+    ("angles", "--angles"),
+    ("phases", "--phases"),
+    ("order", "--order"),
+    ("pattern_period_nm", "--pattern-period-nm"),
+    ("pattern_angles_deg", "--pattern-angles-deg"),
+    ("wiener", "--wiener"),
+    ("optics", "--optics"),
+    ("plot", "--plot"),
+)
+
+
+def _reconstruct_fluctuation_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The fluctuation settings given (None values: defaulted to the input), for a
+    fluctuation method; None for a SIM method. UsageError for options of the other kind."""
+    from srlive.cli_fluctuation import FLUCTUATION_FLAGS
+    from srlive.recon.fluctuation.method import FLUCTUATION_METHODS
+
+    if args.method not in FLUCTUATION_METHODS:
+        if flags := given_fluctuation_flags(args):
+            methods = ", ".join(FLUCTUATION_METHODS)
+            raise UsageError(f"{', '.join(flags)}: only for the fluctuation methods ({methods})")
+        return None
+    if args.workers is not None or args.scheduler is not None:
+        raise UsageError(f"--workers/--scheduler: not supported yet for {args.method}")
+    if len(args.input) > 1:
+        raise UsageError(f"{args.method} reconstructs one input at a time")
+    sim_only = [flag for dest, flag in _SIM_ONLY_OPTIONS if getattr(args, dest) is not None]
+    if sim_only:
+        raise UsageError(f"{', '.join(sim_only)}: SIM options, not used by {args.method}")
+    return {name: getattr(args, name) for name in FLUCTUATION_FLAGS}
+
+
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    fluctuation = _reconstruct_fluctuation_args(args)
     if args.workers is not None or args.scheduler is not None:
         return _cmd_reconstruct_distributed(args)
     if len(args.input) > 1:
@@ -642,11 +733,19 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         plot=args.plot,
+        fluctuation=fluctuation,
     )
     for line in summary["warnings"]:
         print(f"srlive: warning: {line}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, indent=2))
+        return 0
+    if fluctuation is not None:
+        params = summary["parameters"]
+        print(
+            f"{summary['sr_images']} SR images ({args.method}, windows of {params['window']} "
+            f"frames every {params['step']}, x{summary['upscale']}) -> {summary['output']}"
+        )
         return 0
     line = f"{summary['sr_images']} SR images ({args.method}) -> {summary['output']}"
     if summary["pixel_nm_from"] == "file metadata":
@@ -701,17 +800,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from simulators.bench import bench_camera
 
         result = bench_camera(
-            size=args.size,
+            size=args.size or 512,
             seconds=args.seconds or 5.0,
             motion=args.motion,
             **_given(exposure_ms=args.exposure_ms),
         )
+    elif args.what == "pipeline" and args.modality == "fluctuation":
+        from srlive.pipeline.bench_fluctuation import bench_pipeline_fluctuation
+
+        result = bench_pipeline_fluctuation(
+            fluctuation_from_args(args, args.method or "esrrf"),
+            size=args.size or 256,
+            seconds=args.seconds or 30.0,
+            threads=args.threads,
+            inference=args.inference,
+            exposure_ms=args.exposure_ms,
+        )
     elif args.what == "pipeline":
+        if args.modality is not None:
+            raise UsageError("--modality: only fluctuation (other modalities follow --model)")
         from srlive.pipeline.bench import bench_pipeline
 
         result = bench_pipeline(
             device=args.device,
-            size=args.size,
+            size=args.size or 512,
             model=args.model or "dl-sim3",
             seconds=args.seconds or 30.0,
             threads=args.threads,
@@ -725,7 +837,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = bench_soak(
             seconds=args.seconds or 600.0,
-            size=args.size,
+            size=args.size or 512,
             model=args.model or "dl-sim3",
             device=args.device,
             threads=args.threads,
@@ -738,14 +850,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.acquisition.bench import bench_acquisition
 
         result = bench_acquisition(
-            size=args.size, n_sets=args.sets or 20, **_given(exposure_ms=args.exposure_ms)
+            size=args.size or 512, n_sets=args.sets or 20, **_given(exposure_ms=args.exposure_ms)
         )
     elif args.what == "models":
         from srlive.learn.bench import bench_models
 
         result = bench_models(
             [args.model] if args.model else None,
-            size=args.size,
+            size=args.size or 512,
             repeats=args.repeats,
             device=args.device,
             precision=args.precision,
@@ -755,12 +867,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "recon":
         from srlive.recon.bench import bench_wiener
 
-        result = bench_wiener(size=args.size, repeats=args.repeats)
+        result = bench_wiener(size=args.size or 512, repeats=args.repeats)
     elif args.what == "distributed":
         from srlive.recon.bench_distributed import bench_distributed
 
-        size = args.size if args.size != 512 else 256
-        result = bench_distributed(sets=args.sets or 200, size=size)
+        result = bench_distributed(sets=args.sets or 200, size=args.size or 256)
+    elif args.what == "fluctuation":
+        from srlive.recon.fluctuation.bench import bench_fluctuation
+
+        result = bench_fluctuation()
+    elif args.what == "esrrf-peer":
+        from srlive.recon.fluctuation.bench import EsrrfPeerOptions, bench_esrrf_peer
+
+        size = args.size or 512
+        result = bench_esrrf_peer(
+            EsrrfPeerOptions(
+                size=size,
+                repeats=1 if size <= 256 else 0,  # NanoPyx: ~20 min per 512² window here
+                peer_python=str(args.peer_python) if args.peer_python else None,
+            )
+        )
     elif args.what == "sim-real":
         from srlive.recon.bench import RealOptics, bench_sim_real
 
@@ -780,7 +906,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from srlive.storage.bench import bench_storage
 
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-            result = bench_storage(Path(tmp), frame_shape=(args.size, args.size))
+            result = bench_storage(Path(tmp), frame_shape=(args.size or 512, args.size or 512))
     print(json.dumps(result, indent=2))
     return 0
 

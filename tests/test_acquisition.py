@@ -73,6 +73,9 @@ def test_each_modality_end_to_end(tmp_path, name):
         assert (slm == -1).all()
     if name == "sim9":
         assert reader.sr is not None and np.isfinite(reader.read_sr(1)).all()
+    if name == "fluctuation":  # every burst is one eSRRF window (4x finer grid)
+        assert reader.sr is not None and reader.sr.shape[-2:] == (256, 256)
+        assert reader.sr_status() == {0: "reconstructed", 1: "reconstructed"}
     if name == "smlm":  # sparse blinking: a few bright spots on a dark frame
         frame = raw[0, 0, 0].astype(float) - 100
         assert frame.max() > 20 * max(np.median(frame), 1.0)
@@ -103,6 +106,27 @@ def test_protocol_2_positions_3_timepoints_2_channels_exact(tmp_path):
     root = zarr.open_group(str(tmp_path / "mp.zarr"), mode="r")
     assert root.attrs["srlive"]["complete"] is True
     assert root.attrs["srlive"]["protocol"]["mda"]["time_plan"]["loops"] == 3
+
+
+def test_a_plain_useq_schema_file_is_a_protocol(tmp_path):
+    """What pymmcore-plus users already have: an MDASequence alone, srlive's fields default."""
+    import useq
+
+    sequence = useq.MDASequence(
+        stage_positions=[(0.0, 0.0), (40.0, 0.0)],
+        time_plan={"interval": 0, "loops": 3},
+        channels=["488"],
+    )
+    path = tmp_path / "plain.json"
+    path.write_text(sequence.model_dump_json(exclude_unset=True))
+    yaml_path = _protocol(tmp_path, json.loads(path.read_text()), "plain.yaml")
+    for source in (path, yaml_path):
+        out = tmp_path / f"{source.suffix[1:]}.zarr"
+        summary = acquire(source, out=out, properties=SMALL)
+        assert summary["complete"]
+        assert summary["sets_planned"] == summary["sets_completed"] == 6
+        assert set(summary["series"]) == {"p0_c488", "p1_c488"}
+        assert summary["raw_frames_stored"] == 6 * 9  # the default modality: sim9
 
 
 def test_store_validates_as_ome_zarr_05(tmp_path):
@@ -142,7 +166,7 @@ def test_invalid_protocol_touches_no_device(tmp_path, monkeypatch):
         (
             {
                 "mda": {"channels": [{"config": "488"}]},
-                "srlive": {"channels": {"488": {"reconstruction": "srrf"}}},
+                "srlive": {"channels": {"488": {"reconstruction": "localization"}}},
             },
             "not available",
         ),

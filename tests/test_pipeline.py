@@ -146,6 +146,23 @@ def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path
     assert lat["to_result"]["n"] == len(results) and lat["to_display"]["n"] == 3
 
 
+def test_the_model_is_loaded_only_in_the_inference_process(scope, tmp_path) -> None:
+    from srlive.learn import infer
+
+    cached = set(infer._CACHE)  # models earlier tests loaded in this process
+    session = _session(scope, tmp_path, threads=1)  # inference="process", the default
+    try:
+        session.start(3)
+        assert session.wait(300)
+        recon = session.writer.series["run"].recon
+    finally:
+        summary = session.close()
+    assert summary["sr_images"] >= 1
+    assert isinstance(recon, ModelReconstructor) and recon.upscale == 2
+    assert not recon.loaded  # the parent read the weights' header only
+    assert set(infer._CACHE) == cached  # nor did anything else here load a model
+
+
 def test_inference_process_matches_in_process_reconstruction(scope) -> None:
     ring = SetRing(2, 3, scope.frame_shape, shared=True)
     sim3 = get_modality("sim3")

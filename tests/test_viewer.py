@@ -107,6 +107,24 @@ def test_zoom_is_linked_in_physical_units(qtbot, viewer: LiveViewer) -> None:
     assert x0 <= 3.0 + 1e-6 and x1 >= 4.0 - 1e-6 and x1 - x0 < 2.0
 
 
+def test_a_finer_sr_grid_covers_the_same_field_of_view(qtbot, viewer: LiveViewer) -> None:
+    """eSRRF at m = 4: the SR panel takes the grid of the image it is given."""
+    raw, _ = images()
+    viewer.submit(raw, np.ones((4 * H, 4 * W), np.float32), {})
+    qtbot.waitUntil(lambda: viewer.displayed >= 1, timeout=2000)
+    rect = viewer.sr_item.mapRectToParent(viewer.sr_item.boundingRect())
+    assert (rect.width(), rect.height()) == pytest.approx((6.0, 4.0))
+
+
+def test_last_frame_mode_shows_a_copy_not_the_set_memory(viewer: LiveViewer) -> None:
+    """The set's memory (a ring slot) is reused once the preview returns."""
+    frames = np.arange(3 * H * W, dtype=np.uint16).reshape(3, H, W)
+    viewer.mode_box.setCurrentIndex(1)
+    shown = viewer.raw_display_image(frames)
+    assert not np.shares_memory(shown, frames)
+    np.testing.assert_array_equal(shown, frames[-1])
+
+
 def test_stop_button_emits_stop_requested(qtbot, viewer: LiveViewer) -> None:
     with qtbot.waitSignal(viewer.stop_requested, timeout=1000):
         qtbot.mouseClick(viewer.stop_button, QtCore.Qt.MouseButton.LeftButton)

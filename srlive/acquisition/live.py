@@ -16,11 +16,12 @@ import numpy as np
 from srlive.acquisition.modalities import get_modality
 from srlive.acquisition.session import FIRST_SERIES, LiveSession, LiveSettings
 from srlive.acquisition.settings import Illumination, resolve_illumination
-from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS
+from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, FluctuationReconstructor
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
 from srlive.pipeline.stream import SRResult
 from srlive.profiles import Profile, load_profile
+from srlive.recon.fluctuation.method import FLUCTUATION_METHODS, FluctuationSettings
 from srlive.safety import interlock
 from srlive.storage.guard import check_output
 
@@ -45,6 +46,12 @@ class RunSettings:
     optimize: bool = False  # the learned optimizer drives power and exposure from the start
     goal: str = "min-dose-at-quality"
     target_quality: float | None = None
+    reconstruction: str | None = None  # the modality's method otherwise
+    fluctuation: FluctuationSettings | None = None  # fluctuation: window, step, parameters
+
+    def method(self) -> str | None:
+        """The reconstruction the run's modality gets."""
+        return self.reconstruction or get_modality(self.modality).reconstruction
 
 
 @dataclass
@@ -68,6 +75,7 @@ class RunSummary:
     raw_fps: float = 0.0
     recon_ms_median: float | None = None
     sim_parameters: dict[str, Any] | None = None
+    fluctuation: dict[str, Any] | None = None  # the window, step and method's parameters
     latency_ms: dict[str, Any] | None = None  # exposure end -> SR ready: n, p50, p99, max
     series: dict[str, str] = field(default_factory=dict)  # series -> path (one per modality)
     lasers_on_at_end: list[int] = field(default_factory=list)
@@ -103,16 +111,24 @@ def run_live(
     modality = get_modality(settings.modality)
     light = _illumination(settings, profile)  # refused before any device moves
     out = Path(settings.out) if settings.out else default_output_path(modality.name)
-    if modality.reconstruction and modality.reconstruction.startswith("dl-"):
+    method = settings.method()
+    if method is not None and method not in AVAILABLE_RECONSTRUCTIONS:
+        known = ", ".join(AVAILABLE_RECONSTRUCTIONS)
+        raise ValueError(f"unknown reconstruction {method!r} (choose from {known})")
+    if method in FLUCTUATION_METHODS and modality.structured:
+        raise ValueError(f"{method} reconstructs uniform-light bursts, not {modality.name} sets")
+    if method and method.startswith("dl-"):
         from srlive.learn.infer import resolve_weights
 
-        resolve_weights(modality.reconstruction)  # missing weights: fail before acquiring
+        resolve_weights(method)  # missing weights: fail before acquiring
     check_output(out, overwrite=settings.overwrite)  # refused before any device moves
 
     scope = connect(profile)
     try:
         with interlock(scope):
             light = _illumination(settings, scope.profile)  # the devices' limits may be stricter
+            if modality.name == "fluctuation":
+                _blinking_sample(scope, settings.properties)
             for label, prop, value in settings.properties:
                 scope.set_property(label, prop, value)
             live = LiveSettings(
@@ -135,6 +151,16 @@ def run_live(
             )
     finally:
         scope.core.unloadAllDevices()
+
+
+def _blinking_sample(scope: Microscope, given: list[tuple[str, str, str]]) -> None:
+    """A simulated sample gets blinking dyes for a fluctuation run (a real sample blinks
+    on its own); ``--set HUB.Fluctuation=Off`` keeps them steady."""
+    hub = scope.profile.roles.simulator_hub
+    if hub is None or any(label == hub and prop == "Fluctuation" for label, prop, _ in given):
+        return
+    if scope.core.hasProperty(hub, "Fluctuation"):
+        scope.set_property(hub, "Fluctuation", "On")
 
 
 def _illumination(settings: RunSettings, profile: Profile) -> Illumination:
@@ -166,6 +192,11 @@ def _acquire(
         "power_mw": live.power,
         "set_properties": settings.properties,
     }
+    options = dict(session_options)
+    if settings.reconstruction is not None:
+        options["reconstructions"] = {modality.name: settings.reconstruction}
+    if settings.fluctuation is not None:
+        options["fluctuation"] = settings.fluctuation
     optimizer = _live_optimizer(scope, live, settings, lambda: session.dose_mj())
     session = LiveSession(
         scope,
@@ -175,7 +206,7 @@ def _acquire(
         run_info=run_info,
         keep_raw_sum=on_update is not None,
         optimizer=optimizer,
-        **session_options,
+        **options,
     )
     if settings.optimize:
         session.set_optimizer_enabled(True)
@@ -185,7 +216,7 @@ def _acquire(
         output=str(out),
         modality=modality.name,
         sequencing=sequencing,
-        sr_path="sr/0" if modality.reconstruction in AVAILABLE_RECONSTRUCTIONS else None,
+        sr_path="sr/0" if settings.method() in AVAILABLE_RECONSTRUCTIONS else None,
     )
     start = time.perf_counter()
     stored = [0]
@@ -206,6 +237,9 @@ def _acquire(
         params = getattr(state.recon, "current_params", lambda: None)() if state else None
         if params is not None:
             status += f"; pattern {params.summary()}"
+        if state is not None and isinstance(state.recon, FluctuationReconstructor):
+            f = state.recon.settings
+            status += f"; {f.method} of {f.window} frames every {f.step}"
         return {
             "t": t + 1,
             "of": settings.frames,
@@ -260,6 +294,8 @@ def _acquire(
             summary.recon_ms_median = float(np.median(state.recon.times_ms))
             if hasattr(state.recon, "current_params"):
                 summary.sim_parameters = _params_dict(state.recon.current_params())
+            if isinstance(state.recon, FluctuationReconstructor):
+                summary.fluctuation = state.recon.settings.parameters()
     return summary
 
 

@@ -98,11 +98,11 @@ MODALITIES: dict[str, Modality] = {
     ),
     "fluctuation": Modality(
         "fluctuation",
-        "burst of frames for SRRF/SOFI-type fluctuation analysis",
-        100,
+        "uniform-light burst stream in sets of 20 frames; eSRRF/SOFI of rolling windows",
+        20,
         1,
-        100,
-        reconstruction="srrf",
+        20,
+        reconstruction="esrrf",
     ),
     "smlm": Modality(
         "smlm",

@@ -6,6 +6,9 @@ A protocol file (YAML or JSON) has two sections::
                 # z_plan, channels (channel ``config`` names a laser line, e.g. "488")
     srlive:     # per channel: modality, power, exposure, reconstruction; optimizer; budget
 
+A plain useq-schema file (the MDASequence alone, as pymmcore-plus users have them) is a
+protocol too: its channels get the modality, power and exposure defaults of the profile.
+
 The whole protocol is validated before any device moves: every key must be known (in both
 sections: a typo is an error, never a silently used default), every number finite, every
 ``srlive.channels`` entry must name a channel of the plan, every setting must fit the
@@ -38,6 +41,7 @@ from srlive.acquisition.mda import (
 from srlive.acquisition.modalities import MODALITIES, Modality, get_modality
 from srlive.acquisition.settings import resolve_illumination
 from srlive.profiles import Profile
+from srlive.recon.fluctuation.method import FLUCTUATION_METHODS
 from srlive.safety import SafetyError
 
 RECONSTRUCTIONS = (
@@ -47,7 +51,7 @@ RECONSTRUCTIONS = (
     "dl-sim9",
     "dl-denoise",
     "dl-wf2sr",
-    "srrf",
+    *FLUCTUATION_METHODS,
     "localization",
 )
 # The most raw frames one protocol may plan (≈ 28 h of back-to-back 10 ms exposures, 80 GB
@@ -188,8 +192,13 @@ def load_protocol(path: str | Path) -> Protocol:
         raise ProtocolError(
             f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {str(exc).splitlines()[0]}"
         ) from None
+    if isinstance(data, dict) and "mda" not in data and "srlive" not in data:
+        data = {"mda": data}  # a plain useq-schema MDASequence: srlive's fields take defaults
     if not isinstance(data, dict) or "mda" not in data:
-        raise ProtocolError(f"{path}: a protocol is a mapping with an 'mda' section")
+        raise ProtocolError(
+            f"{path}: a protocol is a useq-schema MDASequence, or a mapping with an 'mda' "
+            "section (and an optional 'srlive' one)"
+        )
     if (found := non_finite(data)) is not None:
         loc, value = found
         raise ProtocolError(f"{path}: field '{_field(loc)}': must be a finite number, got {value}")

@@ -38,6 +38,7 @@ from srlive.hardware.microscope import Microscope
 from srlive.optimize.control import noise_model
 from srlive.pipeline.cpus import lower_current_thread_priority, pin_current_thread
 from srlive.pipeline.stream import Pipeline, SRResult
+from srlive.recon.fluctuation.method import FluctuationSettings
 from srlive.safety import SafetyError
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,10 @@ class LiveSession:
         inference: str = "process",
         pin_cpus: bool = False,
         acquisition_nice: int = 0,
+        fluctuation: FluctuationSettings | None = None,
     ) -> None:
         self.scope = scope
+        self.fluctuation = fluctuation  # window, step and method parameters (fluctuation)
         self.reconstructions = dict(reconstructions or {})  # modality -> method (overrides)
         self.acquisition_nice = acquisition_nice  # > 0: the session thread and camera yield
         self.profile = scope.profile
@@ -123,11 +126,14 @@ class LiveSession:
             path_for=self._series_path,
             overwrite=overwrite,
             device=device,
+            fluctuation=fluctuation or FluctuationSettings(),  # live: rolling windows
         )
-        max_frames = max(get_modality(m).frames for m in {*LIVE_MODALITIES, settings.modality})
+        max_frames = max(self._modality(m).frames for m in {*LIVE_MODALITIES, settings.modality})
         frame_bytes = 2 * scope.frame_shape[0] * scope.frame_shape[1]
         if slots is None:
             slots = int(np.clip(RING_BUDGET_BYTES // (frame_bytes * max_frames), 3, 12))
+            if settings.modality == "fluctuation":  # a window's sets stay held, 4 more move
+                slots = max(slots, (fluctuation or FluctuationSettings()).sets_per_window + 4)
         self.engine = Engine(scope, hardware_sequencing=hardware_sequencing)
         self.pipeline = Pipeline(
             self.writer,
@@ -178,6 +184,12 @@ class LiveSession:
             raise
 
     # --- settings ---------------------------------------------------------------------
+    def _modality(self, name: str) -> Modality:
+        """The modality ``name``; a fluctuation set is one step of the rolling window."""
+        if name == "fluctuation":
+            return get_modality(name, frames=(self.fluctuation or FluctuationSettings()).step)
+        return get_modality(name)
+
     def _check(self, settings: LiveSettings) -> None:
         get_modality(settings.modality)
         self._check_modality(settings.modality)
@@ -245,6 +257,7 @@ class LiveSession:
             s.line = value
         elif key == "modality":
             s.modality = value
+        self.pipeline.reset_windows()  # a window holds sets taken with one setting only
 
     def _apply_pending(self) -> None:
         with self._lock:
@@ -322,7 +335,7 @@ class LiveSession:
 
     def _plans(self, t0: int, n: int) -> list[SetPlan]:
         s = self.settings
-        modality = get_modality(s.modality)
+        modality = self._modality(s.modality)
         key = (modality.name, s.line)
         if key not in self._images:
             self._images[key] = (
@@ -350,6 +363,7 @@ class LiveSession:
             pin_current_thread("acquisition")  # the camera's sequence thread inherits it
         lower_current_thread_priority(self.acquisition_nice)  # inherited the same way
         done, error = 0, None
+        self.pipeline.reset_windows()  # no window spans the gap between two runs
         try:
             while n_sets is None or done < n_sets:
                 if self._opt is not None:

@@ -23,6 +23,7 @@ from srlive.acquisition.engine import EXTRA_FRAME_COLUMNS, SetPlan
 from srlive.acquisition.modalities import Modality
 from srlive.learn.geometry import Geometry
 from srlive.profiles import Profile
+from srlive.recon.fluctuation.method import FLUCTUATION_METHODS, FluctuationSettings, RollingWindow
 from srlive.recon.optics import SIMOptics
 from srlive.recon.sim_params import SIMParameters, pattern_columns, pattern_row
 from srlive.recon.wiener_sim import WienerSIM
@@ -31,8 +32,16 @@ from srlive.storage.omezarr import AcquisitionStore
 
 log = logging.getLogger(__name__)
 
-AVAILABLE_RECONSTRUCTIONS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr")
+AVAILABLE_RECONSTRUCTIONS = (
+    "wiener-sim",
+    "dl-sim3",
+    "dl-sim9",
+    "dl-denoise",
+    "dl-wf2sr",
+    *FLUCTUATION_METHODS,
+)
 SR_EXTRA_COLUMNS = ("recon_ms", "confidence", "latency_ms")
+WINDOW_COLUMNS = ("window_first_t", "window_frames")  # fluctuation SR rows: what each window holds
 REFINE_EVERY_SETS = 10  # live pattern refinement (≈0.2–0.8 s on 2 cores per estimate)
 TIMES_KEPT = 10_000  # reconstruction times kept for summaries (bounded: long runs stay flat)
 
@@ -94,8 +103,47 @@ class SIMReconstructor:
         return result, float("nan")
 
 
+class FluctuationReconstructor:
+    """eSRRF or SOFI of a window of ``window_sets`` consecutive sets (the burst stream).
+
+    Called with the window's frames, oldest first (the pipeline keeps the window's sets in
+    the ring; :meth:`SeriesWriter.on_set` keeps them in a :class:`RollingWindow`).
+    """
+
+    def __init__(self, settings: FluctuationSettings, offset_adu: float) -> None:
+        self.spec = (FluctuationReconstructor, (settings, offset_adu))
+        self.settings = settings
+        self.offset_adu = offset_adu
+        self.upscale = settings.upscale
+        self.window_sets = settings.sets_per_window
+        self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        result = self.settings.reconstruct(frames, self.offset_adu)
+        self.times_ms.append((time.perf_counter() - start) * 1000.0)
+        return result, float("nan")
+
+
+def fluctuation_for(
+    settings: FluctuationSettings | None, method: str, set_frames: int
+) -> FluctuationSettings:
+    """``settings`` with ``method``; without settings (a protocol's bursts), or when their
+    step is not the series' set size, every set is one window (the method's defaults)."""
+    base = (settings or FluctuationSettings()).model_dump()
+    base["method"] = method
+    if settings is None or base["step"] != set_frames:
+        base["window"] = base["step"] = set_frames
+    return FluctuationSettings(**base)
+
+
 class ModelReconstructor:
-    """A learned model (shipped weights) with its confidence score per output."""
+    """A learned model (shipped weights) with its confidence score per output.
+
+    The weights are loaded on the first call, in the process that makes it: with inference
+    in a child process the acquisition process only reads the file's header (its output
+    grid), never the model.
+    """
 
     def __init__(
         self,
@@ -104,17 +152,33 @@ class ModelReconstructor:
         geometry: Geometry | None = None,
         device: str = "auto",
     ) -> None:
-        from srlive.learn.infer import learned
+        from srlive.learn.infer import resolve_weights
+        from srlive.learn.weights_meta import read_weights_meta
 
         # how to build the same reconstructor elsewhere (the inference process)
         self.spec = (ModelReconstructor, (method, offset_adu, geometry, device))
-        self.model = learned(method, device, offset_adu, geometry)
-        self.upscale = self.model.upscale
+        self._args = (method, device, offset_adu, geometry)
+        self.upscale = read_weights_meta(resolve_weights(method)).upscale
+        self._model: Any = None
         self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
 
+    @property
+    def loaded(self) -> bool:
+        """The model is loaded in this process."""
+        return self._model is not None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from srlive.learn.infer import learned
+
+            self._model = learned(*self._args)
+        return self._model
+
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
+        model = self.model
         start = time.perf_counter()
-        result = self.model(frames)
+        result = model(frames)
         self.times_ms.append((time.perf_counter() - start) * 1000.0)
         return result.image, result.confidence
 
@@ -125,7 +189,8 @@ class SeriesState:
 
     name: str
     store: AcquisitionStore
-    recon: SIMReconstructor | ModelReconstructor | None
+    recon: SIMReconstructor | ModelReconstructor | FluctuationReconstructor | None
+    window: RollingWindow | None = None  # on_set's window of sets (fluctuation methods)
     sets: int = 0  # raw sets stored
     frames: int = 0
     sr_images: int = 0
@@ -148,6 +213,7 @@ class SeriesWriter:
     )
     series: dict[str, SeriesState] = field(default_factory=dict)
     device: str = "auto"  # for learned reconstructions
+    fluctuation: FluctuationSettings | None = None  # rolling windows (None: one per set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def series_for(self, name: str, plan: SetPlan, reconstruction: str | None) -> SeriesState:
@@ -157,8 +223,13 @@ class SeriesWriter:
 
     def _open(self, name: str, plan: SetPlan, reconstruction: str | None) -> SeriesState:
         modality = plan.modality
-        recon = None
-        if reconstruction == "wiener-sim" and modality.n_angles * modality.n_phases >= 9:
+        recon: SIMReconstructor | ModelReconstructor | FluctuationReconstructor | None = None
+        run_extra: dict[str, Any] = {}
+        if reconstruction in FLUCTUATION_METHODS and not modality.structured:
+            settings = fluctuation_for(self.fluctuation, reconstruction, modality.frames)
+            recon = FluctuationReconstructor(settings, self.offset_adu)
+            run_extra["fluctuation"] = settings.parameters()
+        elif reconstruction == "wiener-sim" and modality.n_angles * modality.n_phases >= 9:
             recon = SIMReconstructor(
                 self.profile, modality, self.frame_shape, plan.line, self.offset_adu
             )
@@ -192,6 +263,7 @@ class SeriesWriter:
                 "laser_line": plan.line,
                 "power_mw": plan.power_mw,
                 "exposure_ms": plan.exposure_ms,
+                **run_extra,
             },
             sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
@@ -200,10 +272,15 @@ class SeriesWriter:
             + (
                 pattern_columns(modality.n_angles, modality.n_phases)
                 if isinstance(recon, SIMReconstructor)
+                else WINDOW_COLUMNS
+                if isinstance(recon, FluctuationReconstructor)
                 else ()
             ),
         )
-        state = SeriesState(name, store, recon)
+        window = (
+            RollingWindow(recon.settings) if isinstance(recon, FluctuationReconstructor) else None
+        )
+        state = SeriesState(name, store, recon, window)
         self.series[name] = state
         return state
 
@@ -222,11 +299,18 @@ class SeriesWriter:
         self.write_raw(state, t, plan, frames, metas)
         sr = None
         info: dict[str, Any] = {"series": name, "t": t}
-        if state.recon is not None:
-            sr, confidence = state.recon(frames)
+        burst = frames if state.window is None else state.window.add(frames)
+        if state.recon is not None and burst is None:  # the first sets of a window
+            self.write_skipped(state, t, {"time_s": metas[-1]["time_s"]})
+        elif state.recon is not None:
+            sr, confidence = state.recon(burst)
             info["recon_ms"] = state.recon.times_ms[-1]
             info["confidence"] = confidence
             meta = {"time_s": metas[-1]["time_s"], "recon_ms": info["recon_ms"]}
+            if isinstance(state.recon, FluctuationReconstructor):
+                meta.update(
+                    window_first_t=t - state.recon.window_sets + 1, window_frames=len(burst)
+                )
             self.write_sr(state, t, sr, {**meta, "confidence": confidence})
         if self.on_result:
             self.on_result(plan, frames, sr, info)
@@ -285,6 +369,12 @@ class SeriesWriter:
     @property
     def sr_skipped(self) -> int:
         return sum(s.sr_skipped for s in self.series.values())
+
+    @property
+    def max_upscale(self) -> int:
+        """The finest SR grid any series here may produce (SR pixels per camera pixel)."""
+        ups = [s.recon.upscale for s in self.series.values() if s.recon is not None]
+        return max([2, (self.fluctuation or FluctuationSettings()).upscale, *ups])
 
     def recon_times_ms(self) -> list[float]:
         return [t for s in self.series.values() if s.recon for t in s.recon.times_ms]

@@ -123,6 +123,19 @@ def _computed_on(evaluation: dict[str, Any], name: str) -> str:
     return f", {name} run on {run_on} ({machine})" if run_on and machine else ""
 
 
+def _data_line(task: Any, info: dict[str, Any]) -> str:
+    if task.fluctuation:
+        return (
+            "- simulated data: bursts drawn on the fly by `srlive.learn.fluctuation` from the "
+            "project's fluctuation physics (settings and target below)"
+        )
+    return (
+        f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
+        "`srlive.learn.data` from the project's simulator (targets: ground truth blurred to the "
+        "2D-SIM resolution limit, or noise-free widefield for denoising)"
+    )
+
+
 def write_card(
     weights: str | Path,
     out: str | Path | None = None,
@@ -163,14 +176,17 @@ def write_card(
             f"`{json.dumps(run.get('train'))}`"
             for i, run in enumerate(runs, 1)
         ),
-        f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
-        "`srlive.learn.data` from the project's simulator (targets: ground truth blurred to the "
-        "2D-SIM resolution limit, or noise-free widefield for denoising)",
+        _data_line(task, info),
         "- confidence calibration (predicted relative error on held-in data, median and 90th "
         f"percentile): `{json.dumps(info.get('trust'))}`",
     ]
     if timing:
         lines += ["", "## Inference time per set", "", f"`{json.dumps(timing)}`"]
+    if task.fluctuation:  # scored on bursts (stored with the weights), not on SIM fields
+        from srlive.learn.fluctuation_card import fluctuation_card_lines
+
+        lines += fluctuation_card_lines(info)
+        evaluation = None
     if evaluation:
         results = evaluation["results"]
         names = [m for m in results if m.startswith(task.name + "@")]

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import numpy as np
 import torch
@@ -39,7 +39,10 @@ from simulators.samples import make_sample
 from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA, PERIOD_NM
 
 if TYPE_CHECKING:
+    from srlive.learn.fluctuation import BurstSimSettings
     from srlive.storage.omezarr import StoreReader
+
+    Settings: TypeAlias = "SimSettings | BurstSimSettings"  # burst tasks: their own
 
 HI_NM = CAMERA_NM / 2
 TRAIN_STRUCTURES = ("microtubules", "vesicles", "mitochondria", "beads")
@@ -54,10 +57,16 @@ class Task:
     pattern_frames: tuple[tuple[int, int], ...]  # (angle, phase) per input frame; () = widefield
     super_resolve: bool  # output on the 2× grid at SIM resolution (else camera-grid widefield)
     description: str
+    frames: int = 0  # consecutive raw frames of a fluctuation burst (0: not a burst model)
 
     @property
     def in_channels(self) -> int:
-        return max(1, len(self.pattern_frames))
+        return self.frames or max(1, len(self.pattern_frames))
+
+    @property
+    def fluctuation(self) -> bool:
+        """A burst model: its input is consecutive frames of blinking dyes."""
+        return self.frames > 0
 
 
 TASKS: dict[str, Task] = {
@@ -81,6 +90,14 @@ TASKS: dict[str, Task] = {
         (),
         True,
         "one widefield frame -> SR estimate (cross-modality, an estimate only)",
+    ),
+    "dl-srrf5": Task(
+        "dl-srrf5",
+        (),
+        True,
+        "5 consecutive raw frames of blinking dyes -> fluctuation SR on the 2x grid "
+        "(a learned SRRF from 5 frames)",
+        frames=5,
     ),
 }
 
@@ -130,7 +147,7 @@ def make_pair(
     task: Task,
     size: int,
     seed: int,
-    settings: SimSettings = SimSettings(),
+    settings: Settings | None = None,
     camera: CameraModel = CameraModel(),
     kind: str | None = None,
     peak_photons: float | None = None,
@@ -139,7 +156,15 @@ def make_pair(
 
     Inputs are offset-subtracted and divided by a per-pair scale (the 99.5th percentile of the
     mean frame), targets use the same scale, so a model sees brightness-normalised data.
+    Burst tasks (``dl-srrf5``) draw from :func:`srlive.learn.fluctuation.fluctuation_pair`
+    with :class:`BurstSimSettings` (their own camera ranges; ``camera`` is not used).
     """
+    if task.fluctuation:
+        from srlive.learn.fluctuation import BurstSimSettings, fluctuation_pair
+
+        burst = settings if isinstance(settings, BurstSimSettings) else BurstSimSettings()
+        return fluctuation_pair(size, seed, burst, kind, peak_photons)
+    settings = settings if isinstance(settings, SimSettings) else SimSettings()
     rng = np.random.default_rng(seed)
     kind = kind or str(rng.choice(settings.structures))
     hi_shape = (2 * size, 2 * size)
@@ -182,7 +207,7 @@ def make_pair(
 
 
 def field_crops(
-    task: Task, field: int, patch: int, seed: int, settings: SimSettings = SimSettings()
+    task: Task, field: int, patch: int, seed: int, settings: Settings | None = None
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Random ``patch``-pixel crops of one simulated field: (input, target, target span).
 
@@ -222,10 +247,11 @@ class PairStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(
-        self, task: Task, size: int, seed: int = 0, settings: SimSettings = SimSettings()
+        self, task: Task, size: int, seed: int = 0, settings: Settings | None = None
     ) -> None:
         super().__init__()
-        self.task, self.size, self.seed, self.settings = task, size, seed, settings
+        self.task, self.size, self.seed = task, size, seed
+        self.settings = settings or SimSettings()
 
     def _fields(self, worker: int, n_workers: int):
         sizes = np.array([max(self.size, f) for f in self.settings.field_sizes], float)
@@ -261,6 +287,8 @@ class PairStream(torch.utils.data.IterableDataset):
 
 def _check_store(task: Task, reader: StoreReader) -> None:
     """Refuse a store ``task`` cannot fine-tune on (one line naming the store)."""
+    if task.fluctuation:
+        raise ValueError(f"{reader.path}: fine-tuning {task.name} on stores is not supported")
     if task.name != "dl-denoise":
         layout = (reader.n_angles, reader.n_phases)
         if layout != (3, 3):

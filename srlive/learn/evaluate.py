@@ -143,7 +143,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    models = models or {}
+    # burst models (dl-srrf5) take fluctuation bursts: srlive.learn.fluctuation_eval scores them
+    models = {n: m for n, m in (models or {}).items() if not m.task.fluctuation}
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     jobs = [(kind, i) for kind in structures for i in range(fields_per_structure)]

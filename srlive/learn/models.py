@@ -32,6 +32,7 @@ class ModelConfig:
     uncertainty: bool = False  # second output channel: per-pixel log Laplace scale
     stem: int = 1  # pixel-unshuffle factor at the input (2: the U-Net runs at half resolution)
     context_levels: int = 0  # coarser levels below the bottleneck (each halves the resolution)
+    temporal_stats: bool = False  # add the frames' temporal statistics as input channels
 
     @property
     def out_channels(self) -> int:
@@ -42,8 +43,31 @@ class ModelConfig:
         """Input height and width must be multiples of this (the stem and every pooling)."""
         return 4 * self.stem * 2**self.context_levels
 
+    @property
+    def feature_channels(self) -> int:
+        """Channels the first stage sees per input pixel (frames, then their statistics)."""
+        return self.in_channels + (len(TEMPORAL_STATS) if self.temporal_stats else 0)
+
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+TEMPORAL_STATS = ("mean", "std", "lag1")
+
+
+def temporal_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W) frames -> (B, 3, H, W): mean, standard deviation, signed root of the
+    lag-1 autocovariance, all linear in brightness.
+
+    The standard deviation holds shot noise and blinking; the lag-1 term keeps only
+    fluctuations that last beyond one frame (shot and read noise are independent between
+    frames), the second-order statistics SOFI and eSRRF's TAC2 build on.
+    """
+    mean = x.mean(1, keepdim=True)
+    d = x - mean
+    std = d.pow(2).mean(1, keepdim=True).clamp_min(0).sqrt()
+    lag = (d[:, 1:] * d[:, :-1]).mean(1, keepdim=True)
+    return torch.cat([mean, std, lag.sign() * lag.abs().sqrt()], 1)
 
 
 class _ResBlock(nn.Module):
@@ -110,7 +134,7 @@ class SRUNet(nn.Module):
         super().__init__()
         self.config = config
         w, b, s = config.width, config.blocks_per_scale, config.stem
-        self.enc1 = _stage(config.in_channels * s * s, w, b)
+        self.enc1 = _stage(config.feature_channels * s * s, w, b)
         self.enc2 = _stage(w, 2 * w, b)
         self.enc3 = _stage(2 * w, 4 * w, b)
         self.deep = (
@@ -145,7 +169,9 @@ class SRUNet(nn.Module):
         m = self.config.size_multiple
         if h % m or w % m:
             raise ValueError(f"input size must be a multiple of {m}, got {h}x{w}")
-        folded = F.pixel_unshuffle(x, self.config.stem) if self.config.stem > 1 else x
+        features = torch.cat([x, temporal_statistics(x)], 1) if self.config.temporal_stats else x
+        s = self.config.stem
+        folded = F.pixel_unshuffle(features, s) if s > 1 else features
         e1 = self.enc1(folded)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         e3 = self.enc3(F.max_pool2d(e2, 2))

@@ -37,6 +37,7 @@ from srlive.learn.data import (
     Task,
     fine_tune_stores,
 )
+from srlive.learn.fluctuation import BurstSimSettings
 from srlive.learn.models import ModelConfig, SRUNet, count_parameters
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -111,9 +112,10 @@ def build_model(
     context_levels: int = 0,
 ) -> SRUNet:
     upscale = 2 if task.super_resolve else 1
-    return SRUNet(
-        ModelConfig(task.in_channels, upscale, width, 1, uncertainty, stem, context_levels)
+    config = ModelConfig(
+        task.in_channels, upscale, width, 1, uncertainty, stem, context_levels, task.fluctuation
     )
+    return SRUNet(config)
 
 
 def _image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -239,7 +241,7 @@ def _identity(
     task: Task,
     model: SRUNet,
     settings: TrainSettings,
-    sim: SimSettings,
+    sim: SimSettings | BurstSimSettings,
     init_from: str | Path | None,
     stores: list[Path] | None,
 ) -> dict[str, Any]:
@@ -316,7 +318,7 @@ def train_model(
     task_name: str,
     out: str | Path,
     settings: TrainSettings = TrainSettings(),
-    sim: SimSettings = SimSettings(),
+    sim: SimSettings | BurstSimSettings = SimSettings(),
     resume: bool = True,
     init_from: str | Path | None = None,
     progress: bool = True,
@@ -336,6 +338,10 @@ def train_model(
     # the data worker's share small (on 2 cores a step took 0.37 s on two threads against
     # 0.56 s on one beside the worker)
     task = TASKS[task_name]
+    if task.fluctuation and not isinstance(sim, BurstSimSettings):
+        # the CLI passes SimSettings; a burst model takes its own ranges (same field sizes)
+        fields = sim.field_sizes if sim != SimSettings() else BurstSimSettings.field_sizes
+        sim = BurstSimSettings(field_sizes=tuple(fields))
     stores = None
     if fine_tune_store is not None:
         given = [fine_tune_store] if isinstance(fine_tune_store, str | Path) else fine_tune_store
@@ -384,7 +390,7 @@ def _train(
     task: Task,
     out: Path,
     settings: TrainSettings,
-    sim: SimSettings,
+    sim: SimSettings | BurstSimSettings,
     resume: bool,
     init_from: str | Path | None,
     progress: bool,

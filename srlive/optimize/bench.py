@@ -366,7 +366,7 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
         import pyqtgraph.exporters
         from qtpy.QtWidgets import QApplication
 
-        from srlive.viewer.live import offscreen_without_display
+        from srlive.viewer.display import offscreen_without_display
     except Exception:  # no Qt: no plot
         return None
     offscreen_without_display()  # headless: Qt would abort the process and lose the results

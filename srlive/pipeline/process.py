@@ -119,7 +119,9 @@ def _handle(
     _, key, slot, n_frames = msg
     recon = recons[key]
     start = time.perf_counter()
-    image, confidence = recon(ring[slot, :n_frames])
+    # one slot's set, or a window of sets (a list of slots, oldest first) as one burst
+    frames = ring[slot, :n_frames] if isinstance(slot, int) else _window(ring, slot, n_frames)
+    image, confidence = recon(frames)
     recon_ms = (time.perf_counter() - start) * 1000.0
     image = np.asarray(image, np.float32)
     result[: image.size] = image.ravel()
@@ -128,14 +130,24 @@ def _handle(
     return ("ok", image.shape, float(confidence), recon_ms, extra)
 
 
+def _window(ring: np.ndarray, slots: list[int], n_frames: int) -> np.ndarray:
+    """The frames of ring slots ``slots`` in order, as one (len·n_frames, H, W) burst."""
+    return ring[slots, :n_frames].reshape(-1, *ring.shape[-2:])
+
+
 class InferenceProcess:
     """The parent's handle on the child: ``reconstruct(recon, slot)`` blocks (GIL released)."""
 
     def __init__(
-        self, ring_shm: str, ring_shape: tuple[int, ...], threads: int | None, pin: bool = False
+        self,
+        ring_shm: str,
+        ring_shape: tuple[int, ...],
+        threads: int | None,
+        pin: bool = False,
+        upscale: int = 2,
     ) -> None:
         h, w = ring_shape[-2:]
-        self.result_size = 4 * h * w  # SR images up to 2x finer
+        self.result_size = upscale * upscale * h * w  # SR images up to ``upscale`` x finer
         self._result = shared_memory.SharedMemory(create=True, size=4 * self.result_size)
         self.result = np.ndarray((self.result_size,), np.float32, buffer=self._result.buf)
         ctx = context()
@@ -186,8 +198,10 @@ class InferenceProcess:
             raise RuntimeError(reply[1])
         return reply
 
-    def reconstruct(self, recon: Any, slot: int, n_frames: int) -> tuple[np.ndarray, float, float]:
-        """Run ``recon`` (by its spec) on ring slot ``slot`` in the child.
+    def reconstruct(
+        self, recon: Any, slot: int | list[int], n_frames: int
+    ) -> tuple[np.ndarray, float, float]:
+        """Run ``recon`` (by its spec) on ring slot ``slot`` (or a window of slots) in the child.
 
         Returns the SR image (a copy), its confidence and the child's compute time (ms).
         """

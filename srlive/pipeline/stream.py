@@ -11,6 +11,10 @@
   shared with the camera, engine, writer and GUI); ``inference="thread"`` keeps it in-process.
 * The newest set is also kept as the **display preview**: a GUI pulls it at its own rate
   with :meth:`Pipeline.preview`, so the camera rate never reaches the GUI thread.
+* A reconstruction of a **window** of sets (fluctuation methods: ``recon.window_sets`` > 1)
+  keeps the series' last ``window_sets`` sets held in the ring; each new set completes a
+  window, which the worker takes whole (latest wins, as for single sets). The first sets of
+  a series, before a window is full, are recorded as not reconstructed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -150,6 +155,8 @@ class Pipeline:
         self.threads = default_threads() if threads is None else threads
         self._trackers: dict[str, SignalTracker] = {}
         self._filling: Slot | None = None
+        self._windows: dict[str, deque[Slot]] = {}  # series -> its last sets (held)
+        self._windows_lock = threading.Lock()
         self._preview: Slot | None = None
         self._preview_lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -177,7 +184,11 @@ class Pipeline:
         with self._proc_lock:
             if self._proc is None and not self._proc_closed:
                 self._proc = InferenceProcess(
-                    self.ring.shm_name or "", self.ring.buffer.shape, self.threads, self.pin_cpus
+                    self.ring.shm_name or "",
+                    self.ring.buffer.shape,
+                    self.threads,
+                    self.pin_cpus,
+                    upscale=self.writer.max_upscale,
                 )
 
     def inference_stats(self) -> dict[str, float | None]:
@@ -233,12 +244,53 @@ class Pipeline:
         self.stats.sets_in += 1
         self.stats.frames_in += len(frames)
         reconstruct = state.recon is not None
-        self.ring.retain(slot, 2 + int(reconstruct))  # writer, preview, (inference)
+        window_sets = int(getattr(state.recon, "window_sets", 1))
+        # writer, preview, (inference), (the series' window)
+        self.ring.retain(slot, 2 + int(reconstruct) + int(window_sets > 1))
         self._jobs.put(_Job("raw", state, t, slot=slot))
         self._set_preview(slot)
         self.ring.release(slot)  # the producer's hold
-        if reconstruct:
-            self.worker.offer(slot)
+        if not reconstruct:
+            return
+        if window_sets > 1:
+            window = self._add_to_window(series, slot, window_sets)
+            if window is None:
+                self._on_skipped(slot)  # no full window yet
+                return
+            slot.info["window"], slot.info["window_sets"] = window, len(window)
+        self.worker.offer(slot)
+
+    # --- windows of sets (fluctuation) --------------------------------------------------
+    def _add_to_window(self, series: str, slot: Slot, n_sets: int) -> list[Slot] | None:
+        """Add ``slot`` (held once for the window) to ``series``' window.
+
+        The full window, oldest first, each older set held once more for the inference
+        (released with :meth:`_release_window`); None while the window is filling.
+        """
+        with self._windows_lock:
+            window = self._windows.setdefault(series, deque())
+            window.append(slot)
+            if len(window) > n_sets:
+                self.ring.release(window.popleft())
+            if len(window) < n_sets:
+                return None
+            sets = list(window)
+        for older in sets[:-1]:
+            self.ring.retain(older)
+        return sets
+
+    def _release_window(self, slot: Slot) -> None:
+        """The inference's holds on the older sets of ``slot``'s window."""
+        for older in slot.info.pop("window", [])[:-1]:
+            self.ring.release(older)
+
+    def reset_windows(self) -> None:
+        """Start every window afresh (the stream has a gap: a new run, a new setting)."""
+        with self._windows_lock:
+            held = [s for window in self._windows.values() for s in window]
+            self._windows.clear()
+        for slot in held:
+            self.ring.release(slot)
 
     # --- display preview ----------------------------------------------------------------
     def _set_preview(self, slot: Slot) -> None:
@@ -271,12 +323,16 @@ class Pipeline:
     # --- inference side (worker thread) -------------------------------------------------
     def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float]:
         recon = slot.info["state"].recon
+        window: list[Slot] | None = slot.info.get("window")
         if self.inference == "thread":
-            return recon(slot.frames)
+            return recon(
+                slot.frames if window is None else np.concatenate([s.frames for s in window])
+            )
         self.ensure_inference()
         if self._proc is None:
             raise RuntimeError("the inference process is closed")
-        image, confidence, compute_ms = self._proc.reconstruct(recon, slot.index, slot.n_frames)
+        slots = slot.index if window is None else [s.index for s in window]
+        image, confidence, compute_ms = self._proc.reconstruct(recon, slots, slot.n_frames)
         recon.times_ms.append(compute_ms)
         return image, confidence
 
@@ -287,6 +343,7 @@ class Pipeline:
         try:
             raw_sum = slot.frames.sum(axis=0, dtype=np.float32) if self.keep_raw_sum else None
         finally:
+            self._release_window(slot)
             self.ring.release(slot)
         latency = self.latency.record(stamps)
         recon_ms = (stamps["result_ready"] - stamps["inference_start"]) * 1000.0
@@ -297,6 +354,8 @@ class Pipeline:
             "confidence": float(confidence),
             "latency_ms": latency.get("to_result", math.nan),
         }
+        if n_window := slot.info.get("window_sets"):
+            meta.update(window_first_t=t - n_window + 1, window_frames=n_window * slot.n_frames)
         self._jobs.put(_Job("sr", state, t, image=np.asarray(image, np.float32), meta=meta))
         sr = SRResult(
             slot.info["series"],
@@ -315,6 +374,7 @@ class Pipeline:
         state: SeriesState = slot.info["state"]
         t = slot.info["t"]
         meta = {"time_s": slot.metas[-1].get("time_s") if slot.metas else None}
+        self._release_window(slot)
         self.ring.release(slot)
         self.stats.sr_skipped += 1
         self._jobs.put(_Job("skip", state, t, meta=meta))
@@ -407,6 +467,7 @@ class Pipeline:
             old, self._preview = self._preview, None
         if old is not None:
             self.ring.release(old)
+        self.reset_windows()
         self._jobs.put(None)
         self._writer_thread.join()
         self.ring.close()

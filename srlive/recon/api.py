@@ -1,17 +1,20 @@
-"""``srlive.reconstruct`` and ``srlive.estimate_pattern``: one set of raw frames in."""
+"""``srlive.reconstruct`` and ``srlive.estimate_pattern``: one set of raw frames (or one
+burst, for the fluctuation methods) in."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from srlive.profiles import Profile, load_profile
+from srlive.recon.fluctuation.method import FLUCTUATION_METHODS, fluctuation_settings
 from srlive.recon.optics import SIMOptics
 from srlive.recon.sim_params import SIMParameters, estimate_sim_parameters
 from srlive.recon.wiener_sim import WienerSIM
 
-METHODS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr")
+METHODS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr", *FLUCTUATION_METHODS)
 
 
 def _optics(
@@ -60,6 +63,48 @@ def estimate_pattern(
     )
 
 
+def reconstruct_burst(
+    frames: np.ndarray,
+    method: str = "esrrf",
+    profile: Profile | str | Path | None = None,
+    offset_adu: float | None = None,
+    optics: SIMOptics | None = None,
+    **fluctuation: Any,
+) -> np.ndarray:
+    """eSRRF or SOFI of a burst ``(T, H, W)`` (ADU).
+
+    Without ``window``: one SR image ``(H', W')`` of all the frames. With ``window``: the
+    SR images ``(N, H', W')`` of the windows of ``window`` frames every ``step`` frames
+    (default: the window), as ``srlive reconstruct`` cuts a raw file (a short tail that
+    fills no step is left out). The other keywords are :class:`FluctuationSettings` fields
+    (``magnification``, ``radius``, ``sensitivity``, ``temporal``,
+    ``macro_pixel_correction``, ``balanced``); the camera offset comes from ``offset_adu``,
+    else ``optics``, else ``profile`` (default: the simulated microscope).
+    """
+    from srlive.recon.offline_fluctuation import check_method_fields
+
+    stack = np.asarray(frames)
+    if stack.ndim != 3 or len(stack) < 2:
+        raise ValueError(f"{method} needs a burst of 2 or more frames (T, H, W), got {stack.shape}")
+    check_method_fields(method, fluctuation)
+    window = fluctuation.pop("window", None)
+    step = fluctuation.pop("step", None)
+    one = window is None
+    window = len(stack) if one else window
+    settings = fluctuation_settings(
+        method, window=window, step=window if step is None else step, **fluctuation
+    )
+    if settings.window > len(stack):
+        raise ValueError(
+            f"the window ({settings.window} frames) is longer than the {len(stack)} frames"
+        )
+    offset = _optics(optics, profile, offset_adu).offset_adu
+    if one:
+        return settings.reconstruct(stack, offset)
+    firsts = range(0, len(stack) - settings.window + 1, settings.step)
+    return np.stack([settings.reconstruct(stack[i : i + settings.window], offset) for i in firsts])
+
+
 def reconstruct(
     frames: np.ndarray,
     method: str = "wiener-sim",
@@ -67,14 +112,21 @@ def reconstruct(
     device: str = "auto",
     offset_adu: float | None = None,
     optics: SIMOptics | None = None,
+    **fluctuation: Any,
 ) -> np.ndarray:
-    """Reconstruct one set of raw frames (ADU, (C, H, W) or (A, P, H, W)).
+    """Reconstruct one set of raw frames (ADU, (C, H, W) or (A, P, H, W)), or one burst.
 
     ``wiener-sim`` estimates the pattern from the frames themselves; the ``dl-*`` methods
     run the shipped learned models (or a path to weights). Optics come from ``optics``
     (a :class:`SIMOptics`), else from ``profile`` (default: the simulated microscope);
-    ``offset_adu`` overrides the camera offset of either.
+    ``offset_adu`` overrides the camera offset of either. The fluctuation methods
+    (``esrrf``, ``sofi2``-``sofi4``) take a burst ``(T, H, W)`` and the keywords of
+    :func:`reconstruct_burst` (``window``, ``step``, ``magnification``, ...).
     """
+    if method in FLUCTUATION_METHODS:
+        return reconstruct_burst(frames, method, profile, offset_adu, optics, **fluctuation)
+    if fluctuation:
+        raise ValueError(f"{', '.join(fluctuation)}: not options of {method}")
     frames = np.asarray(frames)
     if method == "wiener-sim":
         opt = _optics(optics, profile, offset_adu)

@@ -25,6 +25,7 @@ from srlive.storage.omezarr import StoreReader, open_store
 
 STORE_FORMAT = "srlive-store"
 LAYOUT_KEYS = ("n_angles", "n_phases", "order")
+BURST_MODALITIES = ("fluctuation", "smlm")  # stores of bursts (1 x N frames), not SIM sets
 # frame-table columns every store has; a stored run's other columns are copied as extras
 STANDARD_COLUMNS = frozenset(
     {
@@ -100,18 +101,28 @@ def store_source(
         optics = SIMOptics.from_file(optics_file)
     optics = optics.with_overrides(pixel_nm=reader.pixel_nm)
     layout = (reader.n_angles, reader.n_phases)
-    if layout[1] >= 3:  # a SIM store: its sets are what they are (a widefield one has none)
+    bursts = attrs.get("run", {}).get("modality") in BURST_MODALITIES
+    if layout[1] >= 3 and not bursts:  # a SIM store's sets are what they are
         optics = optics.with_overrides(n_angles=layout[0], n_phases=layout[1], order="angle-major")
     optics = optics.with_overrides(**overrides)
-    source = SetSource(
+    pixel_from = "--pixel-nm" if overrides.get("pixel_nm") is not None else "store"
+    return stored_sets(path, reader, optics.pixel_nm, pixel_from), optics
+
+
+def stored_sets(
+    path: str | Path, reader: StoreReader, pixel_nm: float, pixel_nm_from: str
+) -> SetSource:
+    """The sets of an open store as they were recorded (the layout, the frame table)."""
+    attrs = reader.attrs
+    return SetSource(
         source=str(path),
         format=STORE_FORMAT,
         shape=tuple(int(v) for v in attrs["frame_shape"]),
-        layout=layout,
+        layout=(reader.n_angles, reader.n_phases),
         n_sets=reader.n_sets,
-        pixel_nm=optics.pixel_nm,
+        pixel_nm=pixel_nm,
         read=_store_reader(reader),
-        pixel_nm_from="--pixel-nm" if overrides.get("pixel_nm") is not None else "store",
+        pixel_nm_from=pixel_nm_from,
         laser_lines=list(attrs.get("laser_lines", [])),
         profile=attrs.get("profile", {}),
         run=attrs.get("run", {}),
@@ -119,7 +130,6 @@ def store_source(
             c for c in reader.frames if c not in STANDARD_COLUMNS and not c.startswith("power_mw_")
         ],
     )
-    return source, optics
 
 
 def _store_reader(reader: StoreReader) -> Callable[[int], tuple[np.ndarray, list[dict[str, Any]]]]:

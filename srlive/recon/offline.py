@@ -1,5 +1,8 @@
 """`srlive reconstruct`: reconstruct a stored acquisition or any raw SIM file.
 
+(The fluctuation methods, eSRRF and SOFI, reconstruct rolling windows of bursts instead:
+:mod:`srlive.recon.offline_fluctuation`; :func:`reconstruct_input` runs both.)
+
 The input is an srlive store or a raw frame file (TIFF, OME-TIFF, ImageJ, MRC, ``.npy``;
 see :mod:`srlive.recon.file_input`); the output is a new store (raw and SR per set, the
 estimated pattern per set in its SR table) or, for ``--out X.tif``, an OME-TIFF of the SR
@@ -29,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from srlive.recon.file_input import SetSource, open_input
+from srlive.recon.fluctuation.method import FLUCTUATION_METHODS
 from srlive.recon.optics import SIMOptics
 from srlive.recon.sim_params import SIMParameters, pattern_columns, pattern_row
 from srlive.recon.tiff_output import (
@@ -168,6 +172,9 @@ def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMeth
     or sets the method cannot take.
     """
     where = "the store" if source.format == "srlive-store" else source.source
+    if source.run.get("modality") == "fluctuation" and not method.startswith("dl-"):
+        methods = ", ".join(FLUCTUATION_METHODS)
+        raise ValueError(f"{where} holds fluctuation bursts, not SIM sets: use --method {methods}")
     if method == "wiener-sim":
         pick = _picker(source.layout, method, where)
         sets = WienerSets(source.shape, optics)
@@ -374,6 +381,7 @@ def reconstruct_input(
     overwrite: bool = False,
     progress: bool = False,
     plot: str | Path | None = None,
+    fluctuation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Reconstruct every set of a store or raw file into ``out`` (a store, or ``.tif``).
 
@@ -381,10 +389,29 @@ def reconstruct_input(
     of the nominal pattern; None: not given) over the optics file over the default (a
     store: its profile; a raw file: the default profile without its fringe prior, and the
     file's pixel size when it has one). ``plot`` writes set 0's spectra and carriers (PNG).
-    Returns the JSON-ready summary (``warnings``: lines for the user).
+    A fluctuation method (``esrrf``, ``sofi2``-``4``) reconstructs rolling windows instead
+    (:func:`srlive.recon.offline_fluctuation.reconstruct_bursts`): ``fluctuation`` holds its
+    settings given (window, step, ...; None: defaulted to the input), and of the optics only
+    ``pixel_nm`` and ``offset_adu`` apply. Returns the JSON-ready summary (``warnings``:
+    lines for the user).
     """
     input, out = Path(input), Path(out)
     plot = None if plot is None else Path(plot)
+    if method in FLUCTUATION_METHODS:
+        if plot is not None or optics_file is not None:
+            raise ValueError(f"--plot and --optics are for the SIM methods, not {method}")
+        _check_outputs(input, out, None, overwrite)
+        from srlive.recon.offline_fluctuation import reconstruct_bursts
+
+        summary = finite_json(
+            reconstruct_bursts(
+                input, method, out, fluctuation, optics_overrides, overwrite, progress
+            )
+        )
+        return _finish_summary(summary, out)
+    if fluctuation and any(v is not None for v in fluctuation.values()):
+        names = ", ".join(k for k, v in fluctuation.items() if v is not None)
+        raise ValueError(f"{names}: fluctuation settings, not used by {method}")
     _check_outputs(input, out, plot, overwrite)
     source, optics = open_input(input, optics_file, optics_overrides)
     recon = resolve_method(method, source, optics)
@@ -417,6 +444,11 @@ def reconstruct_input(
     )
     if plot is not None:
         summary["plot"] = str(plot)
+    return _finish_summary(summary, out)
+
+
+def _finish_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Where the SR images are in ``out``; a TIFF output's summary written beside it."""
     if is_tiff_output(out):
         summary["summary_path"] = str(sidecar_path(out))
         write_json(sidecar_path(out), summary)

@@ -15,6 +15,8 @@ __all__ = ["LiveViewer", "display_available", "format_info", "run_with_viewer"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "display_available":  # no Qt needed to ask
+        return getattr(import_module("srlive.viewer.display"), name)
     if name in __all__:
         return getattr(import_module("srlive.viewer.live"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -187,7 +187,7 @@ def view_store(
     """Open the browser (blocking), or save a PNG of it when ``snapshot`` is given."""
     import sys
 
-    from srlive.viewer.live import display_available, offscreen_without_display
+    from srlive.viewer.display import display_available, offscreen_without_display
 
     names = find_series(path)  # bad input fails before Qt starts
     if series is not None and series not in names:

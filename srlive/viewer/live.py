@@ -33,6 +33,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
 from srlive.viewer.controls import MODALITIES, ControlPanel
+from srlive.viewer.display import display_available, headless_qpa
 from srlive.viewer.plots import OptimizerPanel
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ __all__ = ["LiveViewer", "display_available", "format_info", "format_stats", "ru
 RAW_TITLE = "Raw (widefield sum / last frame)"
 SR_TITLE = "Super-resolved"
 RAW_MODES = ("widefield sum", "last frame")
-_HEADLESS_QPA = ("offscreen", "minimal")
 AXIS_WIDTH = 48  # px, left axis of each panel
 HIST_WIDTH = 150  # px, histogram/LUT of each panel
 HIST_AXIS_WIDTH = 60  # px, room for level labels such as "65000"
@@ -61,25 +61,6 @@ _INFO_LABELS: dict[str, str] = {
     "dropped": "dropped",
     "method": "method",
 }
-
-
-def _headless_qpa() -> bool:
-    return os.environ.get("QT_QPA_PLATFORM", "").split(":")[0].lower() in _HEADLESS_QPA
-
-
-def display_available() -> bool:
-    """True if a GUI window can be shown on this machine."""
-    if _headless_qpa():
-        return False
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def offscreen_without_display() -> None:
-    """Render offscreen where no display exists (Qt would abort the whole process there)."""
-    if not display_available() and not _headless_qpa():
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 def _fmt(value: Any) -> str:
@@ -124,6 +105,12 @@ class ImagePanel:
         layout.addItem(self.hist, row=0, col=col + 1)
         self.has_image = False
         self.auto_next = True
+
+    def set_pixel_um(self, pixel_um: float) -> None:
+        """Show the next images at ``pixel_um`` per pixel (an SR grid of another method)."""
+        if not math.isclose(pixel_um, self.pixel_um, rel_tol=1e-9):
+            self.pixel_um = pixel_um
+            self.item.setTransform(QtGui.QTransform.fromScale(pixel_um, pixel_um))
 
     def show(self, image: np.ndarray) -> None:
         first = not self.has_image
@@ -340,8 +327,8 @@ class LiveViewer(QtWidgets.QMainWindow):
         if arr.ndim == 2:
             return arr
         frames = arr.reshape(-1, *arr.shape[-2:])
-        if self.mode_box.currentIndex() == 1:
-            return frames[-1]
+        if self.mode_box.currentIndex() == 1:  # a copy: the ring slot goes back after this
+            return frames[-1].copy()
         return frames.sum(axis=0, dtype=np.float32)
 
     def refresh(self) -> bool:
@@ -359,7 +346,7 @@ class LiveViewer(QtWidgets.QMainWindow):
             raw, sr, info = item
             self.raw_panel.show(self.raw_display_image(raw))
             if sr is not None:
-                self.sr_panel.show(np.asarray(sr))
+                self._show_sr(np.asarray(sr), np.shape(raw)[-1])
             self.last_info = dict(info)
             self.status_label.setText(format_info(info))
             self.displayed += 1
@@ -377,8 +364,20 @@ class LiveViewer(QtWidgets.QMainWindow):
         self._update_stats()
         return shown
 
+    def _show_sr(self, image: np.ndarray, raw_width: int | None) -> None:
+        """The SR panel at the pixel size of this image's grid (eSRRF: the camera's / m)."""
+        if raw_width:
+            self.sr_panel.set_pixel_um(self.raw_pixel_nm * raw_width / image.shape[-1] / 1000.0)
+        self.sr_panel.show(image)
+
     def _show_result(self, result: Any) -> None:
-        self.sr_panel.show(np.asarray(result.image))
+        raw_sum = getattr(result, "raw_sum", None)
+        raw_width = None
+        if self.raw_panel.has_image:
+            raw_width = self.raw_panel.item.image.shape[-1]
+        elif raw_sum is not None:
+            raw_width = raw_sum.shape[-1]
+        self._show_sr(np.asarray(result.image), raw_width)
         conf = float(getattr(result, "confidence", math.nan))
         text = f"SR confidence {conf:.2f}" if math.isfinite(conf) else "SR confidence —"
         self.confidence_label.setText(f"{text}  (set {result.t})")
@@ -502,7 +501,7 @@ def run_with_viewer(
     """
     app = QtWidgets.QApplication.instance()
     if app is None:
-        if not display_available() and not _headless_qpa():
+        if not display_available() and not headless_qpa():
             # Qt would abort the process trying to reach a display
             raise RuntimeError("no display: set DISPLAY, or QT_QPA_PLATFORM=offscreen")
         app = QtWidgets.QApplication(sys.argv[:1])

@@ -1,0 +1,19 @@
+"""eSRRF parameters shared by the fluctuation benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EsrrfParams:
+    """eSRRF parameters (defaults: the fixed ones of the eSRRF paper and NanoPyx)."""
+
+    magnification: int = 5
+    """fine pixels per camera pixel"""
+    radius: float = 1.5
+    """ring radius, camera pixels"""
+    sensitivity: float = 1.0
+    """exponent of the radial gradient convergence"""
+    temporal: str = "AVG"
+    """temporal analysis: AVG, VAR or TAC2"""

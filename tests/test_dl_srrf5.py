@@ -122,3 +122,16 @@ def test_must_show_ablation_removes_half_of_the_gain():
 
 DL_MARGIN = 0.0  # measured +0.015 on these fields (step 3500), +0.004 on the card's 10
 KEPT_SHARE_MAX = 0.5
+
+
+def test_srlive_train_dl_srrf5_writes_weights_and_card(tmp_path) -> None:
+    """The command the card lists (a tiny run): weights a reconstructor loads, and a card."""
+    from srlive.cli import main
+    from srlive.learn.infer import LearnedReconstructor
+
+    out = tmp_path / "tiny.safetensors"
+    args = ["--steps", "2", "--batch", "2", "--patch", "64", "--width", "8", "--stem", "2"]
+    assert main(["train", "dl-srrf5", *args, "--field-sizes", "64", "--out", str(out)]) == 0
+    card = out.with_suffix(".md").read_text()
+    assert card.startswith("# dl-srrf5") and '"field_sizes": [64]' in card  # this run's data
+    assert LearnedReconstructor(out, device="cpu").task.name == "dl-srrf5"

@@ -17,6 +17,7 @@ from srlive.cli_fluctuation import (
     fluctuation_from_args,
     given_fluctuation_flags,
 )
+from srlive.cli_train import add_train_parser, cmd_train
 
 log = logging.getLogger("srlive")
 
@@ -118,81 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     acq.add_argument("--json", action="store_true", help="print a JSON summary last")
 
-    train = sub.add_parser("train", help="train a learned reconstruction on simulated data")
-    train.add_argument(
-        "model", choices=["dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr", "dl-srrf5"]
-    )
-    train.add_argument("--steps", type=int, default=2000)
-    train.add_argument("--batch", type=int, default=8)
-    train.add_argument("--patch", type=int, default=64, help="camera pixels per training crop")
-    train.add_argument(
-        "--width",
-        type=int,
-        default=None,
-        help="channels of the first U-Net scale (default 24, or the --init-from model's)",
-    )
-    train.add_argument(
-        "--stem",
-        type=int,
-        choices=[1, 2],
-        default=None,
-        help="2: fold 2x2 pixels into channels and run the U-Net at half resolution "
-        "(a quarter of the compute; default 1, or the --init-from model's)",
-    )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--lr", type=float, default=7e-4, help="peak learning rate")
-    train.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="weights file (default: runs/models/MODEL.safetensors)",
-    )
-    train.add_argument(
-        "--ssim-weight",
-        type=float,
-        default=0.0,
-        help="weight of a (1 - SSIM) loss term beside L1 + gradient L1 (default 0)",
-    )
-    train.add_argument(
-        "--init-from",
-        default=None,
-        metavar="WEIGHTS",
-        help="start from these weights (a model name or .safetensors) instead of from scratch",
-    )
-    train.add_argument(
-        "--context-levels",
-        type=int,
-        default=None,
-        metavar="N",
-        help="N coarser U-Net levels below the bottleneck: context over hundreds of pixels "
-        "(default 0, or the --init-from model's)",
-    )
-    train.add_argument(
-        "--field-sizes",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="PX",
-        help="camera pixels of the simulated fields crops are cut from (default 128 256; "
-        "a field of the patch's size is one crop)",
-    )
-    train.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    train.add_argument(
-        "--fine-tune",
-        type=Path,
-        nargs="+",
-        default=None,
-        metavar="STORE.zarr",
-        help="fine-tune the shipped weights on your own acquisitions (SIM models: sim9 stores, "
-        "their wiener-sim targets reconstructed once into OUT.targets, then reused)",
-    )
-    targets = train.add_argument_group("fine-tuning targets on Dask (resumable, reused)")
-    targets.add_argument(
-        "--workers", type=int, default=None, metavar="N", help="a local cluster of N processes"
-    )
-    targets.add_argument(
-        "--scheduler", default=None, metavar="tcp://HOST:PORT", help="a running Dask scheduler"
-    )
+    add_train_parser(sub)
 
     ev = sub.add_parser("evaluate", help="score models and baselines on held-out simulated data")
     ev.add_argument("models", nargs="*", help="model names or weights (default: all shipped)")
@@ -515,46 +442,6 @@ def _cmd_acquire(args: argparse.Namespace) -> int:
         print(f"srlive: error: {summary['error']}", file=sys.stderr)
         return 3
     return 130 if summary["interrupted"] else 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from srlive.learn.card import write_card
-    from srlive.learn.data import SimSettings
-    from srlive.learn.infer import calibrate_trust, resolve_weights
-    from srlive.learn.train import TrainSettings, load_weights, train_model
-
-    out = args.out or Path("runs") / "models" / f"{args.model}.safetensors"
-    init = args.init_from or (args.model if args.fine_tune else None)
-    init = resolve_weights(init) if init else None
-    start = load_weights(init)[0].config if init else None
-    settings = TrainSettings(
-        steps=args.steps,
-        batch=args.batch,
-        patch=args.patch,
-        width=args.width or (start.width if start else TrainSettings.width),
-        seed=args.seed,
-        lr=args.lr,
-        ssim_weight=args.ssim_weight,
-        stem=args.stem or (start.stem if start else TrainSettings.stem),
-        context_levels=args.context_levels
-        if args.context_levels is not None
-        else (start.context_levels if start else 0),
-    )
-    meta = train_model(
-        args.model,
-        out,
-        settings,
-        sim=SimSettings(field_sizes=tuple(args.field_sizes)) if args.field_sizes else SimSettings(),
-        resume=not args.no_resume,
-        init_from=init,
-        fine_tune_store=args.fine_tune,
-        cluster_workers=args.workers,
-        scheduler=args.scheduler,
-    )
-    meta["trust"] = calibrate_trust(out)
-    write_card(out)
-    print(json.dumps({"weights": str(out), **meta}, indent=2, default=str))
-    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -1017,7 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
     handlers = {
-        "train": _cmd_train,
+        "train": cmd_train,
         "evaluate": _cmd_evaluate,
         "reconstruct": _cmd_reconstruct,
         "run": _cmd_run,

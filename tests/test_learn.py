@@ -25,10 +25,13 @@ def test_pairs_are_seeded_and_in_the_same_units(name):
     x1, y1, _ = make_pair(task, 32, seed=11)
     x2, y2, _ = make_pair(task, 32, seed=11)
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
-    assert x1.shape == (task.in_channels, 32, 32)
+    grid = 64 if task.pattern_bands else 32  # band inputs lie on the 2x grid
+    assert x1.shape == (task.in_channels, grid, grid)
     assert y1.shape == (1, 64, 64) if task.super_resolve else (1, 32, 32)
-    # inputs and targets share units: their means agree (noise and blur conserve signal)
-    assert y1.mean() == pytest.approx(x1.mean(), rel=0.1)
+    # inputs and targets share units: their means agree (noise and blur conserve signal);
+    # a band input's first plane is its widefield image
+    image = x1[:1] if task.pattern_bands else x1
+    assert y1.mean() == pytest.approx(image.mean(), rel=0.1)
     assert not np.array_equal(x1, make_pair(task, 32, seed=12)[0])
 
 

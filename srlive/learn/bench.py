@@ -22,7 +22,7 @@ def time_model(
 ) -> dict[str, float]:
     """Milliseconds per set (after two warm-up runs) on realistic raw frames."""
     rng = np.random.default_rng(0)
-    frames = (100 + rng.poisson(200.0, (recon.task.in_channels, size, size))).astype(np.uint16)
+    frames = (100 + rng.poisson(200.0, (recon.frames_per_set, size, size))).astype(np.uint16)
     for _ in range(2):
         recon(frames, trust=trust)
     times = []

@@ -129,6 +129,11 @@ def _data_line(task: Any, info: dict[str, Any]) -> str:
             "- simulated data: bursts drawn on the fly by `srlive.learn.fluctuation` from the "
             "project's fluctuation physics (settings and target below)"
         )
+    if task.pattern_bands:
+        return (
+            f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
+            "`srlive.learn.sim_pairs` (design, targets and why below)"
+        )
     return (
         f"- simulated data: `{json.dumps(info.get('sim'))}` — pairs drawn on the fly by "
         "`srlive.learn.data` from the project's simulator (targets: ground truth blurred to the "
@@ -207,6 +212,17 @@ def write_card(
             "",
             *_table(evaluation.get("by_structure", {}), names + baselines, "structure"),
         ]
+    if evaluation and task.pattern_frames:
+        from srlive.learn.pattern_card import prior_free_lines, real_data_lines
+
+        if task.pattern_bands:
+            from srlive.learn.pattern_card import pattern_card_lines
+
+            lines += pattern_card_lines(task.name, info, evaluation)
+        else:  # the first SIM models read raw frames: what the same checks say of them
+            if evaluation.get("prior_free"):
+                lines += prior_free_lines(task.name, evaluation["prior_free"])
+            lines += real_data_lines(task.name, evaluation.get("real_data"))
     path = weights.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -37,12 +37,21 @@ from simulators.imaging import FringeCache, expected_from_cache
 from simulators.optics import blur, otf_2d
 from simulators.samples import make_sample
 from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA, PERIOD_NM
+from srlive.learn.pattern_input import (
+    BAND_CHANNELS,
+    SINGLE_PHASE_CHANNELS,
+    BandGeometry,
+    model_planes,
+    normalise_bands,
+)
 
 if TYPE_CHECKING:
     from srlive.learn.fluctuation import BurstSimSettings
+    from srlive.learn.sim_pairs import PatternSimSettings
     from srlive.storage.omezarr import StoreReader
 
-    Settings: TypeAlias = "SimSettings | BurstSimSettings"  # burst tasks: their own
+    # burst and band tasks: their own
+    Settings: TypeAlias = "SimSettings | BurstSimSettings | PatternSimSettings"
 
 HI_NM = CAMERA_NM / 2
 TRAIN_STRUCTURES = ("microtubules", "vesicles", "mitochondria", "beads")
@@ -58,10 +67,23 @@ class Task:
     super_resolve: bool  # output on the 2× grid at SIM resolution (else camera-grid widefield)
     description: str
     frames: int = 0  # consecutive raw frames of a fluctuation burst (0: not a burst model)
+    # "frames": the raw frames themselves; "sim-bands": the measured pattern's band
+    # components (9 frames); "single-phase": residuals demodulated by the measured fringe
+    # (3 frames, one phase per angle); both on the 2x grid (srlive.learn.pattern_input)
+    inputs: str = "frames"
 
     @property
     def in_channels(self) -> int:
+        if self.inputs == "sim-bands":
+            return len(BAND_CHANNELS)
+        if self.inputs == "single-phase":
+            return len(SINGLE_PHASE_CHANNELS)
         return self.frames or max(1, len(self.pattern_frames))
+
+    @property
+    def pattern_bands(self) -> bool:
+        """The model reads planes made from the measured pattern, on the 2x grid."""
+        return self.inputs in ("sim-bands", "single-phase")
 
     @property
     def fluctuation(self) -> bool:
@@ -80,7 +102,9 @@ TASKS: dict[str, Task] = {
         "dl-sim9",
         tuple((a, p) for a in range(3) for p in range(3)),
         True,
-        "9 raw SIM frames at low light -> SR on the 2x grid",
+        "9 raw SIM frames at low light -> the measured pattern's band components -> SR on "
+        "the 2x grid (any microscope in its trained geometry range)",
+        inputs="sim-bands",
     ),
     "dl-denoise": Task(
         "dl-denoise", (), False, "one low-light widefield frame -> high-SNR widefield"
@@ -121,9 +145,10 @@ class SimSettings:
 
 
 def sim_target_otf(shape: tuple[int, int]) -> np.ndarray:
-    """Ideal OTF of 2D-SIM: the widefield OTF stretched to cutoff 2NA/λ + 1/period."""
-    effective_lambda = 1.0 / (2 * NA / EMISSION_NM + 1.0 / PERIOD_NM) * 2 * NA
-    return otf_2d(shape, HI_NM, NA, effective_lambda)
+    """Ideal OTF of 2D-SIM on the default microscope: cutoff 2NA/λ + 1/period."""
+    from srlive.learn.sim_pairs import sim_limit_otf
+
+    return sim_limit_otf(shape, HI_NM, NA, EMISSION_NM, PERIOD_NM)
 
 
 def _patterns(
@@ -164,6 +189,11 @@ def make_pair(
 
         burst = settings if isinstance(settings, BurstSimSettings) else BurstSimSettings()
         return fluctuation_pair(size, seed, burst, kind, peak_photons)
+    if task.pattern_bands:
+        from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair
+
+        bands = settings if isinstance(settings, PatternSimSettings) else PatternSimSettings()
+        return pattern_pair(size, seed, bands, task.inputs)
     settings = settings if isinstance(settings, SimSettings) else SimSettings()
     rng = np.random.default_rng(seed)
     kind = kind or str(rng.choice(settings.structures))
@@ -220,14 +250,14 @@ def field_crops(
     span = float(y.max() - y.min())
     if field <= patch:
         return [(x, y, span)]
-    up = y.shape[-1] // x.shape[-1]
+    up, xup = y.shape[-1] // field, x.shape[-1] // field  # grids of target and input
     rng = np.random.default_rng((seed, 1))
     crops = []
     for _ in range((field // patch) ** 2):
         r, c = (int(v) for v in rng.integers(0, field - patch + 1, 2))
         crops.append(
             (
-                x[:, r : r + patch, c : c + patch],
+                x[:, xup * r : xup * (r + patch), xup * c : xup * (c + patch)],
                 y[:, up * r : up * (r + patch), up * c : up * (c + patch)],
                 span,
             )
@@ -343,14 +373,44 @@ def _crop_pair(
     camera pixels (at most the frame), a multiple of ``multiple``; ``up`` is the target's grid.
     """
     norm = np.float32(max(float(np.percentile(x.mean(axis=0), 99.5)), 1.0))
-    x, y = x / norm, y / norm
+    return _crop(x / norm, y / norm, 1, up, patch, multiple, rng)
+
+
+def _crop(
+    x: np.ndarray,
+    y: np.ndarray,
+    xup: int,
+    up: int,
+    patch: int,
+    multiple: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A random ``patch``-camera-pixel crop of a normalised pair (input on an ``xup`` grid)."""
     span = float(y.max() - y.min())
-    h, w = x.shape[-2:]
+    h, w = (v // xup for v in x.shape[-2:])
     p = min(patch, h, w) // multiple * multiple
     y0, x0 = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-    x = x[:, y0 : y0 + p, x0 : x0 + p]
+    x = x[:, xup * y0 : xup * (y0 + p), xup * x0 : xup * (x0 + p)]
     y = y[:, up * y0 : up * (y0 + p), up * x0 : up * (x0 + p)]
     return x, y, span
+
+
+def _sim_pair(
+    task: Task,
+    frames: np.ndarray,
+    y: np.ndarray,
+    pixel_nm: float,
+    patch: int,
+    multiple: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A fine-tuning crop of one offset-free 9-frame set and its SR target (2x grid)."""
+    if not task.pattern_bands:
+        return _crop_pair(_sim_input(task, frames), y, 2, patch, multiple, rng)
+    geometry = BandGeometry(pixel_nm, NA, EMISSION_NM, PERIOD_NM)
+    features, _ = model_planes(task.inputs, _sim_input(task, frames), geometry)
+    norm = np.float32(max(float(np.percentile(frames.mean(axis=0), 99.5)), 1.0))
+    return _crop(normalise_bands(features, norm), y / norm, 2, 2, patch, multiple, rng)
 
 
 def _tensors(x: np.ndarray, y: np.ndarray, span: float) -> tuple[torch.Tensor, ...]:
@@ -412,8 +472,8 @@ class StorePairs(torch.utils.data.IterableDataset):
         t = int(rng.integers(0, self.reader.n_sets))
         frames = self.reader.read_set(t).reshape(9, *self.reader.raw.shape[-2:])
         y = self._wiener(t, frames)[None]
-        x = _sim_input(self.task, frames) - offset
-        return _crop_pair(x, y, 2, self.patch, self.multiple, rng)
+        raw = frames.astype(np.float32) - offset
+        return _sim_pair(self.task, raw, y, self.reader.pixel_nm, self.patch, self.multiple, rng)
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed)
@@ -491,9 +551,8 @@ class ManyStorePairs(torch.utils.data.IterableDataset):
         t = self.sets[i][int(rng.integers(0, len(self.sets[i])))]
         frames = reader.read_set(t).reshape(9, *reader.raw.shape[-2:])
         y = self.targets[i].read_sr(t)[None].astype(np.float32)
-        x, y, span = _crop_pair(
-            _sim_input(self.task, frames) - offset, y, 2, self.patch, self.multiple, rng
-        )
+        raw = frames.astype(np.float32) - offset
+        x, y, span = _sim_pair(self.task, raw, y, reader.pixel_nm, self.patch, self.multiple, rng)
         return StorePair(i, t, x, y, span)
 
     def __iter__(self):

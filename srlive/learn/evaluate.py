@@ -23,15 +23,9 @@ from simulators.illumination import IlluminationPattern
 from simulators.imaging import FringeCache, expected_from_cache
 from simulators.optics import blur, otf_2d
 from simulators.samples import make_sample
-from srlive.learn.data import (
-    EMISSION_NM,
-    HELD_OUT_STRUCTURES,
-    HI_NM,
-    NA,
-    PERIOD_NM,
-    sim_target_otf,
-)
+from srlive.learn.data import EMISSION_NM, HELD_OUT_STRUCTURES, HI_NM, NA, PERIOD_NM
 from srlive.learn.infer import LearnedReconstructor
+from srlive.learn.sim_pairs import sim_limit_otf
 from srlive.learn.train import machine_description
 from srlive.recon.metrics import psnr, ssim
 from srlive.recon.resolution import frc_resolution_nm
@@ -80,13 +74,22 @@ def make_field(
     fractions: Sequence[float],
     camera: CameraModel = CameraModel(),
     period_nm: float = PERIOD_NM,
+    density: np.ndarray | None = None,
+    optics: tuple[float, float, float] = (2 * HI_NM, NA, EMISSION_NM),
 ) -> Field:
-    """A held-out field imaged at several light levels (fractions of the default)."""
+    """A held-out field imaged at several light levels (fractions of the default).
+
+    ``density`` (on the 2× grid) replaces the simulator's ``kind`` structure; ``optics``
+    (camera pixel nm, NA, emission nm) and ``period_nm`` describe another microscope.
+    """
+    pixel_nm, na, emission_nm = optics
+    hi_nm = pixel_nm / 2
     rng = np.random.default_rng(EVAL_SEED_BASE + seed)
     hi = (2 * size, 2 * size)
-    density = make_sample(kind, hi, HI_NM, seed=EVAL_SEED_BASE + seed, motion=False).density()
-    otf = otf_2d(hi, HI_NM, NA, EMISSION_NM)
-    cache = FringeCache(density, otf, 2, HI_NM)
+    if density is None:
+        density = make_sample(kind, hi, hi_nm, seed=EVAL_SEED_BASE + seed, motion=False).density()
+    otf = otf_2d(hi, hi_nm, na, emission_nm)
+    cache = FringeCache(density, otf, 2, hi_nm)
     patterns = _patterns(rng, period_nm)
     adu = camera.qe / camera.e_per_adu
     sim9, widefield = {}, {}
@@ -96,7 +99,8 @@ def make_field(
             [camera.expose(expected_from_cache(cache, p, scale), 10.0, rng) for p in patterns]
         )
         widefield[f] = camera.expose(cache.base * np.float32(scale), 10.0, rng)
-    sr_target = blur(density, sim_target_otf(hi)) * np.float32(DEFAULT_SCALE * adu)
+    target_otf = sim_limit_otf(hi, hi_nm, na, emission_nm, period_nm)
+    sr_target = blur(density, target_otf) * np.float32(DEFAULT_SCALE * adu)
     wf_target = cache.base * np.float32(DEFAULT_SCALE * adu)
     return Field(kind, sr_target, wf_target, sim9, widefield)
 
@@ -171,6 +175,19 @@ def evaluate(
             [r for r in rows if r["group"] in ("trained", "held-out")], "kind"
         ),
     }
+    sim_models = {n: m for n, m in models.items() if m.task.pattern_frames}
+    if sim_models:  # prior-free fields, two microscopes, with the pattern and without it
+        from srlive.learn.pattern_eval import evaluate_pattern_use
+
+        use = evaluate_pattern_use(
+            sim_models, size=min(size, 96), fields_per_kind=fields_per_structure, progress=progress
+        )
+        use.pop("rows")
+        summary["prior_free"] = use
+        from srlive.learn.real_eval import real_data_agreement
+
+        real = {n: m for n, m in models.items() if m.task.super_resolve}
+        summary["real_data"] = real_data_agreement(real)
     return summary
 
 

@@ -57,3 +57,15 @@ def geometry_mismatch(task_patterned: bool, trained_jitter: float, geometry: Geo
         lo, hi = trained * (1 - trained_jitter), trained * (1 + trained_jitter)
         mismatch = max(mismatch, _outside(geometry.period_px, lo, hi))
     return mismatch
+
+
+def range_mismatch(
+    geometry: Geometry, psf_px: tuple[float, float], frequency: tuple[float, float]
+) -> float:
+    """Relative distance of an acquisition outside a model's trained geometry ranges:
+    λ/(2NA) in camera pixels and the fringe frequency as a fraction of 2NA/λ (0 inside)."""
+    mismatch = _outside(geometry.psf_px, *psf_px)
+    if geometry.pattern_period_nm is not None:
+        freq = geometry.emission_nm / (2 * geometry.na) / geometry.pattern_period_nm
+        mismatch = max(mismatch, _outside(freq, *frequency))
+    return mismatch

@@ -35,8 +35,9 @@ import numpy as np
 import torch
 
 from srlive.learn.data import TASKS, SimSettings
-from srlive.learn.geometry import Geometry, geometry_mismatch
+from srlive.learn.geometry import Geometry, geometry_mismatch, range_mismatch
 from srlive.learn.models import SRUNet
+from srlive.learn.pattern_input import BandGeometry, model_planes, normalise_bands
 from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
 from srlive.optimize.metrics import NoiseModel, saturated_fraction
 
@@ -134,7 +135,7 @@ class LearnedReconstructor:
         self.e90 = float(trust.get("predicted_error_p90", math.nan))
         self._jitter = float(info.get("sim", {}).get("period_jitter", SimSettings().period_jitter))
         self.geometry = geometry or Geometry()
-        self.mismatch = geometry_mismatch(bool(task.pattern_frames), self._jitter, self.geometry)
+        self.mismatch = self._mismatch(self.geometry)
         self._cuda = self.device.type == "cuda"
         self._stream = torch.cuda.Stream(self.device) if self._cuda else None
         self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
@@ -143,8 +144,25 @@ class LearnedReconstructor:
         """The same loaded model, its inputs judged against another acquisition geometry."""
         other = copy.copy(self)
         other.geometry = geometry
-        other.mismatch = geometry_mismatch(bool(self.task.pattern_frames), self._jitter, geometry)
+        other.mismatch = other._mismatch(geometry)
         return other
+
+    def _mismatch(self, geometry: Geometry) -> float:
+        """How far ``geometry`` lies outside what the model was trained for (0: inside)."""
+        ranges = self.info.get("sim", {})
+        if self.task.pattern_bands and "psf_px" in ranges:
+            return range_mismatch(geometry, ranges["psf_px"], ranges["frequency"])
+        return geometry_mismatch(bool(self.task.pattern_frames), self._jitter, geometry)
+
+    def _band_input(self, x: np.ndarray, norm: float) -> tuple[np.ndarray, int]:
+        """Band planes of offset-free frames (pattern measured) and the angles whose fringe
+        was found."""
+        g = self.geometry
+        if g.pattern_period_nm is None:
+            raise ValueError(f"{self.task.name} needs the pattern's nominal period (geometry)")
+        geometry = BandGeometry(g.pixel_nm, g.na, g.emission_nm, g.pattern_period_nm)
+        planes, found = model_planes(self.task.inputs, x, geometry)
+        return normalise_bands(planes, norm), found
 
     @property
     def precision_name(self) -> str:
@@ -153,7 +171,15 @@ class LearnedReconstructor:
 
     @property
     def upscale(self) -> int:
-        return self.model.config.upscale
+        """Output pixels per camera pixel along each axis."""
+        return 2 if self.task.pattern_bands else self.model.config.upscale
+
+    @property
+    def frames_per_set(self) -> int:
+        """Raw frames one reconstruction takes."""
+        if self.task.pattern_bands:
+            return len(self.task.pattern_frames)
+        return self.task.in_channels
 
     @property
     def has_uncertainty(self) -> bool:
@@ -168,10 +194,9 @@ class LearnedReconstructor:
     # --- inference -------------------------------------------------------------------
     def _stack(self, frames: np.ndarray) -> np.ndarray:
         x = np.asarray(frames).reshape(-1, *np.shape(frames)[-2:])
-        if x.shape[0] != self.task.in_channels:
-            raise ValueError(
-                f"{self.task.name} takes {self.task.in_channels} frame(s), got {x.shape[0]}"
-            )
+        n = self.frames_per_set
+        if x.shape[0] != n:
+            raise ValueError(f"{self.task.name} takes {n} frame(s), got {x.shape[0]}")
         return x
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
@@ -211,15 +236,22 @@ class LearnedReconstructor:
         stack = self._stack(frames)
         x = stack.astype(np.float32) - np.float32(self.offset_adu)
         norm = max(float(np.percentile(x.mean(axis=0), 99.5)), 1.0)
-        y = self._run(self._to_device(self._pad(x / np.float32(norm))))[0]
-        up = self.upscale
-        y = y[:, : up * x.shape[-2], : up * x.shape[-1]]
+        checks: dict[str, float] = {}
+        factor = 1.0
+        if self.task.pattern_bands:
+            model_input, found = self._band_input(x, norm)
+            # no fringe measured: the output is widefield-limited, no super-resolution
+            checks["pattern_angles_found"] = found
+            factor *= found / 3
+        else:
+            model_input = x / np.float32(norm)
+        y = self._run(self._to_device(self._pad(model_input)))[0]
+        up = self.model.config.upscale
+        y = y[:, : up * model_input.shape[-2], : up * model_input.shape[-1]]
         image = (y[0] * norm).numpy()
         if not trust:
             return Result(image, math.nan)
         uncertainty = None
-        checks: dict[str, float] = {}
-        factor = 1.0
         if self.has_uncertainty:
             scale = error_scale(y[1])
             uncertainty = (scale * norm).numpy()
@@ -244,7 +276,8 @@ def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dic
     errors = []
     for i in range(n_pairs):
         x, _, info = make_pair(recon.task, size, seed=700_000_000 + i)
-        result = recon(x * info["norm_adu"] + recon.offset_adu)
+        frames = info["frames"] if recon.task.pattern_bands else x * info["norm_adu"]
+        result = recon(frames + recon.offset_adu)
         errors.append(result.checks.get("predicted_error", math.nan))
     trust = {
         "predicted_error_p50": float(np.nanmedian(errors)),

@@ -33,6 +33,7 @@ class ModelConfig:
     stem: int = 1  # pixel-unshuffle factor at the input (2: the U-Net runs at half resolution)
     context_levels: int = 0  # coarser levels below the bottleneck (each halves the resolution)
     temporal_stats: bool = False  # add the frames' temporal statistics as input channels
+    base_channel: int | None = None  # the base estimate: this input channel (None: the mean)
 
     @property
     def out_channels(self) -> int:
@@ -48,7 +49,7 @@ class ModelConfig:
         """Channels the first stage sees per input pixel (frames, then their statistics)."""
         return self.in_channels + (len(TEMPORAL_STATS) if self.temporal_stats else 0)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool | None]:
         return asdict(self)
 
 
@@ -179,7 +180,8 @@ class SRUNet(nn.Module):
             e3 = self.deep(e3)
         d2 = self.dec2(torch.cat([self.up2(e3), e2], 1))
         d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
-        base = x.mean(1, keepdim=True)
+        c = self.config.base_channel
+        base = x.mean(1, keepdim=True) if c is None else x[:, c : c + 1]
         if self.config.upscale > 1:
             base = F.interpolate(
                 base, scale_factor=self.config.upscale, mode="bilinear", align_corners=False

@@ -39,6 +39,7 @@ from srlive.learn.data import (
 )
 from srlive.learn.fluctuation import BurstSimSettings
 from srlive.learn.models import ModelConfig, SRUNet, count_parameters
+from srlive.learn.sim_pairs import PatternSimSettings
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MIN_ERROR_SCALE = 1e-3  # of the input's brightness scale: below any error worth predicting
@@ -111,9 +112,18 @@ def build_model(
     stem: int = 1,
     context_levels: int = 0,
 ) -> SRUNet:
-    upscale = 2 if task.super_resolve else 1
+    # band inputs are already on the 2x grid; their base estimate is the widefield plane
+    upscale = 2 if task.super_resolve and not task.pattern_bands else 1
     config = ModelConfig(
-        task.in_channels, upscale, width, 1, uncertainty, stem, context_levels, task.fluctuation
+        task.in_channels,
+        upscale,
+        width,
+        1,
+        uncertainty,
+        stem,
+        context_levels,
+        task.fluctuation,
+        base_channel=0 if task.pattern_bands else None,
     )
     return SRUNet(config)
 
@@ -204,6 +214,8 @@ def save_weights(model: SRUNet, task: Task, path: Path, metadata: dict[str, Any]
         "task": task.name,
         "config": json.dumps(model.config.to_dict()),
         "info": json.dumps(metadata),
+        # output pixels per camera pixel (band-input models read the 2x grid already)
+        "output_upscale": str(2 if task.pattern_bands else model.config.upscale),
     }
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_atomic(path, save(tensors, metadata=meta))  # a crash mid-save keeps the old file
@@ -241,7 +253,7 @@ def _identity(
     task: Task,
     model: SRUNet,
     settings: TrainSettings,
-    sim: SimSettings | BurstSimSettings,
+    sim: SimSettings | BurstSimSettings | PatternSimSettings,
     init_from: str | Path | None,
     stores: list[Path] | None,
 ) -> dict[str, Any]:
@@ -318,7 +330,7 @@ def train_model(
     task_name: str,
     out: str | Path,
     settings: TrainSettings = TrainSettings(),
-    sim: SimSettings | BurstSimSettings = SimSettings(),
+    sim: SimSettings | BurstSimSettings | PatternSimSettings = SimSettings(),
     resume: bool = True,
     init_from: str | Path | None = None,
     progress: bool = True,
@@ -342,6 +354,9 @@ def train_model(
         # the CLI passes SimSettings; a burst model takes its own ranges (same field sizes)
         fields = sim.field_sizes if sim != SimSettings() else BurstSimSettings.field_sizes
         sim = BurstSimSettings(field_sizes=tuple(fields))
+    if task.pattern_bands and not isinstance(sim, PatternSimSettings):
+        fields = sim.field_sizes if sim != SimSettings() else PatternSimSettings.field_sizes
+        sim = PatternSimSettings(field_sizes=tuple(fields))
     stores = None
     if fine_tune_store is not None:
         given = [fine_tune_store] if isinstance(fine_tune_store, str | Path) else fine_tune_store
@@ -390,7 +405,7 @@ def _train(
     task: Task,
     out: Path,
     settings: TrainSettings,
-    sim: SimSettings | BurstSimSettings,
+    sim: SimSettings | BurstSimSettings | PatternSimSettings,
     resume: bool,
     init_from: str | Path | None,
     progress: bool,

@@ -30,7 +30,9 @@ def read_weights_meta(path: str | Path) -> WeightsMeta:
         with safe_open(str(path), framework="numpy") as handle:
             meta = handle.metadata() or {}
         config = json.loads(meta["config"])
-        return WeightsMeta(path, str(meta["task"]), int(config.get("upscale", 2)))
+        # band-input models read the 2x grid already: the header says the output's grid
+        upscale = int(meta.get("output_upscale", config.get("upscale", 2)))
+        return WeightsMeta(path, str(meta["task"]), upscale)
     except FileNotFoundError:
         raise FileNotFoundError(f"weights not found: {path}") from None
     except Exception as exc:

@@ -15,6 +15,7 @@ from simulators.fluctuation import line_pair_emitters, simulate_burst
 from srlive.cli import main
 from srlive.recon.fluctuation.method import fluctuation_settings
 from srlive.storage import AcquisitionStore, open_store
+from srlive.storage.noise import NoiseRecord
 
 N = 32  # camera pixels (65 nm)
 FRAMES = 40
@@ -48,6 +49,7 @@ def inputs(burst, tmp_path_factory) -> dict[str, Path]:
         laser_lines=[488],
         profile={},
         run={"modality": "fluctuation", "fluctuation": {"window": 100, "step": 20}},
+        camera=NoiseRecord(OFFSET, source="camera"),  # the camera's noise model, recorded
     )
     with store:
         for t in range(2):

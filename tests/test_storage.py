@@ -109,7 +109,8 @@ def test_round_trip(tmp_path: Path) -> None:
     assert attrs["software"].startswith("srlive ")
     assert attrs["profile"]["lasers"] == {"488": "L488"}
     assert attrs["run"]["sets"] == [1, 2]
-    assert r.root.attrs["ome"] == {"version": "0.5"}
+    assert r.root.attrs["ome"] == {"version": "0.5", "bioformats2raw.layout": 3}
+    assert r.root["OME"].attrs["ome"] == {"version": "0.5", "series": ["raw", "sr"]}
     # the time scale was estimated from time_s (0.5 s between sets)
     scale = r.root["raw"].attrs["ome"]["multiscales"][0]["datasets"][0]
     assert scale["coordinateTransformations"][0]["scale"] == [0.5, 1.0, 65.0, 65.0]
@@ -138,7 +139,7 @@ def test_ngff_05_validation(tmp_path: Path) -> None:
         for t in range(3):
             store.write_set(t, make_set(0, t), make_meta(t))
             store.write_sr(t, np.ones(SR_SHAPE, np.float32) * t, {"time_s": t * 0.25})
-    for image in ("raw", "sr"):
+    for image in ("", "raw", "sr"):  # the root: a collection of the two images
         yaozarrs.validate_zarr_store(str(path / image))
     root = zarr.open_group(path, mode="r")
     assert root.metadata.zarr_format == 3

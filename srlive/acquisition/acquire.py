@@ -169,7 +169,7 @@ def _run(
     writer = SeriesWriter(
         profile,
         scope.frame_shape,
-        scope.camera_offset_adu,
+        scope.camera_noise,
         run_info,
         path_for=lambda name: out / name,
         overwrite=overwrite,

@@ -121,7 +121,7 @@ class LiveSession:
         self.writer = SeriesWriter(
             self.profile,
             scope.frame_shape,
-            scope.camera_offset_adu,
+            scope.camera_noise,
             {**(run_info or {}), "live": True},
             path_for=self._series_path,
             overwrite=overwrite,

@@ -28,6 +28,7 @@ from srlive.recon.optics import SIMOptics
 from srlive.recon.sim_params import SIMParameters, pattern_columns, pattern_row
 from srlive.recon.wiener_sim import WienerSIM
 from srlive.storage.guard import OutputLock, claim_output
+from srlive.storage.noise import NoiseRecord
 from srlive.storage.omezarr import AcquisitionStore
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class SeriesWriter:
 
     profile: Profile
     frame_shape: tuple[int, int]
-    offset_adu: float
+    camera: NoiseRecord  # the camera's noise model, recorded in every series' store
     run_info: dict[str, Any]
     path_for: Callable[[str], Path]
     overwrite: bool = False
@@ -215,6 +216,11 @@ class SeriesWriter:
     device: str = "auto"  # for learned reconstructions
     fluctuation: FluctuationSettings | None = None  # rolling windows (None: one per set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def offset_adu(self) -> float:
+        """The camera offset subtracted before reconstruction."""
+        return self.camera.offset_adu
 
     def series_for(self, name: str, plan: SetPlan, reconstruction: str | None) -> SeriesState:
         """The series ``name``, created (store and reconstructor) by its first set."""
@@ -267,6 +273,7 @@ class SeriesWriter:
             },
             sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
+            camera=self.camera,
             extra_frame_columns=EXTRA_FRAME_COLUMNS,
             extra_sr_columns=SR_EXTRA_COLUMNS
             + (

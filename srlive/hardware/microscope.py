@@ -18,6 +18,7 @@ from pymmcore_plus import DeviceType
 
 from srlive.profiles import Profile, ProfileError
 from srlive.safety import SafetyError
+from srlive.storage.noise import NoiseRecord
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,12 @@ ROLE_TYPES: dict[str, DeviceType] = {
 CORE_LABEL = "Core"
 WAVELENGTH_PROPERTY = "Wavelength"
 EXPOSURE_PROPERTY = "Exposure"
+# (profile camera field, camera property, default): the camera's noise model
+CAMERA_NOISE_PROPERTIES = (
+    ("offset_adu", "Offset", 100.0),
+    ("e_per_adu", "Gain", None),
+    ("read_noise_e", "ReadNoiseE", None),
+)
 
 
 def device_type(value: Any) -> DeviceType:
@@ -179,11 +186,35 @@ class Microscope:
 
     @property
     def camera_offset_adu(self) -> float:
-        """The camera's offset (its ``Offset`` property where it has one, else 100 ADU)."""
-        core, cam = self.core, self.roles.camera
-        if core.hasProperty(cam, "Offset"):
-            return float(core.getProperty(cam, "Offset"))
-        return 100.0
+        """The camera's offset ADU (see :attr:`camera_noise`)."""
+        return self.camera_noise.offset_adu
+
+    @property
+    def camera_noise(self) -> NoiseRecord:
+        """The camera's noise model: the profile's ``camera`` values where set, else the
+        camera's ``Offset``, ``Gain`` (e⁻/ADU) and ``ReadNoiseE`` properties where it has
+        them, else a typical sCMOS (100 ADU offset); ``source`` says which."""
+        core, cam, given = self.core, self.roles.camera, self.profile.camera
+        values: dict[str, float | None] = {}
+        sources: list[str] = []
+        for key, prop, default in CAMERA_NOISE_PROPERTIES:
+            value, source = getattr(given, key), "profile"
+            if value is None and core.hasProperty(cam, prop):
+                try:
+                    value, source = float(core.getProperty(cam, prop)), "camera"
+                except ValueError:
+                    value = None
+            if value is None and default is not None:
+                value, source = default, "default"
+            values[key] = value
+            if value is not None and source not in sources:
+                sources.append(source)
+        return NoiseRecord(
+            offset_adu=float(values["offset_adu"] or 0.0),
+            e_per_adu=values["e_per_adu"] or None,
+            read_noise_e=values["read_noise_e"],
+            source="+".join(sources),
+        )
 
     # --- lasers --------------------------------------------------------------------
     def laser_label(self, line: int) -> str:

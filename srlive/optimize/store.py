@@ -2,9 +2,12 @@
 
 ``<series>/tables/optimizer/`` (one row per timepoint: the setting applied and why) and
 ``<series>/tables/optimizer_metrics/`` (one row per acquired set: what was measured) sit next
-to the store's ``tables/frames`` and ``tables/sr``, in the same layout: one 1-D array per
-column, the column order and dtypes in the group's attributes, text columns as integer codes
-into ``attrs["categories"]``. The full JSON-ready records are kept in ``attrs["records"]``.
+to the store's ``tables/frames`` and ``tables/sr`` and are written by the same codec
+(:class:`srlive.storage.tables.Table`): one 1-D array per scalar field, text as integer
+codes into ``attrs["categories"]``. Each row is stored once: what has no column (nested
+values, None, non-finite numbers) is kept per row in ``attrs["rest"]``, and ``attrs["kinds"]``
+says which numeric columns hold integers or booleans, so :func:`read_records` gives the
+rows back as they were given.
 """
 
 from __future__ import annotations
@@ -17,23 +20,48 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.omezarr import _jsonable
+from srlive.storage.files import jsonable
+from srlive.storage.tables import Table
+from srlive.storage.tables import read_table as read_columns
 
 DECISIONS = "optimizer"
 METRICS = "optimizer_metrics"
+CATEGORY = ("int16", -1)
+NUMBER = ("float64", math.nan)
+
+
+def _kind(value: Any) -> str | None:
+    """The column kind of a scalar value (None: no column holds it)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "category"
+    if isinstance(value, int | np.integer):
+        return "int"
+    if isinstance(value, float | np.floating) and math.isfinite(value):
+        return "float"
+    return None
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Flat columns (name -> 'float64' | 'category') of the rows' scalar values."""
-    cols: dict[str, str] = {}
+    """Column kinds in first-seen order; mixed numeric kinds become float, any text category."""
+    kinds: dict[str, str] = {}
     for row in rows:
         for key, value in row.items():
-            if isinstance(value, dict | list | tuple):
+            kind = _kind(value)
+            if kind is None:
                 continue
-            kind = "category" if isinstance(value, str) else "float64"
-            if cols.get(key) != "category":
-                cols[key] = kind
-    return cols
+            old = kinds.get(key, kind)
+            if "category" in (old, kind):
+                kinds[key] = "category"
+            else:
+                kinds[key] = kind if old == kind else "float"
+    return kinds
+
+
+def _fits(kind: str, value: Any) -> bool:
+    got = _kind(value)
+    return got is not None and (got == kind or (kind == "float" and got != "category"))
 
 
 def write_table(series: str | Path, name: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -42,57 +70,59 @@ def write_table(series: str | Path, name: str, rows: Sequence[dict[str, Any]]) -
     tables = root.require_group("tables")
     if name in tables:
         del tables[name]
-    group = tables.create_group(name)
-    cols = _columns(rows)
-    categories: dict[str, list[str]] = {}
-    for col, kind in cols.items():
-        values = [row.get(col) for row in rows]
-        if kind == "category":
-            cats = categories.setdefault(col, [])
-            codes = []
-            for v in values:
-                if v is None:
-                    codes.append(-1)
-                    continue
-                v = str(v)
-                if v not in cats:
-                    cats.append(v)
-                codes.append(cats.index(v))
-            data = np.asarray(codes, np.int16)
-        else:
-            data = np.asarray([math.nan if v is None else float(v) for v in values], np.float64)
-        array = group.create_array(
-            col, shape=data.shape, dtype=data.dtype, chunks=(max(1, len(data)),)
-        )
-        array[:] = data
-    group.update_attributes(
-        {
-            "columns": list(cols),
-            "dtypes": {c: ("int16" if k == "category" else k) for c, k in cols.items()},
-            "categories": categories,
-            "description": "optimizer decisions, one row per timepoint"
-            if name == DECISIONS
-            else "optimizer metrics, one row per acquired set",
-            "records": _jsonable(list(rows)),
-        }
+    kinds = _columns(rows)
+    description = (
+        "optimizer decisions, one row per timepoint"
+        if name == DECISIONS
+        else "optimizer metrics, one row per acquired set"
+    )
+    table = Table(
+        tables.create_group(name),
+        {c: CATEGORY if k == "category" else NUMBER for c, k in kinds.items()},
+        description=description,
+    )
+    values: dict[str, list[Any]] = {c: [] for c in kinds}
+    rest: list[dict[str, Any]] = []
+    for row in rows:
+        for col, kind in kinds.items():
+            v = row.get(col)
+            if not _fits(kind, v):
+                values[col].append(None)
+            elif kind == "category":
+                values[col].append(table.code(col, str(v)))
+            else:
+                values[col].append(float(v))
+        rest.append({k: jsonable(v) for k, v in row.items() if not _fits(kinds.get(k, ""), v)})
+    table.add_rows(table.convert(values))
+    table.commit(*table.take(), set(), Path(series))
+    table.group.update_attributes(
+        {"kinds": {c: k for c, k in kinds.items() if k != "category"}, "rest": rest}
     )
 
 
 def read_table(series: str | Path, name: str = DECISIONS) -> dict[str, np.ndarray]:
     """Columns of ``tables/<name>`` (categories decoded to strings)."""
     group = zarr.open_group(str(series), mode="r")[f"tables/{name}"]
-    cats = dict(group.attrs.get("categories", {}))
-    out: dict[str, np.ndarray] = {}
-    for col in group.attrs.get("columns", []):
-        data = np.asarray(group[col][:])
-        if col in cats:
-            labels = np.asarray([*cats[col], ""], dtype=object)
-            data = labels[np.where(data < 0, len(labels) - 1, data)].astype(str)
-        out[col] = data
-    return out
+    return read_columns(group, None, f"{series}/tables/{name}")
 
 
 def read_records(series: str | Path, name: str = DECISIONS) -> list[dict[str, Any]]:
-    """The JSON-ready records of ``tables/<name>``."""
+    """The rows of ``tables/<name>`` as they were written (JSON types)."""
     group = zarr.open_group(str(series), mode="r")[f"tables/{name}"]
-    return list(group.attrs.get("records", []))
+    kinds = dict(group.attrs.get("kinds", {}))
+    cats = dict(group.attrs.get("categories", {}))
+    columns = {c: np.asarray(group[c][:]) for c in group.attrs.get("columns", [])}
+    records: list[dict[str, Any]] = []
+    for i, rest in enumerate(group.attrs.get("rest", [])):
+        record: dict[str, Any] = {}
+        for col, data in columns.items():
+            v = data[i]
+            if col in cats:
+                if v >= 0:
+                    record[col] = cats[col][int(v)]
+            elif math.isfinite(v):
+                kind = kinds.get(col)
+                record[col] = int(v) if kind == "int" else bool(v) if kind == "bool" else float(v)
+        record.update(rest)
+        records.append(record)
+    return records

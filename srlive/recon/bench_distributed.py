@@ -23,6 +23,7 @@ from simulators.camera_model import CameraModel
 from simulators.imaging import FringeCache, default_sim_patterns, expected_from_cache
 from simulators.optics import otf_2d
 from simulators.samples import make_sample
+from srlive.storage.noise import NoiseRecord
 from srlive.storage.omezarr import AcquisitionStore, open_store
 
 
@@ -45,6 +46,7 @@ def synthetic_sim_store(path: str | Path, n_sets: int, size: int, seed: int = 0)
         laser_lines=[488],
         profile={},
         run={"laser_line": 488},
+        camera=NoiseRecord(camera.offset_adu, camera.e_per_adu, camera.read_noise_e, "simulator"),
     )
     with store:
         for t in range(n_sets):

@@ -2,7 +2,9 @@
 
 Both are presented as one :class:`SetSource`: the frame shape, the layout (angles × phases),
 the pixel size and a reader of set ``t`` as angle-major frames ``(A·P, H, W)`` with its
-frame-table rows. :func:`raw_file_optics` builds a raw file's :class:`SIMOptics`: the
+frame-table rows. A store's optics take the camera noise model it records (offset, gain)
+over its profile's (older stores record none: the profile's values are used, and a note
+says so). :func:`raw_file_optics` builds a raw file's :class:`SIMOptics`: the
 default profile's values (without its fringe prior: a simulated microscope's pattern is no
 prior for another microscope's file), replaced by an optics file, then by the flags given;
 the file's own pixel size is used when neither gives one.
@@ -21,6 +23,7 @@ from srlive.io.raw_files import RawFrames, group_sets, read_raw_frames
 from srlive.profiles import Profile, load_profile
 from srlive.recon.optics import SIMOptics
 from srlive.storage.guard import is_srlive_store
+from srlive.storage.noise import NoiseRecord
 from srlive.storage.omezarr import StoreReader, open_store
 
 STORE_FORMAT = "srlive-store"
@@ -61,6 +64,8 @@ class SetSource:
     run: dict[str, Any] = field(default_factory=dict)
     extra_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the user should know (warnings)
+    camera: NoiseRecord | None = None  # the noise model the input records (a store's)
+    camera_from: str = "default profile"  # where the offset and gain used came from
 
 
 def is_store_input(path: str | Path) -> bool:
@@ -99,6 +104,7 @@ def store_source(
     optics = SIMOptics.from_profile(profile, line)
     if optics_file is not None:
         optics = SIMOptics.from_file(optics_file)
+    optics, camera_from, notes = _stored_camera(path, reader, optics, optics_file, overrides)
     optics = optics.with_overrides(pixel_nm=reader.pixel_nm)
     layout = (reader.n_angles, reader.n_phases)
     bursts = attrs.get("run", {}).get("modality") in BURST_MODALITIES
@@ -106,7 +112,39 @@ def store_source(
         optics = optics.with_overrides(n_angles=layout[0], n_phases=layout[1], order="angle-major")
     optics = optics.with_overrides(**overrides)
     pixel_from = "--pixel-nm" if overrides.get("pixel_nm") is not None else "store"
-    return stored_sets(path, reader, optics.pixel_nm, pixel_from), optics
+    source = stored_sets(path, reader, optics.pixel_nm, pixel_from)
+    source.camera_from, source.notes = camera_from, notes
+    return source, optics
+
+
+def _stored_camera(
+    path: str | Path,
+    reader: StoreReader,
+    optics: SIMOptics,
+    optics_file: str | Path | None,
+    overrides: Mapping[str, Any],
+) -> tuple[SIMOptics, str, list[str]]:
+    """``optics`` with the store's camera offset and gain (over the profile's, not over an
+    optics file's or a flag's); where the offset came from; a note for an older store."""
+    given = set(optics.model_fields_set) if optics_file is not None else set()
+    given |= {k for k in ("offset_adu", "gain_e_per_adu") if overrides.get(k) is not None}
+    camera = reader.camera
+    if camera is not None:
+        stored = {"offset_adu": camera.offset_adu, "gain_e_per_adu": camera.e_per_adu}
+        optics = optics.with_overrides(**{k: v for k, v in stored.items() if k not in given})
+    if overrides.get("offset_adu") is not None:
+        return optics, "--offset-adu", []
+    if "offset_adu" in given:
+        return optics, "optics file", []
+    if camera is not None:
+        return optics, "store", []
+    base = "optics file" if optics_file is not None else "profile"
+    note = (
+        f"{path} records no camera noise model (a store older than layout 2): using the "
+        f"{base}'s offset {optics.offset_adu:g} ADU and gain {optics.gain_e_per_adu:g} e-/ADU "
+        "(set them with --offset-adu or --optics FILE)"
+    )
+    return optics, base, [note]
 
 
 def stored_sets(
@@ -129,6 +167,8 @@ def stored_sets(
         extra_columns=[
             c for c in reader.frames if c not in STANDARD_COLUMNS and not c.startswith("power_mw_")
         ],
+        camera=reader.camera,
+        camera_from="store" if reader.camera is not None else "profile",
     )
 
 
@@ -194,6 +234,7 @@ def file_source(
         rows = [{"frame": t * fps + int(i)} for i in order]
         return optics.to_angle_major(np.asarray(sets[t])), rows
 
+    given = overrides.get("offset_adu") is not None
     source = SetSource(
         source=raw.source,
         format=raw.format,
@@ -204,6 +245,11 @@ def file_source(
         read=read,
         pixel_nm_from=pixel_from,
         notes=notes,
+        camera_from="--offset-adu"
+        if given
+        else "optics file"
+        if optics_file
+        else "default profile",
     )
     return source, optics
 

@@ -16,6 +16,10 @@ in any order and by any process (:mod:`srlive.recon.distributed`) with the same 
 The output is checked before any work, and the method resolved and the first SR image
 computed before the output is created, so a bad method, weights file or input leaves
 ``out`` as it was; a failure before the first SR image is stored removes the new output.
+
+The camera offset subtracted is the one the input records (a store's noise model), else
+the profile's (the summary's ``camera`` says which, and a warning says so for a store
+that records none); the output records the noise model it was reconstructed with.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from srlive.recon.tiff_output import (
     write_sr_tiff,
 )
 from srlive.storage.guard import check_output
+from srlive.storage.noise import NoiseRecord
 from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore
 
 MAX_LISTED_SETS = 10  # sets named in one "not found" warning
@@ -231,6 +236,12 @@ def _sets(
             yield t, raw, rows, result
 
 
+def output_camera(source: SetSource, optics: SIMOptics) -> NoiseRecord:
+    """The noise model an output records: the offset and gain its reconstruction used."""
+    read_noise = None if source.camera is None else source.camera.read_noise_e
+    return NoiseRecord(optics.offset_adu, optics.gain_e_per_adu, read_noise, source.camera_from)
+
+
 def create_output(
     out: Path,
     source: SetSource,
@@ -267,6 +278,7 @@ def create_output(
         extra_frame_columns=source.extra_columns,
         extra_sr_columns=DEFAULT_SR_EXTRAS + pattern,
         n_sets=n_sets,
+        camera=output_camera(source, optics),
     )
 
 
@@ -435,6 +447,7 @@ def reconstruct_input(
             "format": source.format,
             "method": method,
             "optics": optics.model_dump(mode="json"),
+            "camera": output_camera(source, optics).to_attrs(),
             "pixel_nm_from": source.pixel_nm_from,
             "sets": entries,
             "sr_images": len(entries),

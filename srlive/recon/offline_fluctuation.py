@@ -46,6 +46,7 @@ from srlive.recon.fluctuation.method import (
 from srlive.recon.offline import stored_raw
 from srlive.recon.optics import SIMOptics
 from srlive.recon.tiff_output import is_tiff_output, write_sr_tiff
+from srlive.storage.noise import NoiseRecord
 from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore, open_store
 
 RAW_FILE_WINDOW = 100  # a raw file's default window: all its frames, at most this many
@@ -80,6 +81,12 @@ class BurstInput:
     notes: list[str]
     live: dict[str, Any] | None = None  # a live store's fluctuation settings, if any
 
+    def camera(self) -> NoiseRecord:
+        """The noise model the output records: the offset used (and the input's gain)."""
+        known = self.source.camera
+        gain, read = (None, None) if known is None else (known.e_per_adu, known.read_noise_e)
+        return NoiseRecord(self.offset_adu, gain, read, self.offset_from)
+
     @property
     def set_frames(self) -> int:
         return self.source.layout[1]
@@ -103,13 +110,19 @@ def _store_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
             f"{path} is a {modality or f'{a}x{p}'} store of SIM sets ({a}x{p}); fluctuation "
             "methods need bursts (a store of --modality fluctuation, or a raw stack)"
         )
-    offset, offset_from = overrides.get("offset_adu"), "--offset-adu"
-    if offset is None:  # the camera's, as the SIM path takes it
+    offset, offset_from, notes = overrides.get("offset_adu"), "--offset-adu", []
+    if offset is None and reader.camera is not None:  # the camera's, as recorded
+        offset, offset_from = reader.camera.offset_adu, "store"
+    if offset is None:  # an older store: its profile's, as the SIM path takes it
         offset, offset_from = (
             SIMOptics.from_profile(*stored_profile(reader.attrs)).offset_adu,
-            "store",
+            "profile",
         )
-    return BurstInput(source, float(offset), offset_from, [], source.run.get("fluctuation"))
+        notes.append(
+            f"{path} records no camera noise model (a store older than layout 2): using its "
+            f"profile's offset {offset:g} ADU (set it with --offset-adu)"
+        )
+    return BurstInput(source, float(offset), offset_from, notes, source.run.get("fluctuation"))
 
 
 def _file_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
@@ -316,6 +329,7 @@ def _write_store(
         inputs=[source.source],
         extra_frame_columns=source.extra_columns,
         extra_sr_columns=DEFAULT_SR_EXTRAS + WINDOW_COLUMNS,
+        camera=bursts.camera(),
     )
     entries: list[dict[str, Any]] = []
     try:

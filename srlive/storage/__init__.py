@@ -4,6 +4,7 @@ from srlive.storage.guard import StoreBusyError, StoreGuardError, claim_output
 from srlive.storage.omezarr import (
     FRAME_COLUMN_DEFAULTS,
     AcquisitionStore,
+    NoiseRecord,
     StoreDamagedError,
     StoreReader,
     StoreWriteError,
@@ -13,6 +14,7 @@ from srlive.storage.omezarr import (
 __all__ = [
     "FRAME_COLUMN_DEFAULTS",
     "AcquisitionStore",
+    "NoiseRecord",
     "StoreBusyError",
     "StoreDamagedError",
     "StoreGuardError",

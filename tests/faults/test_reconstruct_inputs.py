@@ -15,6 +15,7 @@ import pytest
 from srlive.cli import main
 from srlive.learn.train import WEIGHTS_DIR
 from srlive.storage import AcquisitionStore, open_store
+from srlive.storage.noise import NoiseRecord
 
 H = W = 32
 
@@ -33,6 +34,7 @@ def _store(path: Path, angles: int, phases: int, n: int = 2) -> Path:
         laser_lines=[488],
         profile={},
         run={},
+        camera=NoiseRecord(100.0, 0.5, 1.5, "test"),
     ) as store:
         for t in range(n):
             store.write_set(t, rng.integers(100, 2000, (angles, phases, H, W), np.uint16), [])

@@ -1,0 +1,196 @@
+"""Appending sets, SR images and their table rows to a store being written."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from srlive.storage.files import StoreWriteError, describe, frame_crc
+
+__all__ = ["Writes"]
+
+
+class Writes:
+    """The writing methods of :class:`srlive.storage.store.AcquisitionStore`."""
+
+    @property
+    def frames_flushed(self) -> int:
+        return self._frames_flushed
+
+    @property
+    def sr_flushed(self) -> int:
+        return self._sr_flushed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def failed(self) -> str | None:
+        """Why writing stopped (the first failed write), or None."""
+        return self._failed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"store {self.path} is closed")
+        if self._failed is not None:
+            raise StoreWriteError(
+                f"{self.path}: writing stopped after a failed write: {self._failed}"
+            )
+
+    def _fail(self, exc: BaseException) -> StoreWriteError:
+        """Record the first failed write; the store accepts no more data after it."""
+        if self._failed is None:
+            self._failed = describe(exc)
+        return StoreWriteError(f"{self.path}: {self._failed}")
+
+    def _ensure_length(self, arr: zarr.Array, t: int) -> None:
+        """Grow the time axis to exactly ``t + 1`` (no pre-allocated, blank time points)."""
+        if t >= arr.shape[0]:
+            arr.resize((t + 1, *arr.shape[1:]))
+            self._written.add(self.path / arr.path / "zarr.json")
+
+    def _chunk_file(self, arr: zarr.Array, coords: tuple[int, ...]) -> Path:
+        return self.path / arr.path / arr.metadata.encode_chunk_key(coords)
+
+    def _warn_unknown(self, keys: Sequence[str], known: Sequence[str]) -> None:
+        for k in keys:
+            if k not in known and k not in self._warned_keys:
+                self._warned_keys.add(k)
+                warnings.warn(f"metadata key {k!r} has no column; ignored", stacklevel=3)
+
+    def write_set(
+        self, t: int, frames: np.ndarray, frame_meta: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Store one complete set ``frames`` (A, P, H, W) as raw time point ``t``.
+
+        ``frame_meta`` holds one dict per frame in (a, p) order (or is empty); missing
+        keys get the column default, ``t``/``a``/``p`` come from the position.
+        """
+        a, p = self.n_angles, self.n_phases
+        ap = a * p
+        h, w = self.frame_shape
+        arr = np.asarray(frames)
+        if arr.shape not in ((a, p, h, w), (ap, h, w)):
+            raise ValueError(f"set shape {arr.shape} != {(a, p, h, w)}")
+        if arr.dtype != np.uint16:
+            arr = arr.astype(np.uint16)
+        if frame_meta and len(frame_meta) != ap:
+            raise ValueError(f"{len(frame_meta)} frame metadata dicts for {ap} frames")
+        t = int(t)
+        if t < 0:
+            raise ValueError("t must be >= 0")
+        with self._lock:
+            self._check_open()
+            rows = self._frames.convert(self._frame_rows(t, frame_meta, arr.reshape(ap, h, w)))
+            try:
+                self._ensure_length(self._raw, t)
+                self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
+            except Exception as exc:
+                raise self._fail(exc) from exc
+            self._written.add(self._chunk_file(self._raw, (t, 0, 0, 0)))
+            self._frames.add_rows(rows)
+            self.frames_written += ap
+            self._n_sets = max(self._n_sets, t + 1)
+            self._maybe_autoflush()
+
+    def _frame_rows(
+        self,
+        t: int,
+        metas: Sequence[Mapping[str, Any]],
+        frames: np.ndarray | None,
+        crcs: Sequence[int] | None = None,
+    ) -> dict[str, list[Any]]:
+        ap, p = self.n_angles * self.n_phases, self.n_phases
+        first = self.frames_written
+        rows: dict[str, list[Any]] = {}
+        if metas:
+            self._warn_unknown(list(metas[0]), self._frame_cols)
+        for name in self._frame_cols:
+            if name == "t":
+                rows[name] = [t] * ap
+            elif name == "a":
+                rows[name] = [i // p for i in range(ap)]
+            elif name == "p":
+                rows[name] = [i % p for i in range(ap)]
+            elif name == "crc32":
+                rows[name] = list(crcs) if crcs is not None else [frame_crc(f) for f in frames]
+            elif name == "frame":
+                rows[name] = [m.get("frame", first + i) for i, m in enumerate(metas)] or list(
+                    range(first, first + ap)
+                )
+            else:
+                rows[name] = [m.get(name) for m in metas] or [None] * ap
+        return rows
+
+    def write_sr(self, t: int, image: np.ndarray, meta: Mapping[str, Any]) -> None:
+        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row."""
+        if self._sr is None:
+            raise RuntimeError("this store was created without sr_shape")
+        img = np.asarray(image, dtype=np.float32)
+        if img.shape != self._sr.shape[1:]:
+            raise ValueError(f"SR image shape {img.shape} != {self._sr.shape[1:]}")
+        self._sr_row(t, meta, "reconstructed", img)
+
+    def write_sr_skipped(self, t: int, meta: Mapping[str, Any]) -> None:
+        """Record that raw set ``t`` was not reconstructed (``sr/0[t]`` stays NaN)."""
+        if self._sr is None:
+            raise RuntimeError("this store was created without sr_shape")
+        self._sr_row(t, meta, "skipped", None)
+
+    def _sr_row(
+        self,
+        t: int,
+        meta: Mapping[str, Any],
+        status: str,
+        img: np.ndarray | None,
+        stored: bool = False,
+    ) -> None:
+        t = int(t)
+        if t < 0:
+            raise ValueError("t must be >= 0")
+        with self._lock:
+            self._check_open()
+            self._warn_unknown(list(meta), self._sr_cols)
+            row: dict[str, list[Any]] = {}
+            for name in self._sr_cols:
+                if name == "t":
+                    row[name] = [t]
+                elif name == "method":
+                    method = meta.get("method", self.sr_method)
+                    code = -1 if method is None else self._sr_table.code("method", str(method))
+                    row[name] = [code]
+                elif name == "status":
+                    row[name] = [self._sr_table.code("status", status)]
+                else:
+                    row[name] = [meta.get(name)]
+            rows = self._sr_table.convert(row)
+            try:
+                self._ensure_length(self._sr, t)
+                if img is not None:
+                    self._sr[t] = img
+            except Exception as exc:
+                raise self._fail(exc) from exc
+            if img is not None:
+                self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
+            if img is not None or stored:
+                self.sr_written += 1
+            else:
+                self.sr_skipped += 1
+            self._sr_table.add_rows(rows)
+            self._n_sr_t = max(self._n_sr_t, t + 1)
+            self._maybe_autoflush()
+
+    def _maybe_autoflush(self) -> None:
+        if self._flush_interval is not None and (
+            time.monotonic() - self._last_flush >= self._flush_interval
+        ):
+            self._flush_locked(wait=False)
+
+    # -- durability ------------------------------------------------------------------------

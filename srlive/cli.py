@@ -17,6 +17,12 @@ from srlive.cli_fluctuation import (
     fluctuation_from_args,
     given_fluctuation_flags,
 )
+from srlive.cli_smlm import (
+    LOCALIZATION_METHOD_NAMES,
+    add_smlm_options,
+    given_smlm_flags,
+    reconstruct_smlm_from_args,
+)
 from srlive.cli_train import add_train_parser, cmd_train
 
 log = logging.getLogger("srlive")
@@ -158,7 +164,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--method",
         required=True,
         help="SIM: wiener-sim | dl-sim3 | dl-sim9 | dl-denoise | dl-wf2sr | a .safetensors "
-        "model; fluctuation bursts: esrrf | sofi2 | sofi3 | sofi4",
+        "model; fluctuation bursts: esrrf | sofi2 | sofi3 | sofi4; SMLM bursts: localization",
     )
     rec.add_argument("--out", type=Path, required=True, help="new store, or X.tif (OME-TIFF)")
     rec.add_argument("--overwrite", action="store_true")
@@ -180,6 +186,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_fluctuation_options(rec, **RECONSTRUCT_WINDOW_HELP)  # defaults from the input here
+    add_smlm_options(rec)
     dist = rec.add_argument_group("distributed (Dask): resumable, the same output as one process")
     dist.add_argument(
         "--workers", type=int, default=None, metavar="N", help="a local cluster of N processes"
@@ -603,6 +610,10 @@ def _reconstruct_fluctuation_args(args: argparse.Namespace) -> dict[str, Any] | 
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    if args.method in LOCALIZATION_METHOD_NAMES:
+        return reconstruct_smlm_from_args(args, _reconstruct_optics(args))
+    if flags := given_smlm_flags(args):
+        raise UsageError(f"{', '.join(flags)}: only for --method localization")
     fluctuation = _reconstruct_fluctuation_args(args)
     if args.workers is not None or args.scheduler is not None:
         return _cmd_reconstruct_distributed(args)

@@ -274,6 +274,23 @@ def _export(path: Path, locs: Localizations, settings: SMLMSettings) -> list[str
     return [str(t) for t in targets]
 
 
+def read_localizations(store: str | Path) -> Localizations:
+    """The localisation table of a store ``srlive reconstruct --method localization`` wrote."""
+    import zarr
+
+    from srlive.storage.omezarr import open_store
+    from srlive.storage.tables import read_table
+
+    reader = open_store(store)
+    root = zarr.open_group(str(store), mode="r")
+    where = f"{store}/tables/{LOCALIZATION_TABLE}"
+    if f"tables/{LOCALIZATION_TABLE}" not in root:
+        raise ValueError(f"{store} holds no localisation table (tables/{LOCALIZATION_TABLE})")
+    columns = read_table(root[f"tables/{LOCALIZATION_TABLE}"], None, where)
+    shape = tuple(int(v) for v in reader.attrs["frame_shape"])
+    return Localizations(columns, reader.pixel_nm, shape, reader.n_frames)
+
+
 def reconstruct_smlm(
     input: Path,
     out: Path,

@@ -211,6 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "distributed",
             "fluctuation",
             "esrrf-peer",
+            "smlm",
         ],
     )
     bench.add_argument(
@@ -220,6 +221,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="acquisition: SIM sets per method (20); distributed: sets in the store (200)",
     )
     bench.add_argument("--motion", action="store_true", help="camera: live sample dynamics on")
+    bench.add_argument("--frames", type=int, default=None, help="smlm: frames per dataset (1000)")
     bench.add_argument(
         "--size",
         type=int,
@@ -274,7 +276,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="camera 5, acquisition 10, pipeline/soak the profile's shortest (top speed)",
     )
-    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats (20; smlm: 3 per method)"
+    )
     bench.add_argument("--dir", type=Path, default=None, help="storage: directory to write in")
     bench.add_argument("--json", action="store_true", help="JSON only (default prints JSON too)")
     bench.add_argument(
@@ -298,7 +302,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--peer-python",
         type=Path,
         default=None,
-        help="sim-real / esrrf-peer: the peer venv's python (default .peers/<peer>/bin/python)",
+        help="sim-real / esrrf-peer / smlm: the peer venv's python (default "
+        ".peers/<peer>/bin/python)",
     )
 
     prior = sub.add_parser(
@@ -686,6 +691,11 @@ def _cmd_reconstruct_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _or(value: Any, default: Any) -> Any:
+    """``value`` unless it was not given (None)."""
+    return default if value is None else value
+
+
 def _given(**options: Any) -> dict[str, Any]:
     """The options the user set (None: leave the function's own default)."""
     return {name: value for name, value in options.items() if value is not None}
@@ -756,7 +766,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench_models(
             [args.model] if args.model else None,
             size=args.size or 512,
-            repeats=args.repeats,
+            repeats=_or(args.repeats, 20),
             device=args.device,
             precision=args.precision,
         )
@@ -765,7 +775,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "recon":
         from srlive.recon.bench import bench_wiener
 
-        result = bench_wiener(size=args.size or 512, repeats=args.repeats)
+        result = bench_wiener(size=args.size or 512, repeats=_or(args.repeats, 20))
     elif args.what == "distributed":
         from srlive.recon.bench_distributed import bench_distributed
 
@@ -785,6 +795,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 peer_python=str(args.peer_python) if args.peer_python else None,
             )
         )
+    elif args.what == "smlm":
+        from srlive.recon.smlm.bench import SMLMBenchOptions, bench_smlm
+
+        if (args.frames is not None and args.frames < 10) or (args.size or 128) < 16:
+            raise UsageError("smlm: --frames must be >= 10 and --size >= 16")
+        result = bench_smlm(
+            SMLMBenchOptions(
+                size=args.size or 128,
+                frames=args.frames or 1000,
+                repeats=_or(args.repeats, 3),
+                peer_python=str(args.peer_python) if args.peer_python else None,
+            )
+        )
     elif args.what == "sim-real":
         from srlive.recon.bench import RealOptics, bench_sim_real
 
@@ -795,7 +818,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             reference=args.reference,
             optics=RealOptics(args.pixel_nm, args.na, args.emission_nm, args.offset_adu),
             peer_python=args.peer_python,
-            repeats=args.repeats,
+            repeats=_or(args.repeats, 20),
             progress=lambda message: print(f"srlive: bench: {message}", file=sys.stderr),
         )
     else:

@@ -58,9 +58,11 @@ def initial_theta(boxes: torch.Tensor, model: GaussModel) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
-def _neg_log_likelihood(mu: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
-    """Σ μ − d·ln μ per spot (the Poisson negative log-likelihood without its constant)."""
-    return (mu - data * torch.log(mu)).sum(dim=(1, 2))
+def _deviance(mu: torch.Tensor, data: torch.Tensor, data_log_data: torch.Tensor) -> torch.Tensor:
+    """Σ μ − d + d·ln(d/μ) per spot: the Poisson negative log-likelihood minus that of the
+    data themselves (half the deviance). Small near the optimum (about the number of
+    pixels), so float32 still tells a better fit from a worse one."""
+    return (mu - data + data_log_data - data * torch.log(mu)).sum(dim=(1, 2))
 
 
 def fit_boxes(
@@ -75,7 +77,7 @@ def fit_boxes(
 ) -> FitResult:
     """Fit ``model`` to every box ``(n, K, K)`` of photoelectrons.
 
-    ``read_variance`` (e⁻², a scalar or per pixel) is the read noise's variance; ``start``
+    ``read_variance`` (e⁻², a scalar or a (K, K) map) is the read noise's variance; ``start``
     optional starting parameters ``(n, P)``. A spot converges when its accepted step moves
     no parameter by more than ``tolerance`` (relative for photons and background, pixels
     for positions and widths, nm/100 for depth).
@@ -87,6 +89,7 @@ def fit_boxes(
         return FitResult(empty, empty, np.zeros(0), np.zeros(0, np.int16), np.zeros(0, bool))
     var = torch.as_tensor(np.asarray(read_variance), dtype=dtype, device=device)
     data_v = torch.clamp(data + var, min=0.0)
+    dld = torch.where(data_v > 0, data_v * torch.log(torch.clamp(data_v, min=1e-30)), 0.0)
     if start is None:
         theta = initial_theta(data, model)
     else:
@@ -98,13 +101,13 @@ def fit_boxes(
     iterations = torch.zeros(n, dtype=torch.int16, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     mu, _ = model.evaluate(theta, jacobian=False)
-    loss = _neg_log_likelihood(mu + var, data_v)
+    loss = _deviance(mu + var, data_v, dld)
     eye = torch.eye(p, dtype=dtype, device=device)
     for _ in range(max_iterations):
         active = torch.nonzero(~done).flatten()
         if active.numel() == 0:
             break
-        th, lm, d = theta[active], lam[active], data_v[active]
+        th, lm, d, d_ld = theta[active], lam[active], data_v[active], dld[active]
         m, j = model.evaluate(th)
         mv = m + var
         ratio = d / mv
@@ -115,7 +118,7 @@ def fit_boxes(
         step = -torch.linalg.solve(damped, grad.unsqueeze(-1)).squeeze(-1)
         trial = model.bounds(th + step)
         trial_mu, _ = model.evaluate(trial, jacobian=False)
-        trial_loss = _neg_log_likelihood(trial_mu + var, d)
+        trial_loss = _deviance(trial_mu + var, d, d_ld)
         better = torch.isfinite(trial_loss) & (trial_loss <= loss[active])
         moved = torch.abs(trial - th) / scale
         moved[:, 2:4] = moved[:, 2:4] / torch.clamp(torch.abs(th[:, 2:4]), min=1.0)
@@ -130,9 +133,7 @@ def fit_boxes(
     mv = mu + var
     fisher = _gram(jac, 1 / mv)
     crlb = _inverse_diagonal(fisher)
-    safe = torch.clamp(data_v, min=1e-12)
-    saturated = torch.where(data_v > 0, data_v * torch.log(safe) - data_v, torch.zeros_like(data_v))
-    llr = 2 * (_neg_log_likelihood(mv, data_v) + saturated.sum(dim=(1, 2)))
+    llr = 2 * _deviance(mv, data_v, dld)
     converged = done & (lam <= LAMBDA_MAX)
     return FitResult(
         theta.cpu().numpy(),
@@ -145,15 +146,13 @@ def fit_boxes(
 
 def _contract(jac: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Σ_ij J[n, p, i, j] · w[n, i, j] → (n, P)."""
-    n, p = jac.shape[:2]
-    return torch.bmm(jac.reshape(n, p, -1), weight.reshape(n, -1, 1)).squeeze(-1)
+    return torch.bmm(jac.flatten(2), weight.flatten(1).unsqueeze(-1)).squeeze(-1)
 
 
 def _gram(jac: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Σ_ij J[n, p, i, j] · J[n, q, i, j] · w[n, i, j] → (n, P, P)."""
-    n, p = jac.shape[:2]
-    flat = jac.reshape(n, p, -1)
-    return torch.bmm(flat * weight.reshape(n, 1, -1), flat.transpose(1, 2))
+    flat = jac.flatten(2)
+    return torch.bmm(flat * weight.flatten(1).unsqueeze(1), flat.transpose(1, 2))
 
 
 def _inverse_diagonal(fisher: torch.Tensor) -> torch.Tensor:

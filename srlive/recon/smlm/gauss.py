@@ -136,25 +136,27 @@ class GaussModel:
         sx, sy, dsx, dsy = self.widths(theta)
         ex, dex, dsex = _edge_terms(theta[:, 0], sx, k)
         ey, dey, dsey = _edge_terms(theta[:, 1], sy, k)
-        n = theta[:, 2][:, None, None]
-        shape = ey[:, :, None] * ex[:, None, :]
-        mu = theta[:, 3][:, None, None] + n * shape
+        photons = theta[:, 2][:, None]
         if not jacobian:
-            return mu, None
-        parts = [
-            n * ey[:, :, None] * dex[:, None, :],
-            n * dey[:, :, None] * ex[:, None, :],
-            shape,
-            torch.ones_like(mu),
-        ]
+            mu = ey[:, :, None] * (photons * ex)[:, None, :]
+            return mu.add_(theta[:, 3][:, None, None]), None
+        count, size = theta.shape[0], self.box
+        # one contiguous block per parameter (writes stay contiguous), seen as (n, P, K, K)
+        blocks = theta.new_empty((self.n_parameters, count, size, size))
+        torch.mul(ey[:, :, None], (photons * dex)[:, None, :], out=blocks[0])
+        torch.mul((photons * dey)[:, :, None], ex[:, None, :], out=blocks[1])
+        torch.mul(ey[:, :, None], ex[:, None, :], out=blocks[2])
+        blocks[3].fill_(1.0)
         if self.model in ("free", "astigmatic"):
-            by_x = dsx[:, None, None] * ey[:, :, None] * dsex[:, None, :]
-            by_y = dsy[:, None, None] * dsey[:, :, None] * ex[:, None, :]
-            parts.append(n * (by_x + by_y))
+            along_x = photons * dsx[:, None] * dsex
+            along_y = photons * dsy[:, None] * dsey
+            torch.mul(ey[:, :, None], along_x[:, None, :], out=blocks[4])
+            blocks[4].addcmul_(along_y[:, :, None], ex[:, None, :])
         elif self.model == "elliptic":
-            parts.append(n * ey[:, :, None] * dsex[:, None, :])
-            parts.append(n * dsey[:, :, None] * ex[:, None, :])
-        return mu, torch.stack(parts, dim=1)
+            torch.mul(ey[:, :, None], (photons * dsex)[:, None, :], out=blocks[4])
+            torch.mul((photons * dsey)[:, :, None], ex[:, None, :], out=blocks[5])
+        mu = blocks[2] * theta[:, 2][:, None, None]
+        return mu.add_(theta[:, 3][:, None, None]), blocks.permute(1, 0, 2, 3)
 
     def bounds(self, theta: torch.Tensor) -> torch.Tensor:
         """θ moved back inside the physical range (N, b > 0; widths and depth bounded)."""

@@ -1,0 +1,188 @@
+"""`srlive bench smlm`: localisation accuracy against ground truth and speed against Picasso.
+
+Two simulated acquisitions (:mod:`simulators.smlm`) of the same prior-free structure
+(segments, rings and points of :mod:`simulators.fluctuation_fields`) at the profile's
+140 mW: ``low`` without activation (dyes seen per frame ~0.3 per µm² of field) and ``high``
+with 405 nm activation (~2 per µm²). On each, srlive's :func:`localize` and the peer Picasso
+(identify + MLE Gaussian fit, in its own venv) localise the same frames; both are scored by
+:func:`srlive.recon.smlm.match.score` (Hungarian matching in each frame within 50 nm, as in
+the SMLM challenge): Jaccard index, lateral RMSE of matched localisations, bias, and the
+Cramér-Rao bound each method reports for its matches (RMS of its per-localisation CRLB).
+
+Picasso's detection threshold (minimum net gradient) is swept and its best Jaccard per
+dataset kept (its speed is timed at that setting); srlive runs its defaults. Throughput is
+frames per second of localisation (detection + fitting, excluding reading the frames) for
+both, measured in one run, one after the other, on this machine; the ratio is srlive's
+over Picasso's (``throughput_ratio``). On a machine shared with other jobs the wall times
+swing with their load, so the CPU time each spent (all its threads) is reported too, and
+``cpu_time_ratio`` = Picasso's CPU seconds over srlive's. srlive fits on ``workers``
+threads (one torch thread each); Picasso uses its own threading (numba, all cores).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from simulators.fluctuation_fields import prior_free_emitters
+from simulators.smlm import SMLMFrames, simulate_smlm, stationary_density_per_um2
+from srlive.recon.bench import machine_info
+from srlive.recon.offline import finite_json
+from srlive.recon.smlm.bench_peer import PEER_NOT_SET_UP, peer_python, run_picasso
+from srlive.recon.smlm.localize import LocalizeSettings, SMLMCamera, SMLMOptics, localize
+from srlive.recon.smlm.match import MATCH_RADIUS_NM, score
+
+DENSITIES = {"low": 0.0, "high": 1.5}  # 405 nm activation (mW) of each dataset
+DYES_PER_UM2 = 150.0  # labelled dyes per µm² of field
+PICASSO_MIN_NG = (250.0, 500.0, 1000.0, 2000.0, 4000.0)  # the sweep of its threshold
+
+
+@dataclass(frozen=True)
+class SMLMBenchOptions:
+    """Options of :func:`bench_smlm`."""
+
+    size: int = 128
+    """camera pixels per side"""
+    frames: int = 1000
+    """frames per dataset"""
+    repeats: int = 3
+    """timed localisation runs per method (median reported)"""
+    workers: int = 0
+    """srlive's fitting threads (0: one per core, at most 4)"""
+    peer_python: str | None = None
+    """the Picasso venv's python (default .peers/picasso/bin/python)"""
+    seed: int = 0
+
+
+def _emitters(size_nm: float, seed: int):
+    """Prior-free dyes at DYES_PER_UM2 over the field (a random subset of a denser draw)."""
+    target = int(DYES_PER_UM2 * (size_nm / 1000) ** 2)
+    kinds = ("segments", "rings", "points")
+    em = prior_free_emitters(kinds, (size_nm, size_nm), seed=seed, density=1.0)
+    factor = 1.0
+    while len(em) < target:
+        factor *= 1.5
+        em = prior_free_emitters(kinds, (size_nm, size_nm), seed=seed, density=factor)
+    keep = np.sort(np.random.default_rng(seed).choice(len(em), target, replace=False))
+    return type(em)(em.positions_nm[keep], em.brightness[keep], em.field_nm)
+
+
+def make_dataset(opts: SMLMBenchOptions, activation_mw: float, seed: int) -> SMLMFrames:
+    size_nm = opts.size * 65.0
+    return simulate_smlm(
+        _emitters(size_nm, opts.seed), opts.frames, activation_mw=activation_mw, seed=seed
+    )
+
+
+def _crlb_rms(columns: dict[str, np.ndarray], index: np.ndarray) -> float:
+    """RMS lateral CRLB (sqrt(σx² + σy²)) over the matches that report a finite one."""
+    sx, sy = columns["uncertainty_x_nm"][index], columns["uncertainty_y_nm"][index]
+    both = sx.astype(np.float64) ** 2 + sy**2
+    both = both[np.isfinite(both)]
+    return float(np.sqrt(np.mean(both))) if len(both) else np.nan
+
+
+def _scored(columns: dict[str, np.ndarray], burst: SMLMFrames) -> dict[str, Any]:
+    from srlive.recon.smlm.match import match_pairs
+
+    result = score(columns, burst.truth).to_dict()
+    found, _ = match_pairs(columns, burst.truth)
+    result["crlb_rms_lateral_nm"] = round(_crlb_rms(columns, found), 3)
+    result["rmse_over_crlb"] = round(result["rmse_lateral_nm"] / result["crlb_rms_lateral_nm"], 3)
+    result["localizations"] = len(columns["frame"])
+    return result
+
+
+def _time_srlive(frames: np.ndarray, settings: LocalizeSettings, repeats: int):
+    """Localisations, wall seconds per run and CPU seconds (all threads) per run."""
+    localize(frames[:8], SMLMOptics(), SMLMCamera(), settings)  # warm-up: torch, scipy
+    seconds, cpu, locs = [], [], None
+    for _ in range(max(repeats, 1)):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        locs = localize(frames, SMLMOptics(), SMLMCamera(), settings)
+        seconds.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return locs, seconds, cpu
+
+
+def _picasso(python, burst: SMLMFrames, repeats: int) -> dict[str, Any]:
+    camera = {"offset_adu": 100.0, "e_per_adu": 0.46, "read_noise_e": 1.6}
+    sweep = run_picasso(python, burst.frames, camera, 65.0, 7, list(PICASSO_MIN_NG), 0)
+    scores = [score(locs, burst.truth).jaccard for locs in sweep["locs"]]
+    best = int(np.nanargmax(scores))
+    timed = run_picasso(python, burst.frames, camera, 65.0, 7, [PICASSO_MIN_NG[best]], repeats)
+    run = timed["summary"]["runs"][0]
+    result = _scored(timed["locs"][0], burst)
+    result.update(
+        min_net_gradient=PICASSO_MIN_NG[best],
+        sweep_jaccard={str(k): round(v, 4) for k, v in zip(PICASSO_MIN_NG, scores, strict=True)},
+        seconds=round(run["seconds"], 3),
+        seconds_repeats=[round(v, 3) for v in run["seconds_repeats"]],
+        cpu_seconds=round(run["cpu_seconds"], 3),
+        identify_s=round(run["identify_s"], 3),
+        fit_s=round(run["fit_s"], 3),
+        frames_per_s=round(len(burst.frames) / run["seconds"], 1),
+        warmup_s=round(timed["summary"]["warmup_s"], 2),
+    )
+    return {"result": result, "peer": timed["summary"]["peer"], "host": timed["summary"]["host"]}
+
+
+def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
+    """Both densities: truth, srlive and (when set up) Picasso side by side, as JSON."""
+    opts = opts or SMLMBenchOptions()
+    python = peer_python(opts.peer_python)
+    settings = LocalizeSettings(workers=opts.workers)
+    load_before = os.getloadavg()
+    datasets = []
+    peer_info: dict[str, Any] = {"status": PEER_NOT_SET_UP} if python is None else {}
+    for i, (name, activation) in enumerate(DENSITIES.items()):
+        burst = make_dataset(opts, activation, seed=opts.seed + 10 + i)
+        locs, seconds, cpu = _time_srlive(burst.frames, settings, opts.repeats)
+        ours = _scored(locs.columns, burst)
+        median = statistics.median(seconds)
+        ours.update(
+            seconds=round(median, 3),
+            seconds_repeats=[round(s, 3) for s in seconds],
+            cpu_seconds=round(statistics.median(cpu), 3),
+            frames_per_s=round(len(burst.frames) / median, 1),
+        )
+        entry: dict[str, Any] = {
+            "density": name,
+            "activation_mw": activation,
+            "frames": len(burst.frames),
+            "frame_shape": list(burst.frames.shape[1:]),
+            "emitters_per_um2": round(burst.density_per_um2(), 3),
+            "expected_emitters_per_um2": round(
+                stationary_density_per_um2(DYES_PER_UM2, 140.0, activation), 3
+            ),
+            "truth_localizations": len(burst.truth["frame"]),
+            "median_truth_photons": round(float(np.median(burst.truth["photons"])), 1),
+            "srlive": ours,
+        }
+        if python is not None:
+            peer = _picasso(python, burst, opts.repeats)
+            entry["picasso"] = peer["result"]
+            entry["throughput_ratio"] = round(
+                ours["frames_per_s"] / peer["result"]["frames_per_s"], 3
+            )
+            peer_info = {"status": "ran", **peer["peer"], "host": peer["host"]}
+        datasets.append(entry)
+    return finite_json(
+        {
+            "benchmark": "smlm",
+            "machine": machine_info(),
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "options": asdict(opts),
+            "match_radius_nm": MATCH_RADIUS_NM,
+            "srlive_settings": settings.model_dump(mode="json"),
+            "dyes_per_um2": DYES_PER_UM2,
+            "picasso_min_net_gradient_sweep": list(PICASSO_MIN_NG),
+            "peer": peer_info,
+            "datasets": datasets,
+        }
+    )

@@ -196,3 +196,31 @@ def test_other_inputs_and_methods_are_refused(inputs, tmp_path, capsys, make_sim
     existing.write_text("keep me")
     assert run(str(inputs["tif"]), "--method", "localization", "--out", str(existing)) == 2
     assert "exists" in capsys.readouterr().err and existing.read_text() == "keep me"
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).parents[1] / ".peers/picasso/bin/python").is_file(),
+    reason="Picasso peer env not set up (benchmarks/peers/picasso/setup_env.sh)",
+)
+def test_picasso_opens_the_hdf5_export(inputs, tmp_path):
+    """Picasso's own reader (in its env, never imported here) loads srlive's export."""
+    import subprocess
+
+    out = tmp_path / "locs.hdf5"
+    assert run(str(inputs["tif"]), "--method", "localization", "--out", str(out)) == 0
+    python = Path(__file__).parents[1] / ".peers/picasso/bin/python"
+    script = (
+        "import sys, json, warnings; warnings.simplefilter('ignore');"
+        "from picasso import io; locs, info = io.load_locs(sys.argv[1]);"
+        "print(json.dumps({'n': len(locs), 'width': info[0]['Width'],"
+        " 'columns': list(locs.columns)}))"
+    )
+    done = subprocess.run(
+        [str(python), "-c", script, str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    with h5py.File(out, "r") as handle:
+        written = len(handle["locs"])
+    assert loaded["width"] == N and {"frame", "x", "y", "lpx"} <= set(loaded["columns"])
+    assert 0.97 * written <= loaded["n"] <= written  # it drops only x or y < 0 (edge half pixel)

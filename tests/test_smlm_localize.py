@@ -28,6 +28,7 @@ from srlive.recon.smlm import (
     render,
     score,
 )
+from srlive.recon.smlm.crlb import lateral_crlb_nm
 from srlive.recon.smlm.detect import find_candidates
 from srlive.recon.smlm.fit import fit_boxes
 from srlive.recon.smlm.gauss import AstigmaticCalibration, AxisWidth, GaussModel
@@ -67,6 +68,19 @@ def test_isolated_emitters_reach_the_cramer_rao_bound_without_bias():
     detected = 3000.0 * CameraModel().qe
     assert 0.85 < np.median(locs["photons"]) / detected < 1.02
     assert np.median(locs["background"]) == pytest.approx(70.0 * 0.8, rel=0.1)
+    # the ideal bound of these emitters (true photons and background, the fitted width)
+    ideal = lateral_crlb_nm(
+        np.full(len(f), detected),
+        70.0 * 0.8,
+        float(np.median(locs["sigma_x_nm"])),
+        65.0,
+        1.6,
+        subpixel=np.stack([y[f], x[f]], 1) / 65.0 % 1,
+    )
+    ideal_rms = np.sqrt(np.mean(ideal**2))
+    assert ideal_rms == pytest.approx(crlb, rel=0.1)
+    # a bound for a Gaussian PSF: the sharper pupil PSF can carry slightly more information
+    assert 0.9 * ideal_rms < rmse < 1.2 * ideal_rms
 
 
 def test_noise_alone_gives_almost_no_localisation():

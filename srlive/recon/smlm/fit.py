@@ -8,6 +8,12 @@ negative log-likelihood (Laurence & Chromy, Nat. Methods 2010; the curvature mat
 ``Σ d/μ² ∂μ ∂μᵀ``, as Gpufit uses), every spot with its own damping, all spots of a batch in
 one set of tensor operations (torch: a GPU when one is given). The inverse Fisher information
 at the estimate gives each parameter's Cramér-Rao bound.
+
+float32 arithmetic is enough (positions agree with float64 to ~0.001 px) because the
+damped normal equations are solved and the Fisher matrix inverted after Jacobi scaling
+(unit diagonal: photons of ~1e3 and positions of ~1 pixel alike), and the loss compared
+between steps is the deviance, computed from the ratio data/model, which stays near the
+number of pixels instead of summing terms of ~1e4.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from srlive.recon.smlm.gauss import GaussModel
 
 LAMBDA_START = 1e-3
 LAMBDA_MAX = 1e8
+LOSS_RESOLUTION = 1e-4  # deviance changes below this are rounding (float32: ~1e-5 at ~50)
 
 
 @dataclass(frozen=True)
@@ -58,21 +65,22 @@ def initial_theta(boxes: torch.Tensor, model: GaussModel) -> torch.Tensor:
     return torch.stack(columns, dim=1)
 
 
-def _deviance(mu: torch.Tensor, data: torch.Tensor, data_log_data: torch.Tensor) -> torch.Tensor:
+def _deviance(mu: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     """Σ μ − d + d·ln(d/μ) per spot: the Poisson negative log-likelihood minus that of the
     data themselves (half the deviance). Small near the optimum (about the number of
-    pixels), so float32 still tells a better fit from a worse one."""
-    return (mu - data + data_log_data - data * torch.log(mu)).sum(dim=(1, 2))
+    pixels) and computed from the ratio d/μ, so float32 still tells a better fit from a
+    worse one."""
+    return (mu - data + torch.xlogy(data, data / mu)).sum(dim=(1, 2))
 
 
 def fit_boxes(
     boxes: np.ndarray,
     model: GaussModel,
     read_variance: float | np.ndarray = 0.0,
-    max_iterations: int = 30,
+    max_iterations: int = 50,
     tolerance: float = 1e-3,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype = torch.float32,
     start: np.ndarray | None = None,
 ) -> FitResult:
     """Fit ``model`` to every box ``(n, K, K)`` of photoelectrons.
@@ -89,7 +97,6 @@ def fit_boxes(
         return FitResult(empty, empty, np.zeros(0), np.zeros(0, np.int16), np.zeros(0, bool))
     var = torch.as_tensor(np.asarray(read_variance), dtype=dtype, device=device)
     data_v = torch.clamp(data + var, min=0.0)
-    dld = torch.where(data_v > 0, data_v * torch.log(torch.clamp(data_v, min=1e-30)), 0.0)
     if start is None:
         theta = initial_theta(data, model)
     else:
@@ -101,25 +108,28 @@ def fit_boxes(
     iterations = torch.zeros(n, dtype=torch.int16, device=device)
     done = torch.zeros(n, dtype=torch.bool, device=device)
     mu, _ = model.evaluate(theta, jacobian=False)
-    loss = _deviance(mu + var, data_v, dld)
+    loss = _deviance(mu + var, data_v)
     eye = torch.eye(p, dtype=dtype, device=device)
     for _ in range(max_iterations):
         active = torch.nonzero(~done).flatten()
         if active.numel() == 0:
             break
-        th, lm, d, d_ld = theta[active], lam[active], data_v[active], dld[active]
+        th, lm, d = theta[active], lam[active], data_v[active]
         m, j = model.evaluate(th)
         mv = m + var
         ratio = d / mv
         grad = _contract(j, 1 - ratio)
         curv = _gram(j, ratio / mv)
-        damped = curv + lm[:, None, None] * torch.diagonal(curv, dim1=1, dim2=2)[:, :, None] * eye
-        damped = damped + 1e-12 * eye
-        step = -torch.linalg.solve(damped, grad.unsqueeze(-1)).squeeze(-1)
+        # Jacobi-scaled: unit diagonal, so photons (~1e3) and pixels (~1) solve alike
+        scaling = torch.rsqrt(torch.clamp(torch.diagonal(curv, dim1=1, dim2=2), min=1e-30))
+        scaled = curv * scaling[:, :, None] * scaling[:, None, :]
+        damped = scaled + (lm[:, None, None] + 1e-9) * eye
+        step = -torch.linalg.solve(damped, (grad * scaling).unsqueeze(-1)).squeeze(-1) * scaling
         trial = model.bounds(th + step)
         trial_mu, _ = model.evaluate(trial, jacobian=False)
-        trial_loss = _deviance(trial_mu + var, d, d_ld)
-        better = torch.isfinite(trial_loss) & (trial_loss <= loss[active])
+        trial_loss = _deviance(trial_mu + var, d)
+        loss_before = loss[active]
+        better = torch.isfinite(trial_loss) & (trial_loss <= loss_before)
         moved = torch.abs(trial - th) / scale
         moved[:, 2:4] = moved[:, 2:4] / torch.clamp(torch.abs(th[:, 2:4]), min=1.0)
         small = moved.max(dim=1).values < tolerance
@@ -127,13 +137,15 @@ def fit_boxes(
         loss[active] = torch.where(better, trial_loss, loss[active])
         lam[active] = torch.where(better, lm / 10, lm * 10)
         iterations[active] += 1
-        # small steps end a fit, unless only the damping made them small
-        done[active] = (small & (better | (lm < 1))) | (lam[active] > LAMBDA_MAX)
+        # small steps end a fit, unless only the damping made them small; a step that
+        # changes the loss by less than its rounding is as good as accepted
+        flat = torch.abs(trial_loss - loss_before) <= LOSS_RESOLUTION
+        done[active] = (small & (better | (lm < 1) | flat)) | (lam[active] > LAMBDA_MAX)
     mu, jac = model.evaluate(theta)
     mv = mu + var
     fisher = _gram(jac, 1 / mv)
     crlb = _inverse_diagonal(fisher)
-    llr = 2 * _deviance(mv, data_v, dld)
+    llr = 2 * _deviance(mv, data_v)
     converged = done & (lam <= LAMBDA_MAX)
     return FitResult(
         theta.cpu().numpy(),
@@ -156,9 +168,10 @@ def _gram(jac: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _inverse_diagonal(fisher: torch.Tensor) -> torch.Tensor:
-    """sqrt(diag(F⁻¹)) per spot; NaN where F is singular."""
-    inverse, info = torch.linalg.inv_ex(fisher)
-    diag = torch.diagonal(inverse, dim1=1, dim2=2)
+    """sqrt(diag(F⁻¹)) per spot; NaN where F is singular (inverted Jacobi-scaled)."""
+    scaling = torch.rsqrt(torch.clamp(torch.diagonal(fisher, dim1=1, dim2=2), min=1e-30))
+    inverse, info = torch.linalg.inv_ex(fisher * scaling[:, :, None] * scaling[:, None, :])
+    diag = torch.diagonal(inverse, dim1=1, dim2=2) * scaling**2
     ok = (info == 0)[:, None] & (diag > 0)
     return torch.where(ok, torch.sqrt(torch.clamp(diag, min=0)), torch.full_like(diag, torch.nan))
 
@@ -173,7 +186,8 @@ def fit_boxes_astigmatic(
     """
     cal = model.calibration
     depths = np.linspace(cal.z_min_nm, cal.z_max_nm, starts + 2)[1:-1]
-    first = initial_theta(torch.as_tensor(np.asarray(boxes), dtype=torch.float64), model).numpy()
+    first = initial_theta(torch.as_tensor(np.asarray(boxes), dtype=torch.float64), model)
+    first = first.numpy()
     best: FitResult | None = None
     for depth in depths:
         start = first.copy()

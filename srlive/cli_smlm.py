@@ -49,7 +49,7 @@ def add_smlm_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SD",
-        help="candidates above this many predicted noise SDs of the DoG-filtered frame (6)",
+        help="candidates above this many predicted noise SDs of the band-passed frame (6)",
     )
     group.add_argument(
         "--box", dest="smlm_box", type=int, default=None, metavar="PX", help="fit box (7, odd)"

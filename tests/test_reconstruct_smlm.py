@@ -224,3 +224,51 @@ def test_picasso_opens_the_hdf5_export(inputs, tmp_path):
         written = len(handle["locs"])
     assert loaded["width"] == N and {"frame", "x", "y", "lpx"} <= set(loaded["columns"])
     assert 0.97 * written <= loaded["n"] <= written  # it drops only x or y < 0 (edge half pixel)
+
+
+def test_astigmatic_3d_through_the_command_line(tmp_path, capsys):
+    """A z calibration file makes the fit astigmatic: z and its bound in the CSV."""
+    from simulators.camera_model import CameraModel
+    from simulators.smlm import uniform_emitters
+    from simulators.smlm_psf import PSFRenderer, PupilOptics
+    from srlive.recon.smlm import SMLMOptics, calibrate_astigmatism
+
+    optics = PupilOptics(astigmatism_nm=80.0, z_range_nm=600.0)
+    z = np.arange(-500, 501, 25.0)
+    stack = PSFRenderer(optics).render(
+        (32, 32),
+        np.arange(len(z)),
+        len(z),
+        np.full(len(z), 16.3),
+        np.full(len(z), 15.6),
+        np.full(len(z), 20000.0),
+        z,
+    )
+    rng = np.random.default_rng(3)
+    stack = np.stack([CameraModel().expose(im + 50, 10.0, rng) for im in stack])
+    calibration = calibrate_astigmatism(stack, z, SMLMOptics())
+    cal_file = tmp_path / "z.yaml"
+    cal_file.write_text(yaml.safe_dump(calibration.model_dump()))
+    em = uniform_emitters(300, (N * 65.0, N * 65.0), seed=4)
+    depth = np.random.default_rng(5).uniform(-150, 150, len(em))
+    burst = simulate_smlm(em, 60, z_nm=depth, optics=optics, seed=6)
+    np.save(tmp_path / "astig.npy", burst.frames)
+    out = tmp_path / "z.csv"
+    args = [str(tmp_path / "astig.npy"), "--method", "localization", "--out", str(out)]
+    assert run(*args, "--z-calibration", str(cal_file), "--box", "9") == 0
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) > 20 and "z [nm]" in rows[0] and "uncertainty_z [nm]" in rows[0]
+    found = {
+        "frame": np.array([int(r["frame"]) - 1 for r in rows]),
+        "x_nm": np.array([float(r["x [nm]"]) for r in rows]),
+        "y_nm": np.array([float(r["y [nm]"]) for r in rows]),
+        "z_nm": np.array([float(r["z [nm]"]) for r in rows]),
+    }
+    assert score(found, burst.truth).rmse_z_nm < 100
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("x: {sigma0_nm: -1}\n")
+    capsys.readouterr()
+    assert run(*args, "--z-calibration", str(bad), "--overwrite") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("srlive: error:") and "\n" not in err and "sigma0_nm" in err

@@ -69,7 +69,10 @@ class LocalizeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     threshold: float = Field(
-        6.0, gt=0, le=1000, description="candidates above this many noise SDs of the DoG frame"
+        6.0,
+        gt=0,
+        le=1000,
+        description="candidates above this many predicted noise SDs of the band-passed frame",
     )
     box: int = Field(7, ge=5, le=21, description="fitting box (camera pixels, odd)")
     model: Literal["free", "fixed", "astigmatic"] = Field(

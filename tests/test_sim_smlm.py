@@ -167,3 +167,22 @@ def test_bad_inputs_are_refused():
         SMLMAcquisition(em, z_nm=np.zeros(3))
     with pytest.raises(ValueError, match="patch"):
         PupilOptics(patch=9)
+
+
+def test_truth_is_a_localisation_table_srlive_exports(tmp_path):
+    """The ground truth uses the localisation table's columns and coordinates: it loads as
+    one and exports like one (e.g. to compare in ThunderSTORM or Picasso)."""
+    import csv
+
+    from srlive.recon.smlm import Localizations, write_export
+
+    em = uniform_emitters(500, (FIELD_NM, FIELD_NM), seed=12)
+    burst = simulate_smlm(em, 20, activation_mw=2.0, seed=13)
+    table = Localizations.from_columns(burst.truth, burst.pixel_nm, (48, 48), len(burst))
+    assert len(table) == len(burst.truth["frame"]) > 0
+    assert np.array_equal(table["x_nm"], burst.truth["x_nm"])
+    path = write_export(tmp_path / "truth.csv", table)[0]
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(table)
+    assert float(rows[0]["x [nm]"]) == pytest.approx(table["x_nm"][0], abs=1e-3)

@@ -22,8 +22,9 @@ def test_bench_without_the_peer_scores_srlive_at_two_densities(tmp_path):
     for entry in (low, high):
         ours = entry["srlive"]
         assert 0.2 < ours["jaccard"] <= 1 and ours["frames_per_s"] > 0
-        assert ours["rmse_lateral_nm"] < 50 and ours["ideal_crlb_rms_lateral_nm"] > 0
-        assert 1 < ours["rmse_over_ideal_crlb"] < 4 and ours["reported_crlb_median_nm"] > 0
+        assert ours["rmse_lateral_nm"] < 50 and ours["ideal_crlb_median_nm"] > 0
+        assert 0.8 < ours["rmse_in_crlb_units"] < 4 and ours["reported_crlb_median_nm"] > 0
+        assert ours["bright_rmse_lateral_nm"] < 3 * ours["bright_ideal_crlb_rms_nm"]
         assert "picasso" not in entry
     json.dumps(result, allow_nan=False)  # strict JSON
 

@@ -19,6 +19,7 @@ from srlive.cli_fluctuation import (
 )
 from srlive.cli_smlm import (
     LOCALIZATION_METHOD_NAMES,
+    SIM_PATTERN_OPTIONS,
     add_smlm_options,
     given_smlm_flags,
     reconstruct_smlm_from_args,
@@ -579,18 +580,7 @@ def _cmd_evaluate_stores(args: argparse.Namespace) -> int:
 
 
 # reconstruct's options that mean nothing to the fluctuation methods (refused with them)
-_SIM_ONLY_OPTIONS = (
-    ("na", "--na"),
-    ("emission_nm", "--emission-nm"),
-    ("angles", "--angles"),
-    ("phases", "--phases"),
-    ("order", "--order"),
-    ("pattern_period_nm", "--pattern-period-nm"),
-    ("pattern_angles_deg", "--pattern-angles-deg"),
-    ("wiener", "--wiener"),
-    ("optics", "--optics"),
-    ("plot", "--plot"),
-)
+_SIM_ONLY_OPTIONS = (("na", "--na"), ("emission_nm", "--emission-nm"), *SIM_PATTERN_OPTIONS)
 
 
 def _reconstruct_fluctuation_args(args: argparse.Namespace) -> dict[str, Any] | None:

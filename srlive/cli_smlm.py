@@ -25,8 +25,8 @@ SMLM_FLAGS = {
     "torch_device": "device",
 }
 CAMERA_FLAGS = {"gain_e_per_adu": "e_per_adu", "read_noise_e": "read_noise_e"}
-# reconstruct's options that mean nothing to localisation (refused with it)
-NOT_FOR_LOCALIZATION = (
+# reconstruct's SIM pattern options: nothing to localisation nor the fluctuation methods
+SIM_PATTERN_OPTIONS = (
     ("angles", "--angles"),
     ("phases", "--phases"),
     ("order", "--order"),
@@ -163,7 +163,7 @@ def reconstruct_smlm_from_args(args: argparse.Namespace, optics: dict[str, Any])
         raise ValueError(f"--workers/--scheduler: not supported yet for {args.method}")
     if len(args.input) > 1:
         raise ValueError(f"{args.method} reconstructs one input at a time")
-    unused = [f for d, f in NOT_FOR_LOCALIZATION if getattr(args, d, None) is not None]
+    unused = [f for d, f in SIM_PATTERN_OPTIONS if getattr(args, d, None) is not None]
     unused += given_fluctuation_flags(args)
     if unused:
         raise ValueError(f"{', '.join(unused)}: not used by {args.method}")

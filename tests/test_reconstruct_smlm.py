@@ -272,3 +272,11 @@ def test_astigmatic_3d_through_the_command_line(tmp_path, capsys):
     assert run(*args, "--z-calibration", str(bad), "--overwrite") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("srlive: error:") and "\n" not in err and "sigma0_nm" in err
+
+
+def test_cli_names_the_methods_the_recon_package_has():
+    """The CLI lists the localisation methods without importing torch; they must agree."""
+    from srlive.cli_smlm import LOCALIZATION_METHOD_NAMES
+    from srlive.recon.smlm.method import LOCALIZATION_METHODS
+
+    assert LOCALIZATION_METHOD_NAMES == LOCALIZATION_METHODS

@@ -30,6 +30,8 @@ from srlive.recon.smlm.table import Localizations, concat
 SIGMA_PER_LAMBDA_NA = 0.21  # σ of the Gaussian closest to the in-focus widefield PSF
 CHUNK_PIXELS = 8 * 1024 * 1024  # default chunk: this many pixels of frames
 MAX_AUTO_WORKERS = 4
+CHUNKS_PER_WORKER = 4
+MIN_CHUNK_FRAMES = 16
 
 
 class SMLMCamera(BaseModel):
@@ -236,8 +238,10 @@ def localize(
     n_frames = first_frame + len(frames)
     device = settings.torch_device()
     workers = 1 if device.type != "cpu" else settings.workers or _cores()
+    # several chunks per worker, so a worker slowed by other load leaves work to the others
+    per_worker = -(-len(frames) // (CHUNKS_PER_WORKER * workers))
     chunk = settings.chunk_frames or max(
-        1, min(CHUNK_PIXELS // (shape[0] * shape[1]), -(-len(frames) // workers))
+        1, min(CHUNK_PIXELS // (shape[0] * shape[1]), max(per_worker, MIN_CHUNK_FRAMES))
     )
     fitter = fit_boxes_astigmatic if settings.model == "astigmatic" else fit_boxes
 

@@ -26,6 +26,9 @@ def test_bench_without_the_peer_scores_srlive_at_two_densities(tmp_path):
         assert 0.8 < ours["rmse_in_crlb_units"] < 4 and ours["reported_crlb_median_nm"] > 0
         assert ours["bright_rmse_lateral_nm"] < 3 * ours["bright_ideal_crlb_rms_nm"]
         assert "picasso" not in entry
+    three_d = result["astigmatic_3d"]
+    assert three_d["calibrated_range_nm"][0] < -150 < 150 < three_d["calibrated_range_nm"][1]
+    assert three_d["rmse_z_nm"] < 120 and three_d["median_uncertainty_z_nm"] > 0
     json.dumps(result, allow_nan=False)  # strict JSON
 
 

@@ -244,6 +244,8 @@ def test_scoring_pairs_one_to_one_within_the_radius():
     }
     result = score(found, truth)
     assert (result.true_positives, result.false_positives, result.false_negatives) == (2, 2, 1)
+    nothing = score({k: v[:0] for k, v in found.items()}, truth)
+    assert nothing.jaccard == 0 and nothing.false_negatives == 3
     assert result.jaccard == pytest.approx(2 / 5)
     assert result.rmse_lateral_nm == pytest.approx(np.sqrt((35**2 + 2**2) / 2))
 

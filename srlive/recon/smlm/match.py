@@ -43,6 +43,9 @@ class MatchScore:
 
 
 def _frame_groups(frame: np.ndarray) -> dict[int, np.ndarray]:
+    """Row indices by frame."""
+    if len(frame) == 0:
+        return {}
     order = np.argsort(frame, kind="stable")
     values, starts = np.unique(frame[order], return_index=True)
     return dict(zip(values.tolist(), np.split(order, starts[1:]), strict=True))

@@ -37,6 +37,7 @@ def parser_for(name: str) -> tuple[argparse.ArgumentParser, Any]:
     )
     module.add_arguments(parser)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # the default
     return parser, module
 
 

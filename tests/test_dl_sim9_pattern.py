@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from simulators.sim_fields import SIM_PRIOR_FREE_KINDS, prior_free_density
+from srlive.io.real_sim import DEFAULT_REAL_INPUT
 from srlive.learn.evaluate import make_field
 from srlive.learn.geometry import Geometry
 from srlive.learn.infer import LearnedReconstructor
@@ -13,7 +14,6 @@ from srlive.learn.pattern_eval import evaluate_pattern_use
 from srlive.learn.pattern_input import SIDE_BANDS, BandGeometry, band_features, remove_pattern
 from srlive.learn.real_eval import real_data_agreement
 from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair
-from srlive.recon.bench import DEFAULT_REAL_INPUT
 from srlive.recon.optics import NominalPattern
 from srlive.recon.wiener_sim import WienerSIM
 

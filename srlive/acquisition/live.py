@@ -306,12 +306,6 @@ def _live_optimizer(
     from srlive.optimize.live import LiveOptimizer
     from srlive.optimize.optimizer import DEFAULT_TARGET_QUALITY
 
-    core, camera = scope.core, scope.roles.camera
-    readout = (
-        float(core.getProperty(camera, "ReadoutTime"))
-        if core.hasProperty(camera, "ReadoutTime")
-        else 0.0
-    )
     return LiveOptimizer(
         scope.profile,
         live.line,
@@ -319,7 +313,7 @@ def _live_optimizer(
         dose_mj,
         goal=settings.goal,
         target_quality=settings.target_quality or DEFAULT_TARGET_QUALITY,
-        readout_ms=readout,
+        readout_ms=scope.readout_ms,
     )
 
 

@@ -405,10 +405,7 @@ def build_controls(
     settings = protocol.srlive.optimizer
     prior = load_prior()
     noise = noise_model(scope)
-    core, cam = scope.core, scope.roles.camera
-    readout = (
-        float(core.getProperty(cam, "ReadoutTime")) if core.hasProperty(cam, "ReadoutTime") else 0.0
-    )
+    readout = scope.readout_ms
     budget = protocol.srlive.dose_budget_mj or scope.profile.limits.max_dose_mj
     counts: dict[tuple[int, str], int] = {}
     for plan in plans:

@@ -1,4 +1,4 @@
-"""`srlive bench smlm`: localisation accuracy against ground truth and speed against Picasso.
+"""SMLM localisation against ground truth at two densities, and speed, beside Picasso.
 
 Two simulated acquisitions (:mod:`simulators.smlm`) of the same prior-free structure
 (segments, rings and points of :mod:`simulators.fluctuation_fields`) at the profile's
@@ -24,26 +24,99 @@ over Picasso's (``throughput_ratio``). On a machine shared with other jobs the w
 swing with their load, so the CPU time each spent (all its threads) is reported too, and
 ``cpu_time_ratio`` = Picasso's CPU seconds over srlive's. srlive fits on ``workers``
 threads (one torch thread each); Picasso uses its own threading (numba, all cores).
+
+Picasso (picassosr 0.11.3) runs in its own venv (``benchmarks/peers/picasso/setup_env.sh``)
+through ``run_peer.py`` in a subprocess, on a temporary .npy of the same raw frames with the
+same camera (offset, gain, read noise as a uniform sCMOS map) and fitting box; its
+localisations come back in camera pixels with pixel ``k``'s centre at ``k`` and are
+converted to srlive's nm from the frame's corner here. A missing venv: srlive alone.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
 import statistics
+import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simulators.fluctuation_fields import prior_free_emitters
 from simulators.smlm import SMLMFrames, simulate_smlm, stationary_density_per_um2
-from srlive.recon.bench import machine_info
+from srlive.bench.common import REPO_ROOT, positive
 from srlive.recon.offline import finite_json
-from srlive.recon.smlm.bench_peer import PEER_NOT_SET_UP, peer_python, run_picasso
 from srlive.recon.smlm.crlb import lateral_crlb_nm
 from srlive.recon.smlm.localize import LocalizeSettings, SMLMCamera, SMLMOptics, localize
 from srlive.recon.smlm.match import MATCH_RADIUS_NM, match_pairs, score
+
+PEER_SCRIPT = REPO_ROOT / "benchmarks" / "peers" / "picasso" / "run_peer.py"
+DEFAULT_PEER_PYTHON = REPO_ROOT / ".peers" / "picasso" / "bin" / "python"
+PEER_NOT_SET_UP = "not set up: run benchmarks/peers/picasso/setup_env.sh"
+PEER_TIMEOUT_S = 3600.0
+
+
+def peer_python(given: str | Path | None) -> Path | None:
+    """The peer venv's python, or None when it is not set up."""
+    path = Path(given) if given else DEFAULT_PEER_PYTHON
+    return path if path.is_file() else None
+
+
+def run_picasso(
+    python: Path,
+    frames: np.ndarray,
+    camera: dict[str, float],
+    pixel_nm: float,
+    box: int,
+    min_net_gradients: list[float],
+    repeats: int,
+    fit: str = "gaussmle",
+) -> dict[str, Any]:
+    """Picasso's localisations at each minimum net gradient, in nm, and its summary."""
+    with tempfile.TemporaryDirectory(prefix="srlive-picasso-") as tmp:
+        movie = Path(tmp) / "movie.npy"
+        np.save(movie, np.ascontiguousarray(frames, np.uint16))
+        out = Path(tmp) / "out"
+        command = [
+            str(python),
+            str(PEER_SCRIPT),
+            str(movie),
+            str(out),
+            "--baseline", str(camera["offset_adu"]),
+            "--sensitivity", str(camera["e_per_adu"]),
+            "--read-noise-e", str(camera["read_noise_e"]),
+            "--pixel-nm", str(pixel_nm),
+            "--box", str(box),
+            "--fit", fit,
+            "--repeats", str(repeats),
+            "--min-ng", *(str(v) for v in min_net_gradients),
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PEER_TIMEOUT_S, check=False
+        )
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"Picasso peer failed (exit {done.returncode}): {tail[0]}")
+        summary = json.loads((out / "summary.json").read_text())
+        locs = []
+        for entry in summary["runs"]:
+            data = np.load(out / entry["locs_path"])
+            locs.append(
+                {
+                    "frame": data["frame"].astype(np.int64),
+                    "x_nm": (data["x"].astype(np.float64) + 0.5) * pixel_nm,
+                    "y_nm": (data["y"].astype(np.float64) + 0.5) * pixel_nm,
+                    "uncertainty_x_nm": data["lpx"].astype(np.float64) * pixel_nm,
+                    "uncertainty_y_nm": data["lpy"].astype(np.float64) * pixel_nm,
+                    "photons": data["photons"].astype(np.float64),
+                }
+            )
+    return {"summary": summary, "locs": locs}
+
 
 DENSITIES = {"low": 0.0, "high": 1.5}  # 405 nm activation (mW) of each dataset
 DYES_PER_UM2 = 150.0  # labelled dyes per µm² of field
@@ -225,7 +298,6 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
     opts = opts or SMLMBenchOptions()
     python = peer_python(opts.peer_python)
     settings = LocalizeSettings(workers=opts.workers)
-    load_before = os.getloadavg()
     datasets = []
     peer_info: dict[str, Any] = {"status": PEER_NOT_SET_UP} if python is None else {}
     for i, (name, activation) in enumerate(DENSITIES.items()):
@@ -266,8 +338,6 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
     return finite_json(
         {
             "benchmark": "smlm",
-            "machine": machine_info(),
-            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "options": asdict(opts),
             "match_radius_nm": MATCH_RADIUS_NM,
             "srlive_settings": settings.model_dump(mode="json"),
@@ -277,4 +347,37 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
             "datasets": datasets,
             "astigmatic_3d": astigmatic_3d(opts),
         }
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=positive(int), default=128, help="frame size, px (128)")
+    parser.add_argument(
+        "--frames", type=positive(int), default=1000, help="frames per density (1000)"
+    )
+    parser.add_argument(
+        "--repeats", type=positive(int), default=3, help="timed runs per method (3)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="srlive's fitting threads (0: one per core)"
+    )
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=None,
+        help="the Picasso venv's python (default .peers/picasso/bin/python)",
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.size < 16 or args.frames < 10:
+        raise ValueError("smlm: --size must be >= 16 and --frames >= 10")
+    return bench_smlm(
+        SMLMBenchOptions(
+            size=args.size,
+            frames=args.frames,
+            repeats=args.repeats,
+            workers=args.workers,
+            peer_python=str(args.peer_python) if args.peer_python else None,
+        )
     )

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
+from srlive.bench.smlm import DEFAULT_PEER_PYTHON, SMLMBenchOptions, bench_smlm
 from srlive.cli import main
-from srlive.recon.smlm.bench import SMLMBenchOptions, bench_smlm
-from srlive.recon.smlm.bench_peer import DEFAULT_PEER_PYTHON
 
 
 def test_bench_without_the_peer_scores_srlive_at_two_densities(tmp_path):
@@ -35,6 +34,9 @@ def test_bench_without_the_peer_scores_srlive_at_two_densities(tmp_path):
 def test_cli_refuses_bad_sizes(capsys):
     assert main(["bench", "smlm", "--frames", "2"]) == 2
     assert "--frames" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "smlm", "--size", "0"])
+    assert "must be positive" in capsys.readouterr().err
 
 
 @pytest.mark.slow

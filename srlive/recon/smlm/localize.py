@@ -30,8 +30,8 @@ from srlive.recon.smlm.table import Localizations, concat
 SIGMA_PER_LAMBDA_NA = 0.21  # σ of the Gaussian closest to the in-focus widefield PSF
 CHUNK_PIXELS = 8 * 1024 * 1024  # default chunk: this many pixels of frames
 MAX_AUTO_WORKERS = 4
-CHUNKS_PER_WORKER = 4
-MIN_CHUNK_FRAMES = 16
+CHUNKS_PER_WORKER = 4  # at most: a worker slowed by other load leaves work to the others
+MIN_CHUNK_PIXELS = 4 * 1024 * 1024  # a fit has ~30 ms of fixed cost: chunks big enough
 
 
 class SMLMCamera(BaseModel):
@@ -120,6 +120,18 @@ def localize_settings(**given: object) -> LocalizeSettings:
         return LocalizeSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         raise ValueError(format_validation_error(exc, "localisation settings")) from None
+
+
+def _chunk_frames(n_frames: int, shape: tuple[int, int], workers: int) -> int:
+    """Frames per chunk: up to CHUNKS_PER_WORKER chunks per worker (a whole number of
+    rounds), each of at least MIN_CHUNK_PIXELS (the fit's fixed cost) and at most
+    CHUNK_PIXELS (memory)."""
+    pixels = n_frames * shape[0] * shape[1]
+    chunks = min(pixels // MIN_CHUNK_PIXELS, CHUNKS_PER_WORKER * workers)
+    if chunks > workers:
+        chunks -= chunks % workers  # whole rounds: no worker left with one chunk more
+    chunks = max(chunks, 1, -(-pixels // CHUNK_PIXELS))
+    return max(1, -(-n_frames // chunks))
 
 
 def _cores() -> int:
@@ -238,11 +250,7 @@ def localize(
     n_frames = first_frame + len(frames)
     device = settings.torch_device()
     workers = 1 if device.type != "cpu" else settings.workers or _cores()
-    # several chunks per worker, so a worker slowed by other load leaves work to the others
-    per_worker = -(-len(frames) // (CHUNKS_PER_WORKER * workers))
-    chunk = settings.chunk_frames or max(
-        1, min(CHUNK_PIXELS // (shape[0] * shape[1]), max(per_worker, MIN_CHUNK_FRAMES))
-    )
+    chunk = settings.chunk_frames or _chunk_frames(len(frames), shape, workers)
     fitter = fit_boxes_astigmatic if settings.model == "astigmatic" else fit_boxes
 
     def one_chunk(t0: int) -> Localizations:

@@ -49,6 +49,7 @@ import numpy as np
 from simulators.fluctuation_fields import prior_free_emitters
 from simulators.smlm import SMLMFrames, simulate_smlm, stationary_density_per_um2
 from srlive.bench.common import REPO_ROOT, positive
+from srlive.bench.smlm_learned import bench_learned, learned_status
 from srlive.recon.offline import finite_json
 from srlive.recon.smlm.crlb import lateral_crlb_nm
 from srlive.recon.smlm.localize import LocalizeSettings, SMLMCamera, SMLMOptics, localize
@@ -139,6 +140,8 @@ class SMLMBenchOptions:
     peer_python: str | None = None
     """the Picasso venv's python (default .peers/picasso/bin/python)"""
     seed: int = 0
+    learned: str | None = "dl-smlm"
+    """the learned localiser's weights (a shipped name or .safetensors; None: not run)"""
 
 
 def _emitters(size_nm: float, seed: int):
@@ -300,6 +303,9 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
     settings = LocalizeSettings(workers=opts.workers)
     datasets = []
     peer_info: dict[str, Any] = {"status": PEER_NOT_SET_UP} if python is None else {}
+    learned = opts.learned
+    learned_info = {"weights": learned, "status": learned_status(learned) if learned else "off"}
+    learned = learned if learned_info["status"] is None else None
     for i, (name, activation) in enumerate(DENSITIES.items()):
         burst = make_dataset(opts, activation, seed=opts.seed + 10 + i)
         locs, seconds, cpu = _time_srlive(burst, settings, opts.repeats)
@@ -326,6 +332,10 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
             "crlb_sigma_nm": round(sigma_nm, 2),
             "srlive": ours,
         }
+        if learned is not None:
+            entry["dl_smlm"] = bench_learned(
+                burst, _camera(burst), learned, opts.repeats, sigma_nm, _scored
+            )
         if python is not None:
             peer = _picasso(python, burst, opts.repeats, sigma_nm)
             entry["picasso"] = peer["result"]
@@ -334,6 +344,13 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
             )
             entry["cpu_time_ratio"] = round(peer["result"]["cpu_seconds"] / ours["cpu_seconds"], 3)
             peer_info = {"status": "ran", **peer["peer"], "host": peer["host"]}
+            if learned is not None:
+                entry["dl_smlm_throughput_ratio"] = round(
+                    entry["dl_smlm"]["frames_per_s"] / peer["result"]["frames_per_s"], 3
+                )
+                entry["dl_smlm_cpu_time_ratio"] = round(
+                    peer["result"]["cpu_seconds"] / entry["dl_smlm"]["cpu_seconds"], 3
+                )
         datasets.append(entry)
     return finite_json(
         {
@@ -344,6 +361,7 @@ def bench_smlm(opts: SMLMBenchOptions | None = None) -> dict[str, Any]:
             "dyes_per_um2": DYES_PER_UM2,
             "picasso_min_net_gradient_sweep": list(PICASSO_MIN_NG),
             "peer": peer_info,
+            "learned": {**learned_info, "status": learned_info["status"] or "ran"},
             "datasets": datasets,
             "astigmatic_3d": astigmatic_3d(opts),
         }
@@ -367,6 +385,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the Picasso venv's python (default .peers/picasso/bin/python)",
     )
+    parser.add_argument(
+        "--learned",
+        default="dl-smlm",
+        metavar="WEIGHTS",
+        help="the learned localiser beside them (a model name or .safetensors; 'none': off)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -379,5 +403,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             repeats=args.repeats,
             workers=args.workers,
             peer_python=str(args.peer_python) if args.peer_python else None,
+            learned=None if args.learned == "none" else args.learned,
         )
     )

@@ -24,16 +24,16 @@ from srlive.learn.smlm_train import (
     mixture_loss,
     train_smlm,
 )
-from srlive.recon.learned.smlm_confidence import smlm_confidence
-from srlive.recon.learned.smlm_infer import (
+from srlive.recon.smlm import SMLMOptics, score
+from srlive.recon.smlm.confidence import smlm_confidence
+from srlive.recon.smlm.learned import (
     LearnedLocalizeSettings,
     detections,
     load_smlm_weights,
     localize_learned,
     smlm_model,
 )
-from srlive.recon.learned.smlm_net import SMLMNet, SMLMNetConfig
-from srlive.recon.smlm import SMLMOptics, score
+from srlive.recon.smlm.net import SMLMNet, SMLMNetConfig
 
 SETTINGS = LearnedLocalizeSettings()
 

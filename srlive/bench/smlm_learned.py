@@ -20,8 +20,8 @@ from typing import Any
 
 from simulators.smlm import SMLMFrames
 from srlive.learn.smlm_eval import calibration
-from srlive.recon.learned.smlm_confidence import smlm_confidence
-from srlive.recon.learned.smlm_infer import (
+from srlive.recon.smlm.confidence import smlm_confidence
+from srlive.recon.smlm.learned import (
     LearnedLocalizeSettings,
     localize_learned,
     smlm_model,

@@ -111,7 +111,7 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
         "",
         "## Confidence",
         "",
-        "`srlive.recon.learned.smlm_confidence.smlm_confidence` compares an acquisition with "
+        "`srlive.recon.smlm.confidence.smlm_confidence` compares an acquisition with "
         "these ranges (PSF σ in pixels from the optics, measured background, photons, "
         "density) and reports the median predicted uncertainty; `trusted` only when all are "
         "in range. The benchmark (`srlive bench smlm`) reports it for each dataset.",

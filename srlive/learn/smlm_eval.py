@@ -26,7 +26,7 @@ from simulators.fluctuation import Emitters
 from simulators.fluctuation_fields import prior_free_emitters
 from simulators.smlm import SMLMFrames, simulate_smlm
 from simulators.smlm_psf import PSFRenderer, PupilOptics
-from srlive.recon.learned.smlm_infer import LearnedLocalizeSettings, localize_learned
+from srlive.recon.smlm.learned import LearnedLocalizeSettings, localize_learned
 from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics
 from srlive.recon.smlm.match import match_pairs, score
 from srlive.recon.smlm.table import Localizations

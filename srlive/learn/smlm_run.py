@@ -16,7 +16,7 @@ from srlive.learn.smlm_card import train_command, write_smlm_card
 from srlive.learn.smlm_eval import evaluate_heldout
 from srlive.learn.smlm_train import SMLMTrainSettings, save_smlm_weights, train_smlm
 from srlive.learn.train import machine_description
-from srlive.recon.learned.smlm_infer import LearnedLocalizeSettings, load_smlm_weights
+from srlive.recon.smlm.learned import LearnedLocalizeSettings, load_smlm_weights
 
 
 def weights_info(path: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Training dl-smlm: DECODE's Gaussian-mixture loss on simulated prior-free bursts.
 
 The network's pixels together form a mixture over where the middle frame's emitters are
-(:mod:`srlive.recon.learned.smlm_net`): pixel k claims an emitter with probability p_k, at
+(:mod:`srlive.recon.smlm.net`): pixel k claims an emitter with probability p_k, at
 its centre plus the predicted offset, with the predicted photons, each with its predicted
 standard deviation. The loss (Speiser et al. 2021) is the negative log-likelihood of the
 truth under that model:
@@ -34,7 +34,7 @@ from safetensors.torch import save
 
 from srlive.learn.checkpoint import read_checkpoint, restore, save_checkpoint, write_atomic
 from srlive.learn.smlm_data import TRAIN_SEED_BASE, SMLMBatch, SMLMDataRanges, make_batch
-from srlive.recon.learned.smlm_net import INPUT_SCALE, PHOTON_SCALE, SMLMNet, SMLMNetConfig
+from srlive.recon.smlm.net import INPUT_SCALE, PHOTON_SCALE, SMLMNet, SMLMNetConfig
 
 TASK = "dl-smlm"
 

@@ -3,7 +3,7 @@
 Frames (ADU) become photoelectrons with the camera's offset and gain, exactly as for the
 classical fit; each frame is localised from itself and its neighbours (``context`` frames
 centred on it, the first and last frames repeated at the ends of the stack) by
-:class:`~srlive.recon.learned.smlm_net.SMLMNet`. Its probability map becomes localisations
+:class:`~srlive.recon.smlm.net.SMLMNet`. Its probability map becomes localisations
 as in DECODE: every pixel with probability >= ``high_threshold``, and every other local
 maximum (3 × 3) whose probabilities summed over its 3 × 3 neighbourhood reach
 ``threshold``; each at its pixel's centre plus the predicted offset.
@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from srlive.recon.learned.smlm_net import INPUT_SCALE, PHOTON_SCALE, SMLMNet, SMLMNetConfig
 from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics
+from srlive.recon.smlm.net import INPUT_SCALE, PHOTON_SCALE, SMLMNet, SMLMNetConfig
 from srlive.recon.smlm.table import Localizations, concat
 
 TASK = "dl-smlm"

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from pymmcore_plus import DeviceType
 
+from srlive.errors import SafetyError
 from srlive.profiles import Profile, ProfileError
-from srlive.safety import SafetyError
 from srlive.storage.noise import NoiseRecord
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,14 @@ class Microscope:
     def camera_offset_adu(self) -> float:
         """The camera's offset ADU (see :attr:`camera_noise`)."""
         return self.camera_noise.offset_adu
+
+    @property
+    def readout_ms(self) -> float:
+        """The camera's readout time per frame (its ``ReadoutTime`` property; 0 if none)."""
+        core, cam = self.core, self.roles.camera
+        if not core.hasProperty(cam, "ReadoutTime"):
+            return 0.0
+        return float(core.getProperty(cam, "ReadoutTime"))
 
     @property
     def camera_noise(self) -> NoiseRecord:

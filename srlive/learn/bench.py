@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from srlive.learn.infer import LearnedReconstructor, resolve_weights
-from srlive.learn.train import WEIGHTS_DIR, machine_description
+from srlive.learn.train import machine_description
+from srlive.recon.learned.infer import LearnedReconstructor, resolve_weights
+from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 
 
 def shipped_models() -> list[str]:

@@ -31,15 +31,15 @@ import numpy as np
 from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.acquisition.session import LiveSession, LiveSettings
-from srlive.acquisition.writer import ModelReconstructor
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
-from srlive.learn.geometry import Geometry
 from srlive.pipeline.cpus import partition
+from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads, set_torch_threads
 from srlive.profiles import Profile, load_profile
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.streaming import ModelReconstructor
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _check_device(device: str) -> str:
 
 
 def _model_modality(model: str) -> str:
-    from srlive.learn.infer import learned
+    from srlive.recon.learned.infer import learned
 
     task = learned(model, "cpu").task.name
     if task not in TASK_MODALITY:
@@ -253,7 +253,7 @@ def bench_pipeline(
                 )
             finally:
                 bench.release()
-                summary = session.close()
+                summary = session.close().to_dict()
         geometry = Geometry.from_profile(prof, prof.defaults.laser_line)
         recon = ModelReconstructor(model, scope.camera_offset_adu, geometry, device)
         all_threads = os.cpu_count() or 1
@@ -350,7 +350,7 @@ class _Phases:
     def __init__(self, session: LiveSession, frames: np.ndarray) -> None:
         self.session = session
         pipe = session.pipeline
-        session._series_for(session._plans(0, 1)[0])
+        session.runner.prepare(session._plans(0, 1)[0])
         self.recon = next(iter(session.writer.series.values())).recon
         self.slot = pipe.ring.claim(len(frames))  # a real camera set, held for the bench
         self.slot.frames[:] = frames
@@ -512,7 +512,7 @@ def bench_soak(
                 session.stop()
                 session.wait()
             finally:
-                summary = session.close()
+                summary = session.close().to_dict()
             wall = time.perf_counter() - start
             disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
     finally:

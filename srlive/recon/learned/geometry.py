@@ -13,6 +13,9 @@ CAMERA_NM = 65.0
 NA = 1.49
 EMISSION_NM = 510.0
 PERIOD_NM = 195.0
+# the fringe-period jitter (relative) models trained without a measured pattern were trained
+# with: their tolerance to a period other than PERIOD_NM
+PERIOD_JITTER = 0.02
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,12 @@ class Geometry:
             profile.optics.emission_for(line),
             profile.sim.period_nm.get(line),
         )
+
+    @classmethod
+    def from_optics(cls, optics: Any) -> Geometry:
+        """The geometry of a :class:`~srlive.recon.optics.SIMOptics` (its nominal period)."""
+        period = None if optics.nominal is None else optics.nominal.period_nm
+        return cls(optics.pixel_nm, optics.na, optics.emission_nm, period)
 
     @property
     def psf_px(self) -> float:

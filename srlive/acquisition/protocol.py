@@ -80,8 +80,8 @@ class ChannelSettings(_Strict):
                 f"unknown modality {self.modality!r} (choose from {', '.join(MODALITIES)})"
             )
         recon = self.reconstruction
-        known = recon is None or recon == "none" or recon in METHODS or is_weights_file(recon)
-        if not known:
+        listed = recon is None or recon == "none" or recon in METHODS
+        if recon is not None and not listed and not is_weights_file(recon):
             raise unknown(recon)
         return self
 
@@ -195,8 +195,10 @@ def load_protocol(path: str | Path) -> Protocol:
         protocol = Protocol.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ProtocolError(_format(exc, path)) from None
-    if (loc := unknown_field(data["mda"], protocol.mda, ("mda",))) is not None:
-        raise ProtocolError(f"{path}: field '{_field(loc)}': unknown field (not in useq-schema)")
+    if (mda_loc := unknown_field(data["mda"], protocol.mda, ("mda",))) is not None:
+        raise ProtocolError(
+            f"{path}: field '{_field(mda_loc)}': unknown field (not in useq-schema)"
+        )
     try:
         check_supported(protocol.mda)
     except PlanError as exc:

@@ -32,7 +32,7 @@ RECONSTRUCT_OPTICS_FLAGS = (
     ("--pattern-angles-deg", "A,B,C", "nominal fringe angles (a leading minus: --x=-5,55,115)"),
     ("--wiener", "W", "Wiener parameter (default: from the data's noise)"),
 )
-_OPTICS_FIELDS = {
+_OPTICS_FIELDS: dict[str, Any] = {
     "pixel_nm": float,
     "na": float,
     "emission_nm": float,

@@ -105,7 +105,7 @@ class SessionAdvisor:
         self.modalities = [m for m in ("sim9", "sim3") if m in self.prior.curves]
         self._lock = threading.Lock()
         self.dose_budget_mj = dose_budget_mj or profile.limits.max_dose_mj
-        self._optimizers = {
+        self._optimizers: dict[str, Optimizer] = {
             m: Optimizer(
                 search_space(profile, line, reference_exposure_ms, [m], readout_ms=readout_ms),
                 self.prior,

@@ -94,16 +94,16 @@ class OptimizerDriver:
             latest: dict[str, SetMetrics] = {}
             start = time.perf_counter()
             for metrics in batch:
-                advisor = self.advisor_for(metrics.series)
-                if advisor is None:
+                observer = self.advisor_for(metrics.series)
+                if observer is None:
                     continue
                 with self._cond:
                     sr = self._sr.pop((metrics.series, metrics.t), None)
                 try:
-                    advisor.observe(metrics, sr)
+                    observer.observe(metrics, sr)
                     latest[metrics.series] = metrics
                 except Exception as exc:  # a failed observation must never stop acquiring
-                    self._failed(advisor, metrics, exc)
+                    self._failed(observer, metrics, exc)
             for series, metrics in latest.items():
                 self._propose(series, metrics, start)
             self._maybe_persist()

@@ -42,7 +42,7 @@ def attach(name: str) -> shared_memory.SharedMemory:
     return shared_memory.SharedMemory(name=name)
 
 
-def context() -> mp.context.BaseContext:
+def context() -> Any:
     """forkserver where available (children start fast and clean), else spawn.
 
     The fork server preloads torch and srlive's model code once per session, so every

@@ -230,8 +230,9 @@ class Runner:
         ``complete: false``, as it did from the start)."""
         try:
             root = zarr.open_group(str(self.out), mode="r+")
+            before: dict[str, Any] = dict(root.attrs.asdict().get("srlive") or {})  # type: ignore[arg-type]
             root.attrs["srlive"] = {
-                **root.attrs["srlive"],
+                **before,
                 "series": sorted(self.writer.series),
                 "complete": complete,
                 "stopped_by": self.engine.stats.stopped_by,

@@ -65,7 +65,7 @@ def _worker_job(spec: JobSpec) -> tuple[SetSource, SetMethod]:
     if job is None:
         source, optics = open_input(spec.input, spec.optics_file, spec.overrides)
         method = resolve_method(spec.method, source, optics)
-        if method.wiener is not None and spec.reference is not None:
+        if method.wiener is not None and spec.reference is not None and spec.wiener is not None:
             method.wiener.use_reference(spec.reference, float(spec.wiener))
         job = _WORKER_JOBS[spec.key] = (source, method)
         WORKER_LOADS[spec.key] = WORKER_LOADS.get(spec.key, 0) + 1

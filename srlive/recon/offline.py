@@ -281,7 +281,7 @@ def reconstruct_input(
     else:
         stored_raw(raw, f"{source.source} set 0")  # refused before the store exists
         entries = _write_store(out, source, method, optics, recon, sets, overwrite)
-    if plot is not None:
+    if plot is not None and plot_params is not None:
         from srlive.recon.plot import plot_pattern
 
         plot_pattern(plot, raw, plot_params, optics)

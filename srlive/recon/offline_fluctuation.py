@@ -397,7 +397,7 @@ def reconstruct_bursts(
     if (fluctuation or {}).get("window") is None and live_window not in (None, settings.window):
         notes.append(
             f"{input} was reconstructed live with windows of {live_window} frames (step "
-            f"{bursts.live.get('step')}); pass --window {live_window} to match it"
+            f"{(bursts.live or {}).get('step')}); pass --window {live_window} to match it"
         )
     head, rest = _with_first(bursts, settings)  # fails here, before any output exists
 

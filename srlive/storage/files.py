@@ -79,7 +79,7 @@ def compressors(name: str | None, level: int | None) -> Any:
 
 def frame_crc(frame: np.ndarray) -> int:
     """CRC-32 of one frame's bytes in C order (the ``crc32`` frame column)."""
-    return zlib.crc32(np.ascontiguousarray(frame))
+    return zlib.crc32(np.ascontiguousarray(frame).tobytes())
 
 
 def describe(exc: BaseException) -> str:

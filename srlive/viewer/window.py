@@ -93,7 +93,7 @@ class LiveViewer(QtWidgets.QMainWindow):
         self.last_info: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self._result: Any = None  # newest SR result not shown yet (latest wins)
-        self._queued: deque[tuple[str, Any]] = deque(maxlen=1000)  # metrics, decisions, ...
+        self._queued: deque[tuple[str, Any, float]] = deque(maxlen=1000)  # metrics, decisions
         self._raw_source: RawSource | None = None
         self._stats_source: Callable[[], dict[str, Any]] | None = None
         self._on_displayed: Callable[[Any], None] | None = None
@@ -221,7 +221,7 @@ class LiveViewer(QtWidgets.QMainWindow):
         """Enable the optimizer toggle only when an optimizer is connected."""
         self._queue("optimizer", bool(available))
 
-    def _queue(self, kind: str, value: Any) -> None:
+    def _queue(self, kind: str, value: object) -> None:
         with self._lock:
             self._queued.append((kind, value, time.perf_counter() - self._t0))
 

@@ -61,8 +61,8 @@ def _outside(value: float, lo: float, hi: float) -> float:
 def geometry_mismatch(task_patterned: bool, trained_jitter: float, geometry: Geometry) -> float:
     """Relative mismatch between an acquisition and the training geometry (0 = matches)."""
     mismatch = _outside(geometry.psf_px, *(Geometry().psf_px * f for f in (0.99, 1.01)))
-    if task_patterned and geometry.period_px is not None:
-        trained = Geometry().period_px
+    trained = Geometry().period_px
+    if task_patterned and geometry.period_px is not None and trained is not None:
         lo, hi = trained * (1 - trained_jitter), trained * (1 + trained_jitter)
         mismatch = max(mismatch, _outside(geometry.period_px, lo, hi))
     return mismatch

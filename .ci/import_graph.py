@@ -2,6 +2,7 @@
 
     python .ci/import_graph.py            # layer edges, package cycles, module cycles
     python .ci/import_graph.py --modules  # also every module -> module edge between layers
+    python .ci/import_graph.py --without-bench  # leave out the benchmark modules (bench*.py)
 
 A "layer" here is a top-level part of srlive (``srlive.recon``, ``srlive.cli``, ...) or the
 ``simulators`` package. The graph is grimp's (the one import-linter checks, from
@@ -73,13 +74,20 @@ def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", action="store_true", help="list module edges between layers")
+    parser.add_argument(
+        "--without-bench", action="store_true", help="leave out the benchmark modules (bench*)"
+    )
     args = parser.parse_args()
     graph = grimp.build_graph(*ROOTS, cache_dir=None)
     module_edges: dict[str, set[str]] = defaultdict(set)
     layer_edges: Counter[tuple[str, str]] = Counter()
     detail: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for importer in sorted(graph.modules):
-        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+
+    def kept(module: str) -> bool:
+        return not (args.without_bench and module.rsplit(".", 1)[-1].startswith("bench"))
+
+    for importer in sorted(filter(kept, graph.modules)):
+        for imported in sorted(filter(kept, graph.find_modules_directly_imported_by(importer))):
             module_edges[importer].add(imported)
             a, b = layer_of(importer), layer_of(imported)
             if a != b:

@@ -67,14 +67,9 @@ class StoreWriterThread:
         metrics_interval_s: float = 0.25,
         pin: bool = False,
     ) -> None:
-        self.writer = writer
-        self.ring = ring
-        self.stats = stats
-        self.noise = noise
-        self.on_stored = on_stored
-        self.on_metrics = on_metrics
-        self.wants_metrics = wants_metrics
-        self.on_failed = on_failed
+        self.writer, self.ring, self.stats, self.noise = writer, ring, stats, noise
+        self.on_stored, self.on_metrics, self.on_failed = on_stored, on_metrics, on_failed
+        self.wants_metrics = wants_metrics  # measure this series' sets (someone listens)
         self.metrics_interval_s = metrics_interval_s
         self.pin = pin
         self.error: str | None = None  # the first failed write

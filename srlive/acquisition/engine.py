@@ -109,10 +109,10 @@ class EngineEvents(SignalGroup):
     it, so a subscriber that keeps frames beyond its call copies them.
     """
 
-    frame_ready = Signal(object)  # FrameRecord
-    set_complete = Signal(object, object, object)  # SetPlan, frames (n, H, W), list[meta]
-    finished = Signal(object)  # EngineStats
-    error = Signal(object)  # the exception
+    frame_ready = Signal(FrameRecord)
+    set_complete = Signal(SetPlan, np.ndarray, list)  # the plan, frames (n, H, W), metadata
+    finished = Signal(EngineStats)
+    error = Signal(Exception)
 
 
 class Engine:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from simulators.sim_fields import SIM_PRIOR_FREE_KINDS, prior_free_density
+from srlive.io.real_sim import DEFAULT_REAL_INPUT
 from srlive.learn.eval_fields import make_field
 from srlive.learn.pattern_eval import evaluate_pattern_use
 from srlive.learn.real_eval import real_data_agreement
 from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair
-from srlive.recon.bench import DEFAULT_REAL_INPUT
 from srlive.recon.learned.geometry import Geometry
 from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.learned.pattern_input import (

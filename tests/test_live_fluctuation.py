@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from srlive.cli import main
-from srlive.cli.fluctuation_options import HELP_DEFAULTS
 from srlive.pipeline.run_live import _blinking_sample
 from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.recon.fluctuation.method import (
@@ -17,6 +16,7 @@ from srlive.recon.fluctuation.method import (
     RollingWindow,
     fluctuation_settings,
 )
+from srlive.recon.fluctuation.options import HELP_DEFAULTS
 from srlive.storage.omezarr import open_store
 
 

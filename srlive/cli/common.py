@@ -41,8 +41,3 @@ PRECISION_ARG: dict[str, Any] = {
     "help": "learned models' compute precision (auto: bf16 on CPUs with bf16 units, fp16 on "
     "CUDA, else fp32)",
 }
-
-
-def given(**options: Any) -> dict[str, Any]:
-    """The options the user set (None: leave the function's own default)."""
-    return {name: value for name, value in options.items() if value is not None}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from srlive.cli.common import UsageError
-from srlive.cli.fluctuation_options import add_fluctuation_options, given_fluctuation_flags
+from srlive.recon.fluctuation.options import add_fluctuation_options, given_fluctuation_flags
 
 # reconstruct's window and step default to its input (srlive.recon.offline_fluctuation)
 RECONSTRUCT_WINDOW_HELP = {
@@ -143,7 +143,7 @@ _SIM_ONLY_OPTIONS = (
 def _reconstruct_fluctuation_args(args: argparse.Namespace) -> dict[str, Any] | None:
     """The fluctuation settings given (None values: defaulted to the input), for a
     fluctuation method; None for a SIM method. UsageError for options of the other kind."""
-    from srlive.cli.fluctuation_options import FLUCTUATION_FLAGS
+    from srlive.recon.fluctuation.options import FLUCTUATION_FLAGS
     from srlive.recon.methods import describe, get_method
 
     if not get_method(args.method).burst:

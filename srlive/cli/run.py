@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srlive.cli.common import UsageError, add_microscope_options
-from srlive.cli.fluctuation_options import (
+from srlive.recon.fluctuation.options import (
     add_fluctuation_options,
     fluctuation_from_args,
     given_fluctuation_flags,

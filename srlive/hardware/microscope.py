@@ -185,17 +185,17 @@ class Microscope:
         return self.profile.optics.pixel_nm
 
     @property
+    def readout_ms(self) -> float:
+        """The camera's readout time per frame, ms (its ``ReadoutTime``; 0 if it has none)."""
+        cam = self.roles.camera
+        if self.core.hasProperty(cam, "ReadoutTime"):
+            return float(self.core.getProperty(cam, "ReadoutTime"))
+        return 0.0
+
+    @property
     def camera_offset_adu(self) -> float:
         """The camera's offset ADU (see :attr:`camera_noise`)."""
         return self.camera_noise.offset_adu
-
-    @property
-    def readout_ms(self) -> float:
-        """The camera's readout time per frame (its ``ReadoutTime`` property; 0 if none)."""
-        core, cam = self.core, self.roles.camera
-        if not core.hasProperty(cam, "ReadoutTime"):
-            return 0.0
-        return float(core.getProperty(cam, "ReadoutTime"))
 
     @property
     def camera_noise(self) -> NoiseRecord:

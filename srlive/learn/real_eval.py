@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from srlive.recon.bench import (
+from srlive.io.real_sim import (
     DEFAULT_REAL_INPUT,
     RealOptics,
     default_reference,

@@ -1,4 +1,4 @@
-"""Benchmark: SIM sets per second with hardware sequencing, software timing and the MDA runner.
+"""SIM sets per second with hardware sequencing, software timing and the MDA runner.
 
 All three acquire the same 9-frame SIM sets on the same simulated devices in one run:
 srlive's engine with hardware sequencing (SLM sequence + camera sequence, laser gated),
@@ -8,6 +8,7 @@ MDA runner given useq events that carry the SLM images.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from typing import Any
@@ -17,7 +18,7 @@ import useq
 from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.hardware.connect import connect
+from srlive.bench.common import positive, simulated_scope
 from srlive.profiles import load_profile
 
 
@@ -26,19 +27,12 @@ def bench_acquisition(
 ) -> dict[str, Any]:
     """Measure SIM sets/s three ways on the same devices; JSON-ready."""
     prof = load_profile(profile)
-    scope = connect(prof)
+    scope = simulated_scope(prof, size)
     core = scope.core
     line, power = prof.defaults.laser_line, prof.defaults.power_mw
     results: dict[str, Any] = {}
     try:
-        if prof.roles.simulator_hub:
-            core.setProperty(prof.roles.simulator_hub, "FrameSize", size)
-            core.setProperty(prof.roles.simulator_hub, "Motion", "Off")
-        readout_ms = (
-            float(core.getProperty(prof.roles.camera, "ReadoutTime"))
-            if core.hasProperty(prof.roles.camera, "ReadoutTime")
-            else 0.0
-        )
+        readout_ms = scope.readout_ms
         sim9 = get_modality("sim9")
         images = tuple(slm_images(prof, sim9, line, scope.slm_shape))
         for name, hardware in (("hardware_sequencing", True), ("software_timing", False)):
@@ -112,3 +106,13 @@ def _bench_mda(
         "sets_per_s": round(len(frames) / 9 / elapsed, 3),
         "hardware_sequencing": False,
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=positive(int), default=512, help="frame size, px")
+    parser.add_argument("--sets", type=positive(int), default=20, help="SIM sets per method")
+    parser.add_argument("--exposure-ms", type=positive(), default=10.0, help="exposure, ms")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_acquisition(args.size, args.sets, args.exposure_ms)

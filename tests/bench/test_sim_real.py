@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from srlive.recon.bench import DEFAULT_REAL_INPUT, METRIC_PATH, PEER_NOT_SET_UP, bench_sim_real
+from srlive.bench.sim_real import PEER_NOT_SET_UP, bench_sim_real
+from srlive.io.real_sim import DEFAULT_REAL_INPUT, METRIC_PATH
 
 pytestmark = pytest.mark.skipif(
     not (DEFAULT_REAL_INPUT.is_file() and METRIC_PATH.is_file()),

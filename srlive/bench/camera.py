@@ -1,13 +1,15 @@
-"""Benchmark: how fast the simulated camera streams through a real Micro-Manager core."""
+"""How fast the simulated camera streams SIM frames through a real Micro-Manager core
+(SLM sequence running, laser gated), against exposure + readout, and the CPU per frame."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from typing import Any
 
 from srlive.acquisition.modalities import get_modality, slm_images
-from srlive.hardware.connect import connect
+from srlive.bench.common import positive, simulated_scope
 from srlive.profiles import load_profile
 
 
@@ -20,13 +22,9 @@ def bench_camera(
 ) -> dict[str, Any]:
     """Stream SIM frames (SLM sequence running, laser gated) and report frames/s."""
     prof = load_profile(profile)
-    scope = connect(prof)
+    scope = simulated_scope(prof, size, motion)
     core = scope.core
     try:
-        hub = prof.roles.simulator_hub
-        if hub:
-            core.setProperty(hub, "FrameSize", size)
-            core.setProperty(hub, "Motion", "On" if motion else "Off")
         line = prof.defaults.laser_line
         scope.set_exposure(exposure_ms)
         scope.set_power(line, prof.defaults.power_mw)
@@ -34,7 +32,7 @@ def bench_camera(
         images = slm_images(prof, get_modality("sim9"), line, scope.slm_shape)
         scope.start_slm_sequence(images)
         scope.laser_on(line)
-        readout_ms = float(core.getProperty(prof.roles.camera, "ReadoutTime"))
+        readout_ms = scope.readout_ms
         core.startContinuousSequenceAcquisition(0.0)
         # warm-up: the first set fills the pattern and fringe caches
         warm_until = time.perf_counter() + 1.0
@@ -75,3 +73,14 @@ def bench_camera(
         "cpu_cores": round(cpu_s / elapsed, 3),
         "cpu_count": os.cpu_count(),
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=positive(int), default=512, help="frame size, px")
+    parser.add_argument("--seconds", type=positive(), default=5.0, help="how long to stream")
+    parser.add_argument("--exposure-ms", type=positive(), default=5.0, help="exposure, ms")
+    parser.add_argument("--motion", action="store_true", help="live sample dynamics on")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_camera(args.size, args.seconds, args.exposure_ms, args.motion)

@@ -1,24 +1,23 @@
-"""Benchmarks of the live pipeline: model-only against end-to-end, and a long soak.
+"""The live pipeline: model-only against end-to-end, in alternating rounds.
 
-Both stream the simulated camera at its top speed (the profile's shortest exposure, hardware
-sequencing) through the real UniMMCore devices, into a temporary OME-Zarr store.
-
-* ``bench_pipeline``: the reconstruction callable the pipeline runs (same model, device,
-  threads and confidence computation), timed alone on real camera sets (model-only), then the
-  whole pipeline (camera → ring → store writer + inference, latest wins) for ``seconds``.
-* ``bench_soak``: the pipeline for a long time; raw frames acquired against stored, and the
-  resident memory sampled every second (growth after warm-up).
+The simulated camera streams at its top speed (the profile's shortest exposure, hardware
+sequencing) through the real UniMMCore devices into a temporary OME-Zarr store. The
+reconstruction callable the pipeline runs (same model, device, threads and confidence
+computation) is timed alone on a real camera set (model-only), then the whole pipeline
+(camera → ring → store writer + inference, latest wins) runs for the same time, in
+``rounds`` alternating phases, so a machine whose load changes hits both alike. Reported:
+both throughputs and their ratio, latency (exposure end → SR ready) against 1.5 × model time
++ one frame period, raw frames acquired / stored / dropped, CPU cores of both processes,
+peak memory. ``--modality fluctuation`` streams blinking bursts through rolling eSRRF/SOFI
+windows instead (:mod:`srlive.bench.pipeline_fluctuation`).
 """
 
 from __future__ import annotations
 
-import logging
+import argparse
 import math
 import os
-import resource
-import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,94 +30,24 @@ import numpy as np
 from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.hardware.connect import connect
+from srlive.bench.common import pct, positive, simulated_scope
+from srlive.bench.live import (
+    check_device,
+    cpu_s,
+    live_session,
+    model_modality,
+    peak_rss_mb,
+    proc_cpu_s,
+    rounded,
+)
 from srlive.hardware.microscope import Microscope
 from srlive.pipeline.cpus import partition
-from srlive.pipeline.session import LiveSession, LiveSettings
+from srlive.pipeline.session import LiveSession
 from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads, set_torch_threads
-from srlive.profiles import Profile, load_profile
+from srlive.profiles import load_profile
 from srlive.recon.learned.geometry import Geometry
 from srlive.recon.streaming import ModelReconstructor
-
-log = logging.getLogger(__name__)
-
-TASK_MODALITY = {"dl-sim3": "sim3", "dl-sim9": "sim9", "dl-denoise": "widefield"}
-MAX_SIM_FPS = 100  # what the simulated camera reaches at 512 x 512 on a fast desktop
-WARMUP_RESULTS = 2  # results before the measurement window (lazy initialisation, caches)
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process (MB)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):  # not Linux: the peak is the best we have
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def _proc_status_mb(pid: int | None, key: str) -> float | None:
-    """``VmRSS`` (current) or ``VmHWM`` (peak) of another process, in MB (Linux)."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _proc_cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of another process (Linux; 0 elsewhere)."""
-    if pid is None:
-        return 0.0
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _check_device(device: str) -> str:
-    """``cpu`` or ``cuda`` (``auto``: cuda where torch sees one)."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available to torch here")
-    return device
-
-
-def _model_modality(model: str) -> str:
-    from srlive.recon.learned.infer import learned
-
-    task = learned(model, "cpu").task.name
-    if task not in TASK_MODALITY:
-        raise ValueError(f"{model}: no live modality for a {task} model")
-    return TASK_MODALITY[task]
-
-
-def _scope(profile: Profile, size: int) -> Microscope:
-    scope = connect(profile)
-    hub = profile.roles.simulator_hub
-    if hub:
-        scope.core.setProperty(hub, "FrameSize", size)
-        scope.core.setProperty(hub, "Motion", "Off")
-    return scope
 
 
 def _camera_sets(scope: Microscope, modality: str, exposure: float, n: int) -> list[np.ndarray]:
@@ -169,26 +98,6 @@ def _time_model(
     return out
 
 
-def _readout_ms(scope: Microscope) -> float:
-    cam = scope.profile.roles.camera
-    if scope.core.hasProperty(cam, "ReadoutTime"):
-        return float(scope.core.getProperty(cam, "ReadoutTime"))
-    return 0.0
-
-
-def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-def _round(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 2) if values else None
-
-
 def bench_pipeline(
     device: str = "auto",
     size: int = 512,
@@ -212,20 +121,20 @@ def bench_pipeline(
     alone, then the camera streaming at top speed through the whole pipeline), so a machine
     whose load changes over time affects both alike.
     """
-    device = _check_device(device)
+    device = check_device(device)
     threads = default_threads() if threads is None else threads
-    modality = _model_modality(model)
+    modality = model_modality(model)
     prof = load_profile(profile)
     exposure = prof.limits.min_exposure_ms if exposure_ms is None else exposure_ms  # top speed
     prof.check_exposure(exposure)
     phase_s = seconds / rounds
-    scope = _scope(prof, size)
+    scope = simulated_scope(prof, size)
     try:
-        frame_period_ms = exposure + _readout_ms(scope)
+        frame_period_ms = exposure + scope.readout_ms
         sets = _camera_sets(scope, modality, exposure, 2)
         with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
             out = Path(tmp) / "b.zarr"
-            session = _session(
+            session = live_session(
                 scope,
                 prof,
                 modality,
@@ -270,7 +179,7 @@ def bench_pipeline(
     model_median = statistics.median(model_ms) if model_ms else math.nan
     bound = 1.5 * model_median + frame_period_ms
     to_result = [r.latency_ms["to_result"] for r in bench.results if "to_result" in r.latency_ms]
-    p99 = _pct(to_result, 99)
+    p99 = pct(to_result, 99)
     out: dict[str, Any] = {
         "benchmark": "pipeline",
         "device": device,
@@ -291,7 +200,7 @@ def bench_pipeline(
             "seconds": round(bench.model_s, 3),
             "sets_per_s": round(model_rate, 4),
             "ms_median": round(model_median, 2),
-            "ms_p99": _pct(model_ms, 99),
+            "ms_p99": pct(model_ms, 99),
             "cpu_cores_inference_process": _cores(bench.model_cpu, bench.model_s),
         },
         "model_only_all_threads_in_process": model_all,
@@ -300,7 +209,7 @@ def bench_pipeline(
             "sr_results": len(bench.results),
             "sr_per_s": round(e2e_rate, 4),
             "camera_fps": round(bench.frames / bench.e2e_s, 2) if bench.e2e_s else 0.0,
-            "inference_ms_median": _pct([r.recon_ms for r in bench.results], 50),
+            "inference_ms_median": pct([r.recon_ms for r in bench.results], 50),
             "cpu_cores_acquisition_process": _cores(bench.parent_cpu, bench.e2e_s),
             "cpu_cores_inference_process": _cores(bench.e2e_cpu, bench.e2e_s),
         },
@@ -309,7 +218,7 @@ def bench_pipeline(
         # gives the inference process less CPU while the camera streams
         "end_to_end_vs_model_only_per_inference_cpu_s": _per_cpu_ratio(bench),
         "latency_exposure_end_to_result_ms": {
-            "p50": _pct(to_result, 50),
+            "p50": pct(to_result, 50),
             "p99": p99,
             "max": round(max(to_result), 2) if to_result else None,
             "n": len(to_result),
@@ -327,10 +236,10 @@ def bench_pipeline(
         "latency_stages_ms": summary["pipeline"]["latency_ms"],
         "ring": {k: summary["pipeline"][k] for k in ("ring_slots", "ring_mb", "ring_waits")},
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "inference_process_peak_rss_mb": _round(child.get("peak_rss_mb")),
+        "inference_process_peak_rss_mb": rounded(child.get("peak_rss_mb")),
     }
     if device == "cuda":
-        out["cuda_peak_mb"] = _round(child.get("cuda_peak_mb"))
+        out["cuda_peak_mb"] = rounded(child.get("cuda_peak_mb"))
     return out
 
 
@@ -382,7 +291,7 @@ class _Phases:
         """The reconstruction alone, back to back, where the pipeline runs it."""
         pid = self.session.pipeline.inference_pid
         previous = set_torch_threads(self.session.pipeline.threads) if pid is None else None
-        cpu0 = _proc_cpu_s(pid) if pid is not None else _cpu_s()
+        cpu0 = proc_cpu_s(pid) if pid is not None else cpu_s()
         start = time.perf_counter()
         try:
             while time.perf_counter() - start < seconds or not self.model_ms:
@@ -391,7 +300,7 @@ class _Phases:
             if pid is None:
                 set_torch_threads(previous)
         self.model_s += time.perf_counter() - start
-        self.model_cpu += (_proc_cpu_s(pid) if pid is not None else _cpu_s()) - cpu0
+        self.model_cpu += (proc_cpu_s(pid) if pid is not None else cpu_s()) - cpu0
 
     def pipeline_phase(self, seconds: float) -> None:
         """Camera at top speed through the pipeline; counted from its first result on."""
@@ -406,10 +315,10 @@ class _Phases:
             raise RuntimeError("the pipeline produced no result within 10 minutes")
         pid = pipe.inference_pid
         start = phase[0].stamps["result_ready"]
-        frames0, cpu0, child0 = session.engine.stats.frames_acquired, _cpu_s(), _proc_cpu_s(pid)
+        frames0, cpu0, child0 = session.engine.stats.frames_acquired, cpu_s(), proc_cpu_s(pid)
         time.sleep(max(0.0, seconds - (time.perf_counter() - start)))
         end = time.perf_counter()
-        frames1, cpu1, child1 = session.engine.stats.frames_acquired, _cpu_s(), _proc_cpu_s(pid)
+        frames1, cpu1, child1 = session.engine.stats.frames_acquired, cpu_s(), proc_cpu_s(pid)
         session.stop()
         session.wait()
         while pipe.worker.busy or pipe.worker.pending:  # the last set, drained
@@ -425,141 +334,86 @@ class _Phases:
         self.session.pipeline.ring.release(self.slot)
 
 
-def _session(
-    scope: Microscope,
-    prof: Profile,
-    modality: str,
-    model: str,
-    exposure: float,
-    device: str,
-    threads: int,
-    out: Path,
-    inference: str = "process",
-    pin_cpus: bool = False,
-    acquisition_nice: int = 0,
-) -> LiveSession:
-    line = prof.defaults.laser_line
-    settings = LiveSettings(modality, line, exposure, {line: prof.defaults.power_mw})
-    return LiveSession(
-        scope,
-        settings,
-        out,
-        threads=threads,
-        device=device,
-        reconstructions={modality: model},
-        run_info={"benchmark": True},
-        inference=inference,
-        pin_cpus=pin_cpus,
-        acquisition_nice=acquisition_nice,
+def add_live_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
+    """The options ``pipeline`` and ``soak`` share."""
+    parser.add_argument("--size", type=positive(int), default=None, help="frame size (512)")
+    parser.add_argument(
+        "--seconds", type=positive(), default=seconds, help=f"how long (default {seconds:g})"
+    )
+    parser.add_argument("--model", default="dl-sim3", help="learned model (default dl-sim3)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument(
+        "--threads", type=positive(int), default=None, help="inference threads (cores - 1)"
+    )
+    parser.add_argument(
+        "--inference",
+        choices=["process", "thread"],
+        default="process",
+        help="the model in a child process (default) or on a thread",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="CPU partition (acquisition on one core, inference on the rest)",
+    )
+    parser.add_argument(
+        "--exposure-ms",
+        type=positive(),
+        default=None,
+        help="exposure (default the profile's shortest: the camera's top speed)",
     )
 
 
-def bench_soak(
-    seconds: float = 600.0,
-    size: int = 512,
-    model: str = "dl-sim3",
-    device: str = "auto",
-    threads: int | None = None,
-    sample_s: float = 1.0,
-    profile: str | None = None,
-    out_dir: Path | None = None,
-    inference: str = "process",
-    pin_cpus: bool = False,
-    exposure_ms: float | None = None,
-) -> dict[str, Any]:
-    """A long run at the camera's top speed: frames acquired vs stored, RSS over time.
-
-    RSS is this process plus the inference process, sampled every ``sample_s`` seconds.
-    """
-    device = _check_device(device)
-    threads = default_threads() if threads is None else threads
-    modality = _model_modality(model)
-    prof = load_profile(profile)
-    exposure = prof.limits.min_exposure_ms if exposure_ms is None else exposure_ms
-    prof.check_exposure(exposure)
-    free = shutil.disk_usage(out_dir or tempfile.gettempdir()).free
-    need = seconds * MAX_SIM_FPS * size * size * 2
-    if free < need:
-        log.warning(
-            "soak: %.0f GB free where the store goes, up to %.0f GB may be written "
-            "(choose another place with --dir)",
-            free / 1e9,
-            need / 1e9,
-        )
-    scope = _scope(prof, size)
-    samples: list[tuple[float, float, float]] = []  # (t, this process, inference process)
-    try:
-        with tempfile.TemporaryDirectory(prefix="srlive-soak-", dir=out_dir) as tmp:
-            session = _session(
-                scope,
-                prof,
-                modality,
-                model,
-                exposure,
-                device,
-                threads,
-                Path(tmp) / "s.zarr",
-                inference,
-                pin_cpus,
-            )
-            start = time.perf_counter()
-            try:
-                session.start(None)
-                while (now := time.perf_counter() - start) < seconds:
-                    child = _proc_status_mb(session.pipeline.inference_pid, "VmRSS") or 0.0
-                    samples.append((round(now, 2), round(rss_mb(), 2), round(child, 2)))
-                    time.sleep(sample_s)
-                session.stop()
-                session.wait()
-            finally:
-                summary = session.close().to_dict()
-            wall = time.perf_counter() - start
-            disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
-    finally:
-        scope.make_safe()
-        scope.core.unloadAllDevices()
-    # warm-up: the core's 250 MB sequence buffer and the caches fill during the first
-    # tens of seconds (its pages are touched as the camera writes round it once)
-    warm_s = min(120.0, max(30.0, 0.1 * seconds))
-    after = [s for s in samples if s[0] >= warm_s]
-    k = max(5, len(after) // 10)
-
-    def growth_pct(column: Callable[[tuple[float, float, float]], float]) -> float | None:
-        """Peak of the last 10 % of samples against the peak of the first 10 % after
-        warm-up (peaks, because the model's memory swings with each reconstruction)."""
-        if len(after) < 2:
-            return None
-        first, last = max(map(column, after[:k])), max(map(column, after[-k:]))
-        return round((last / first - 1.0) * 100.0, 2) if first else None
-
-    growth = growth_pct(lambda s: s[1] + s[2])
-    step = max(1, len(samples) // 120)
+def live_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments the flags of :func:`add_live_arguments` give."""
     return {
-        "benchmark": "soak",
-        "inference": inference,
-        "model": model,
-        "modality": modality,
-        "device": device,
-        "frame_shape": [size, size],
-        "exposure_ms": exposure,
-        "seconds": round(wall, 1),
-        "raw_frames_acquired": summary["raw_frames_acquired"],
-        "raw_frames_stored": summary["raw_frames_stored"],
-        "raw_frames_dropped": summary["raw_frames_dropped"],
-        "frames_stored_equal_acquired": summary["raw_frames_stored"]
-        == summary["raw_frames_acquired"],
-        "camera_fps": round(summary["raw_frames_acquired"] / wall, 2),
-        "sr_images": summary["sr_images"],
-        "sr_skipped": summary["sr_skipped"],
-        "store_mb": round(disk / 2**20, 1),
-        "warmup_s": warm_s,
-        "rss_mb_after_warmup": round(max(s[1] + s[2] for s in after[:k]), 1) if after else None,
-        "rss_mb_end": round(max(s[1] + s[2] for s in after[-k:]), 1) if after else None,
-        "rss_growth_pct": growth,
-        "rss_growth_pct_acquisition_process": growth_pct(lambda s: s[1]),
-        "rss_growth_pct_inference_process": growth_pct(lambda s: s[2]),
-        "target_growth_lt_5pct": growth is not None and growth < 5.0,
-        "rss_samples": samples[::step],
-        "latency_ms": summary["pipeline"]["latency_ms"]["to_result"],
-        "error": summary["error"],
+        "device": args.device,
+        "size": args.size or 512,
+        "model": args.model,
+        "seconds": args.seconds,
+        "threads": args.threads,
+        "inference": args.inference,
+        "pin_cpus": args.pin,
+        "exposure_ms": args.exposure_ms,
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from srlive.recon.fluctuation.options import add_fluctuation_options
+
+    add_live_arguments(parser, seconds=30.0)
+    parser.add_argument(
+        "--acquisition-nice",
+        type=int,
+        default=0,
+        help="lower the session and simulated-camera threads' priority by N",
+    )
+    parser.add_argument(
+        "--modality",
+        choices=["fluctuation"],
+        default=None,
+        help="fluctuation: blinking bursts through eSRRF/SOFI windows (--method, --window, "
+        "--step, ...; --size default 256); default: the model's modality",
+    )
+    parser.add_argument("--method", default=None, help="--modality fluctuation: esrrf (default)")
+    add_fluctuation_options(parser)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from srlive.recon.fluctuation.options import fluctuation_from_args, given_fluctuation_flags
+
+    if args.modality == "fluctuation":
+        from srlive.bench.pipeline_fluctuation import bench_pipeline_fluctuation
+
+        return bench_pipeline_fluctuation(
+            fluctuation_from_args(args, args.method or "esrrf"),
+            size=args.size or 256,
+            seconds=args.seconds,
+            threads=args.threads,
+            inference=args.inference,
+            exposure_ms=args.exposure_ms,
+        )
+    given = given_fluctuation_flags(args) + (["--method"] if args.method else [])
+    if given:
+        raise ValueError(f"{', '.join(given)}: only with --modality fluctuation")
+    return bench_pipeline(**live_options(args), acquisition_nice=args.acquisition_nice)

@@ -11,6 +11,7 @@ shifts, reported). Time per window is the median of ``repeats`` timed runs after
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -24,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from simulators.fluctuation import simulate_burst, structure_emitters
-from srlive.recon.bench import REPO_ROOT, machine_info
-from srlive.recon.fluctuation.bench_params import EsrrfParams
+from srlive.bench.common import REPO_ROOT, machine_info, positive
+from srlive.bench.esrrf_params import EsrrfParams
 from srlive.recon.fluctuation.esrrf import esrrf
 
 PEER_SCRIPT = REPO_ROOT / "benchmarks" / "peers" / "nanopyx" / "run_peer.py"
@@ -229,3 +230,23 @@ def bench_esrrf_peer(opts: EsrrfPeerOptions | None = None) -> dict[str, Any]:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "machine": machine_info(),
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=positive(int), default=512, help="frame size, px")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=None,
+        help="the peer venv's python (default .peers/nanopyx/bin/python)",
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_esrrf_peer(
+        EsrrfPeerOptions(
+            size=args.size,
+            repeats=1 if args.size <= 256 else 0,  # NanoPyx: ~20 min per 512² window here
+            peer_python=str(args.peer_python) if args.peer_python else None,
+        )
+    )

@@ -1,8 +1,8 @@
-"""Benchmarks of fluctuation SR on simulated blinking bursts with ground truth.
+"""Fluctuation SR on simulated blinking bursts with ground truth.
 
 :func:`bench_fluctuation` scores widefield (burst mean), eSRRF and SOFI 2 (plain and balanced)
-on a line-pair series and on a structure field; :func:`bench_esrrf_peer` runs srlive's eSRRF
-and the peer NanoPyx's on the same bursts (:mod:`srlive.recon.fluctuation.bench_peer`).
+on a line-pair series and on a structure field (``srlive bench esrrf-peer`` runs srlive's
+eSRRF beside the peer NanoPyx's on the same bursts).
 
 All images are scored on the eSRRF grid (``pixel_nm / magnification``): widefield is the
 band-limited interpolation of the mean frame, SOFI the cumulant of the band-limited
@@ -12,6 +12,7 @@ Nyquist rate; that is what SOFI's cross-cumulant pixels achieve).
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,28 +20,21 @@ from typing import Any
 import numpy as np
 
 from simulators.fluctuation import Burst, line_pair_emitters, simulate_burst, structure_emitters
-from srlive.recon.bench import machine_info
-from srlive.recon.fluctuation.bench_metrics import (
+from srlive.bench.common import machine_info
+from srlive.bench.esrrf_params import EsrrfParams
+from srlive.bench.fluctuation_metrics import (
     dip_analysis,
     fourier_magnify,
     frc_nm,
     line_profile,
     smallest_resolved,
 )
-from srlive.recon.fluctuation.bench_params import EsrrfParams
-from srlive.recon.fluctuation.bench_peer import EsrrfPeerOptions, bench_esrrf_peer
 from srlive.recon.fluctuation.esrrf import esrrf
 from srlive.recon.fluctuation.sofi import sofi
 from srlive.recon.fluctuation.sweep import sweep_esrrf
 from srlive.recon.resolution import decorrelation_resolution_nm, frc_resolution_nm
 
-__all__ = [
-    "EsrrfParams",
-    "EsrrfPeerOptions",
-    "FluctuationBenchOptions",
-    "bench_esrrf_peer",
-    "bench_fluctuation",
-]
+__all__ = ["FluctuationBenchOptions", "bench_fluctuation"]
 
 METHODS = ("widefield", "esrrf", "sofi2", "sofi2_balanced")
 TRUTH_THRESHOLD = 0.5  # FRC against a noise-free reference equivalent to 1/7 between halves
@@ -257,3 +251,13 @@ def bench_fluctuation(opts: FluctuationBenchOptions | None = None) -> dict[str, 
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine_info(),
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep", action="store_true", help="choose eSRRF radius and sensitivity by QnR sweep"
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_fluctuation(FluctuationBenchOptions(sweep=args.sweep))

@@ -1,4 +1,4 @@
-"""Benchmark: distributed reconstruction (Dask LocalCluster) against one process.
+"""Distributed reconstruction (Dask LocalCluster) against one process.
 
 On one synthetic sim9 store of ``sets`` sets it times the single-process
 ``srlive reconstruct`` path, then the distributed path with 1 worker and with 2 workers
@@ -10,6 +10,7 @@ time per set).
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import tempfile
@@ -19,41 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from simulators.camera_model import CameraModel
-from simulators.imaging import FringeCache, default_sim_patterns, expected_from_cache
-from simulators.optics import otf_2d
-from simulators.samples import make_sample
-from srlive.storage.noise import NoiseRecord
-from srlive.storage.omezarr import AcquisitionStore, open_store
-
-
-def synthetic_sim_store(path: str | Path, n_sets: int, size: int, seed: int = 0) -> Path:
-    """A sim9 store of a static microtubule sample, fresh camera noise in every set."""
-    path = Path(path)
-    sample = make_sample("microtubules", (2 * size, 2 * size), 32.5, seed=seed, motion=False)
-    cache = FringeCache(sample.density(), otf_2d(sample.shape, 32.5, 1.49, 510.0), 2, 32.5)
-    patterns = default_sim_patterns(fov_nm=(size * 65.0, size * 65.0))
-    expected = [expected_from_cache(cache, p, 4000.0) for p in patterns]
-    camera, rng = CameraModel(), np.random.default_rng(seed)
-    store = AcquisitionStore.create(
-        path,
-        frame_shape=(size, size),
-        pixel_nm=65.0,
-        n_angles=3,
-        n_phases=3,
-        sr_shape=None,
-        sr_pixel_nm=None,
-        laser_lines=[488],
-        profile={},
-        run={"laser_line": 488},
-        camera=NoiseRecord(camera.offset_adu, camera.e_per_adu, camera.read_noise_e, "simulator"),
-    )
-    with store:
-        for t in range(n_sets):
-            frames = np.stack([camera.expose(e, 10.0, rng) for e in expected])
-            metas = [{"time_s": 0.1 * t + 0.01 * i} for i in range(9)]
-            store.write_set(t, frames.reshape(3, 3, size, size), metas)
-    return path
+from simulators.stores import synthetic_sim_store
+from srlive.bench.common import positive
+from srlive.storage.omezarr import open_store
 
 
 def _recon_ms(out: Path) -> float:
@@ -108,3 +77,12 @@ def bench_distributed(sets: int = 200, size: int = 256, method: str = "wiener-si
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sets", type=positive(int), default=200, help="sets in the store")
+    parser.add_argument("--size", type=positive(int), default=256, help="frame size, px")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_distributed(sets=args.sets, size=args.size)

@@ -1,149 +1,47 @@
-"""Benchmarks of classical SIM: reconstruction time on simulated data (:func:`bench_wiener`)
-and srlive against a peer on real raw SIM data (:func:`bench_sim_real`)."""
+"""srlive's blind Wiener SIM against the peer napari-sim-processor on real raw SIM data.
+
+Each 9-frame set of the real TIRF-SIM data in ``../shared`` (or ``--input``) is calibrated
+on its own; srlive's reconstruction, the peer's (run in its own venv,
+``benchmarks/peers/napari_sim_processor/setup_env.sh``) and the widefield baseline are scored
+against the data authors' SIM image with the project's agreement metric; times are medians
+of ``--repeats`` runs. Without the peer's venv srlive runs alone. The simulated 512² timing of
+``srlive bench recon`` is added under ``synthetic``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
-import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 
-from simulators.imaging import default_sim_patterns, simulate_sim_stack
-from simulators.samples import make_sample
+from srlive.bench.common import REPO_ROOT, machine_info, positive
+from srlive.bench.recon import bench_wiener
 from srlive.io.raw_files import group_sets, read_raw_frames
-from srlive.recon.resolution import frc_resolution_nm
+from srlive.io.real_sim import (
+    DEFAULT_REAL_INPUT,
+    METRIC_PATH,
+    Agreement,
+    RealOptics,
+    default_reference,
+    load_agreement,
+    load_reference,
+)
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
 
-
-def bench_wiener(size: int = 512, repeats: int = 20, seed: int = 0) -> dict[str, Any]:
-    """Calibrate once, then time ``repeats`` reconstructions of a ``size``² set.
-
-    Also reports the FRC resolution of widefield and Wiener SIM on the same simulated
-    microtubules (two independent noise realisations each).
-    """
-    sample = make_sample("microtubules", (2 * size, 2 * size), 32.5, seed=seed, motion=False)
-    patterns = default_sim_patterns(fov_nm=(size * 65.0, size * 65.0))
-    raw, raw2 = (
-        simulate_sim_stack(sample.density(), patterns, rng=np.random.default_rng(s))
-        for s in (seed, seed + 1)
-    )
-    recon = WienerSIM((size, size), 65.0, 1.49, 510.0)
-    start = time.perf_counter()
-    recon.calibrate(raw)
-    calibration_ms = (time.perf_counter() - start) * 1000
-    for _ in range(3):
-        recon.reconstruct(raw)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        recon.reconstruct(raw)
-        times.append((time.perf_counter() - start) * 1000)
-    sim_nm = frc_resolution_nm(recon.reconstruct(raw), recon.reconstruct(raw2), 32.5)
-    wf_nm = frc_resolution_nm(recon.widefield_upsampled(raw), recon.widefield_upsampled(raw2), 32.5)
-    return {
-        "benchmark": "recon",
-        "method": "wiener-sim",
-        "frames_per_set": 9,
-        "frame_shape": [size, size],
-        "output_shape": [2 * size, 2 * size],
-        "repeats": repeats,
-        "ms_mean": round(float(np.mean(times)), 2),
-        "ms_median": round(float(np.median(times)), 2),
-        "ms_p90": round(float(np.percentile(times, 90)), 2),
-        "calibration_ms": round(calibration_ms, 1),
-        "frc_resolution_nm": {
-            "widefield": round(wf_nm, 1),
-            "wiener_sim": round(sim_nm, 1),
-            "improvement": round(wf_nm / sim_nm, 3),
-        },
-        "cpu_count": os.cpu_count(),
-    }
-
-
-# --- real SIM data against a peer -------------------------------------------------------------
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
-DEFAULT_REAL_INPUT = SHARED / "data" / "real-sim" / "tsim-er" / "ER_1.tif"
-METRIC_PATH = SHARED / "tools" / "compare_to_reference.py"
 PEER_SCRIPT = REPO_ROOT / "benchmarks" / "peers" / "napari_sim_processor" / "run_peer.py"
 DEFAULT_PEER_PYTHON = REPO_ROOT / ".peers" / "napari-sim-processor" / "bin" / "python"
 PEER_NOT_SET_UP = "not set up: run benchmarks/peers/napari_sim_processor/setup_env.sh"
 PEER_TIMEOUT_S = 1800.0
 FRAMES_PER_SET = 9
-
-Agreement = Callable[[np.ndarray, np.ndarray], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class RealOptics:
-    """The optics the real data is reconstructed with (the same for srlive and the peer)."""
-
-    pixel_nm: float = 65.0
-    na: float = 1.49
-    emission_nm: float = 510.0
-    offset_adu: float = 60.0
-    n: float = 1.518  # immersion index; only the peer takes it (its 2D processor ignores it)
-
-
-def default_reference(raw_path: Path) -> Path:
-    """``X_reference_sim.tif`` beside ``X.tif``."""
-    return raw_path.with_name(f"{raw_path.stem}_reference_sim.tif")
-
-
-def load_agreement(path: Path = METRIC_PATH) -> Agreement:
-    """The project's agreement metric, ``agreement(img, ref)``, loaded from its own file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"agreement metric not found: {path}")
-    spec = importlib.util.spec_from_file_location("compare_to_reference", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"{path}: cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except ImportError as exc:
-        raise ValueError(f"{path}: needs {exc.name} (pip install -e '.[test]')") from None
-    return module.agreement
-
-
-def load_reference(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """The reference SR image (float64), checked to be one 2-D image of ``shape``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"reference image not found: {path}")
-    ref = np.squeeze(np.asarray(tifffile.imread(path), np.float64))
-    if ref.shape != shape:
-        raise ValueError(f"{path}: expected one {shape[0]}x{shape[1]} image, got shape {ref.shape}")
-    return ref
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU count, model and whether bfloat16 matrix units (AVX-512 BF16, AMX) exist."""
-    model, flags = "unknown", set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model == "unknown":
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx": bool(flags & {"amx_bf16", "amx_tile", "amx_int8"}),
-    }
 
 
 def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -359,3 +257,34 @@ def bench_sim_real(
         "synthetic": synthetic,
         "machine": machine_info(),
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input", type=Path, default=None, help="raw SIM file (default ../shared ER_1.tif)"
+    )
+    parser.add_argument(
+        "--reference", type=Path, default=None, help="the reference SR image (default beside it)"
+    )
+    parser.add_argument("--pixel-nm", type=positive(), default=65.0, help="camera pixel, nm")
+    parser.add_argument("--na", type=positive(), default=1.49, help="numerical aperture")
+    parser.add_argument("--emission-nm", type=positive(), default=510.0, help="emission, nm")
+    parser.add_argument("--offset-adu", type=float, default=60.0, help="camera offset, ADU")
+    parser.add_argument("--repeats", type=positive(int), default=20, help="timed runs per set")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=None,
+        help="the peer venv's python (default .peers/napari-sim-processor/bin/python)",
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    return bench_sim_real(
+        input_path=args.input,
+        reference=args.reference,
+        optics=RealOptics(args.pixel_nm, args.na, args.emission_nm, args.offset_adu),
+        peer_python=args.peer_python,
+        repeats=args.repeats,
+        progress=lambda message: print(f"srlive: bench: {message}", file=sys.stderr),
+    )

@@ -8,18 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from srlive.recon.fluctuation.bench import (
-    EsrrfPeerOptions,
-    FluctuationBenchOptions,
-    bench_esrrf_peer,
-    bench_fluctuation,
-)
-from srlive.recon.fluctuation.bench_metrics import (
+from srlive.bench.esrrf_peer import PEER_NOT_SET_UP, EsrrfPeerOptions, align, bench_esrrf_peer
+from srlive.bench.fluctuation import FluctuationBenchOptions, bench_fluctuation
+from srlive.bench.fluctuation_metrics import (
     dip_analysis,
     fourier_magnify,
     smallest_resolved,
 )
-from srlive.recon.fluctuation.bench_peer import PEER_NOT_SET_UP, align
 
 
 @pytest.fixture(scope="module")

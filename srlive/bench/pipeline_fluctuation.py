@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from srlive.pipeline.bench import _pct, _readout_ms, _scope, peak_rss_mb
+from srlive.bench.common import pct, simulated_scope
+from srlive.bench.live import peak_rss_mb
 from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads
@@ -43,13 +44,13 @@ def bench_pipeline_fluctuation(
     prof = load_profile(profile)
     exposure = prof.limits.min_exposure_ms if exposure_ms is None else exposure_ms
     prof.check_exposure(exposure)
-    scope = _scope(prof, size)
+    scope = simulated_scope(prof, size)
     results: list[SRResult] = []
     try:
         hub = prof.roles.simulator_hub
         if hub and scope.core.hasProperty(hub, "Fluctuation"):
             scope.core.setProperty(hub, "Fluctuation", "On")
-        frame_period_ms = exposure + _readout_ms(scope)
+        frame_period_ms = exposure + scope.readout_ms
         line = prof.defaults.laser_line
         live = LiveSettings("fluctuation", line, exposure, {line: prof.defaults.power_mw})
         with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
@@ -102,10 +103,10 @@ def bench_pipeline_fluctuation(
         "camera_fps": round(camera_fps, 2),
         "windows_offered_per_s": round(camera_fps / settings.step, 3),
         "windows_per_s": round(windows_per_s, 4),
-        "window_recon_ms": {"p50": _pct(recon_ms, 50), "p99": _pct(recon_ms, 99)},
+        "window_recon_ms": {"p50": pct(recon_ms, 50), "p99": pct(recon_ms, 99)},
         "latency_exposure_end_to_result_ms": {
-            "p50": _pct(to_result, 50),
-            "p99": _pct(to_result, 99),
+            "p50": pct(to_result, 50),
+            "p99": pct(to_result, 99),
             "max": round(max(to_result), 2) if to_result else None,
             "n": len(to_result),
         },

@@ -1,42 +1,23 @@
-"""Benchmark: inference time per set of each learned model (``srlive bench models``)."""
+"""Inference time per set of each learned model, with and without the confidence score
+(after two warm-up runs, on realistic raw frames)."""
 
 from __future__ import annotations
 
+import argparse
 import os
-import time
 from typing import Any
 
-import numpy as np
 import torch
 
+from srlive.bench.common import positive
+from srlive.learn.timing import time_model
 from srlive.learn.train import machine_description
-from srlive.recon.learned.infer import LearnedReconstructor, resolve_weights
+from srlive.recon.learned.infer import PRECISIONS, LearnedReconstructor, resolve_weights
 from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 
 
 def shipped_models() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-
-
-def time_model(
-    recon: LearnedReconstructor, size: int = 512, repeats: int = 10, trust: bool = True
-) -> dict[str, float]:
-    """Milliseconds per set (after two warm-up runs) on realistic raw frames."""
-    rng = np.random.default_rng(0)
-    frames = (100 + rng.poisson(200.0, (recon.frames_per_set, size, size))).astype(np.uint16)
-    for _ in range(2):
-        recon(frames, trust=trust)
-    times = []
-    for _ in range(repeats):
-        if recon.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        recon(frames, trust=trust)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return {
-        "ms_median": round(float(np.median(times)), 2),
-        "ms_p90": round(float(np.percentile(times, 90)), 2),
-    }
 
 
 def bench_models(
@@ -67,3 +48,21 @@ def bench_models(
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "models": results,
     }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="one model (default: all shipped)")
+    parser.add_argument("--size", type=positive(int), default=512, help="frame size, px")
+    parser.add_argument("--repeats", type=positive(int), default=20, help="timed runs")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", *PRECISIONS],
+        default="auto",
+        help="compute precision (auto: bf16 on CPUs with bf16 units, fp16 on CUDA, else fp32)",
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    models = [args.model] if args.model else None
+    return bench_models(models, args.size, args.repeats, args.device, args.precision)

@@ -1,4 +1,4 @@
-"""`srlive bench optimizer`: fixed settings against the learned optimizer on bleaching samples.
+"""Fixed settings against the learned optimizer on bleaching samples.
 
 Every arm runs through the same simulated devices and the same Micro-Manager core: a
 low-light 2D-SIM timelapse (sim9, 488 nm, 128×128, static sample) reconstructed by Wiener SIM
@@ -21,7 +21,9 @@ cannot recover); the hindsight-best setting is then run in full for its dose and
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +38,7 @@ from simulators.optics import blur
 from srlive.acquisition.engine import Engine, SetPlan
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.hardware.connect import connect
+from srlive.bench.common import simulated_scope
 from srlive.hardware.microscope import Microscope
 from srlive.learn.data import sim_target_otf
 from srlive.learn.eval_fields import to_hi_grid
@@ -102,14 +104,12 @@ class ArmResult:
 class _Bench:
     def __init__(self, profile_name: str | None, timepoints: int) -> None:
         self.profile = load_profile(profile_name)
-        self.scope: Microscope = connect(self.profile)
+        self.scope: Microscope = simulated_scope(self.profile, SIZE)
         self.core = self.scope.core
         self.hub = self.profile.roles.simulator_hub or "SimHub"
         self.timepoints = timepoints
         self.line = self.profile.defaults.laser_line
         self.sim9 = get_modality("sim9")
-        self.core.setProperty(self.hub, "FrameSize", SIZE)
-        self.core.setProperty(self.hub, "Motion", "Off")
         self.world = hub_world(self.hub)
         self.images = tuple(slm_images(self.profile, self.sim9, self.line, self.scope.slm_shape))
         self.wiener = WienerSIM(
@@ -409,3 +409,33 @@ def write_plot(traces: dict[str, dict[str, ArmResult]], path: str) -> str | None
     if not Path(path).is_file():
         raise OSError(f"the exporter wrote nothing to {path}")
     return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timepoints", type=int, default=200, help="timepoints per timelapse")
+    parser.add_argument(
+        "--samples", nargs="+", default=None, choices=list(SAMPLE_TYPES), help="default: all"
+    )
+    parser.add_argument("--plot", default=None, help="write a PNG of the arms here")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    if args.timepoints < 20:
+        raise ValueError("--timepoints must be at least 20")
+    n_samples = len(args.samples or SAMPLE_TYPES)
+    arms = n_samples * (2 + len(POLICIES) + len(GRID_POWERS) * len(GRID_EXPOSURES))
+    with tqdm(total=arms, unit="arm", file=sys.stderr, disable=None) as bar:
+
+        def progress(message: str) -> None:
+            bar.set_description(message)
+            bar.update(1)
+
+        return bench_optimizer(
+            timepoints=args.timepoints,
+            samples=args.samples,
+            profile=None,
+            progress=progress,
+            plot=args.plot,
+        )

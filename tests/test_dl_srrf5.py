@@ -16,7 +16,7 @@ import pytest
 from safetensors import safe_open
 
 from simulators.fluctuation_fields import PRIOR_FREE_KINDS, prior_free_emitters
-from srlive.learn.data import TASKS, make_pair
+from srlive.learn.data import make_pair
 from srlive.learn.fluctuation import (
     HELD_OUT_PRIOR_FREE,
     HELD_OUT_SEED_BASE,
@@ -24,8 +24,9 @@ from srlive.learn.fluctuation import (
     fluctuation_pair,
 )
 from srlive.learn.fluctuation_eval import EVAL_KINDS, field_scores, gains, held_out_burst
-from srlive.learn.infer import learned
-from srlive.learn.train import WEIGHTS_DIR
+from srlive.recon.learned.infer import learned
+from srlive.recon.learned.tasks import TASKS
+from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 
 WEIGHTS = WEIGHTS_DIR / "dl-srrf5.safetensors"
 FIELD = (64 * 65.0, 64 * 65.0)
@@ -127,7 +128,7 @@ KEPT_SHARE_MAX = 0.5
 def test_srlive_train_dl_srrf5_writes_weights_and_card(tmp_path) -> None:
     """The command the card lists (a tiny run): weights a reconstructor loads, and a card."""
     from srlive.cli import main
-    from srlive.learn.infer import LearnedReconstructor
+    from srlive.recon.learned.infer import LearnedReconstructor
 
     out = tmp_path / "tiny.safetensors"
     args = ["--steps", "2", "--batch", "2", "--patch", "64", "--width", "8", "--stem", "2"]

@@ -274,9 +274,12 @@ def test_astigmatic_3d_through_the_command_line(tmp_path, capsys):
     assert err.startswith("srlive: error:") and "\n" not in err and "sigma0_nm" in err
 
 
-def test_cli_names_the_methods_the_recon_package_has():
-    """The CLI lists the localisation methods without importing torch; they must agree."""
-    from srlive.cli_smlm import LOCALIZATION_METHOD_NAMES
-    from srlive.recon.smlm.method import LOCALIZATION_METHODS
+def test_the_method_registry_lists_localization_for_smlm_bursts(capsys):
+    """`localization` is a registered method (srlive.recon.methods) that the help names."""
+    from srlive.recon.methods import get_method
 
-    assert LOCALIZATION_METHOD_NAMES == LOCALIZATION_METHODS
+    method = get_method("localization")
+    assert method.localizes and not method.burst and not method.learned
+    with pytest.raises(SystemExit):
+        run("--help")
+    assert "SMLM bursts: localization" in " ".join(capsys.readouterr().out.split())

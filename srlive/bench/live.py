@@ -8,8 +8,8 @@ import resource
 import sys
 from pathlib import Path
 
-from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.hardware.microscope import Microscope
+from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.profiles import Profile
 
 __all__ = [
@@ -84,7 +84,7 @@ def check_device(device: str) -> str:
 
 
 def model_modality(model: str) -> str:
-    from srlive.learn.infer import learned
+    from srlive.recon.learned.infer import learned
 
     task = learned(model, "cpu").task.name
     if task not in TASK_MODALITY:

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from srlive.bench.common import positive
-from srlive.learn.infer import PRECISIONS, LearnedReconstructor, resolve_weights
 from srlive.learn.timing import time_model
-from srlive.learn.train import WEIGHTS_DIR, machine_description
+from srlive.learn.train import machine_description
+from srlive.recon.learned.infer import PRECISIONS, LearnedReconstructor, resolve_weights
+from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 
 
 def shipped_models() -> list[str]:

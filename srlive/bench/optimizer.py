@@ -41,18 +41,16 @@ from srlive.acquisition.plan import repeated_sets
 from srlive.bench.common import simulated_scope
 from srlive.hardware.microscope import Microscope
 from srlive.learn.data import sim_target_otf
-from srlive.learn.evaluate import to_hi_grid
-from srlive.optimize.control import (
-    DecisionWorker,
-    OptimizedPlans,
-    SeriesControl,
-    noise_model,
-    search_space,
-)
+from srlive.learn.eval_fields import to_hi_grid
+from srlive.optimize.advisors import SeriesAdvisor, search_space
 from srlive.optimize.optimizer import POLICIES, Optimizer
 from srlive.optimize.prior import load_prior
+from srlive.optimize.protocol_plans import OptimizedPlans, SeriesControl
+from srlive.pipeline.optimizer_driver import OptimizerDriver
+from srlive.pipeline.runner import noise_model
+from srlive.pipeline.signal_tracker import SignalTracker
 from srlive.profiles import load_profile
-from srlive.recon.metrics import ssim
+from srlive.recon.similarity import ssim
 from srlive.recon.wiener_sim import WienerSIM
 
 SSIM_THRESHOLD = 0.65
@@ -184,7 +182,7 @@ class _Bench:
             prof.defaults.exposure_ms,
             ["sim9"],
             max_power_mw=MAX_POWER_MW,
-            readout_ms=float(self.core.getProperty(prof.roles.camera, "ReadoutTime")),
+            readout_ms=self.scope.readout_ms,
         )
         optimizer = Optimizer(
             space,
@@ -195,7 +193,7 @@ class _Bench:
             seed=seed,
             policy=policy,
         )
-        worker = DecisionWorker(optimizer, noise_model(self.scope), "bench")
+        advisor = SeriesAdvisor(optimizer, "bench", self.timepoints, prof.optics.pixel_nm / 2)
         plans = repeated_sets(
             self.sim9,
             self.line,
@@ -204,7 +202,7 @@ class _Bench:
             self.images,
             self.timepoints,
         )
-        control = SeriesControl((0, str(self.line)), worker, space, self.timepoints)
+        control = SeriesControl((0, str(self.line)), advisor, space, self.timepoints)
         source = OptimizedPlans(
             [_with_channel(p, str(self.line)) for p in plans],
             {(0, str(self.line)): control},
@@ -214,17 +212,27 @@ class _Bench:
             decision_timeout_s=2.0,  # a 2 s timepoint interval, compressed: no idle time
         )
 
+        driver = OptimizerDriver(source.advisor, source.receive, warm_up=(advisor,))
+        tracker = SignalTracker(noise_model(self.scope))
+
         def on_set(plan: SetPlan, frames: np.ndarray, metas: list) -> None:
             arm.power_mw.append(plan.power_mw)
             arm.exposure_ms.append(plan.exposure_ms)
             arm.ssim.append(self.score(frames))
+            after = engine.stats.dose_mj.get(0, 0.0)
+            before = after - plan.power_mw * plan.exposure_ms * plan.n_frames / 1000.0
+            left = None if engine.dose_budget_mj is None else engine.dose_budget_mj - after
+            light = (plan.power_mw, plan.exposure_ms, (max(0.0, before), left))
+            time_s = float(metas[-1].get("time_s", 0.0))
+            name = plan.modality.name
+            driver.offer(tracker.update("bench", name, plan.t, time_s, frames, *light))
 
         engine.events.set_complete.connect(on_set)
         try:
             engine.run(source)
         finally:
-            worker.close()
-        arm.decisions = control.applied
+            driver.stop()
+        arm.decisions = [d.to_record() for d in control.applied]
         return self._finish(arm)
 
     def close(self) -> None:
@@ -265,7 +273,7 @@ def _summary(arm: ArmResult) -> dict[str, Any]:
 
 
 def _optimizer_summary(opt: ArmResult, default: ArmResult, best: ArmResult) -> dict[str, Any]:
-    decisions = [d for d in opt.decisions or [] if "decision_ms" in d]
+    decisions = [d for d in opt.decisions or [] if d.get("decision_ms") is not None]
     times = [d.get("total_ms", d["decision_ms"]) for d in decisions]
     signals = [d.get("predicted_signal_e") for d in decisions]
     late = sum(bool(d.get("late")) for d in opt.decisions or [])

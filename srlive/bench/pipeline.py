@@ -30,8 +30,6 @@ import numpy as np
 from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.acquisition.session import LiveSession
-from srlive.acquisition.writer import ModelReconstructor
 from srlive.bench.common import pct, positive, simulated_scope
 from srlive.bench.live import (
     check_device,
@@ -43,11 +41,13 @@ from srlive.bench.live import (
     rounded,
 )
 from srlive.hardware.microscope import Microscope
-from srlive.learn.geometry import Geometry
 from srlive.pipeline.cpus import partition
+from srlive.pipeline.session import LiveSession
 from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads, set_torch_threads
 from srlive.profiles import load_profile
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.streaming import ModelReconstructor
 
 
 def _camera_sets(scope: Microscope, modality: str, exposure: float, n: int) -> list[np.ndarray]:
@@ -162,7 +162,7 @@ def bench_pipeline(
                 )
             finally:
                 bench.release()
-                summary = session.close()
+                summary = session.close().to_dict()
         geometry = Geometry.from_profile(prof, prof.defaults.laser_line)
         recon = ModelReconstructor(model, scope.camera_offset_adu, geometry, device)
         all_threads = os.cpu_count() or 1
@@ -259,7 +259,7 @@ class _Phases:
     def __init__(self, session: LiveSession, frames: np.ndarray) -> None:
         self.session = session
         pipe = session.pipeline
-        session._series_for(session._plans(0, 1)[0])
+        session.runner.prepare(session._plans(0, 1)[0])
         self.recon = next(iter(session.writer.series.values())).recon
         self.slot = pipe.ring.claim(len(frames))  # a real camera set, held for the bench
         self.slot.frames[:] = frames
@@ -379,7 +379,7 @@ def live_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from srlive.cli_fluctuation import add_fluctuation_options
+    from srlive.recon.fluctuation.options import add_fluctuation_options
 
     add_live_arguments(parser, seconds=30.0)
     parser.add_argument(
@@ -400,7 +400,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from srlive.cli_fluctuation import fluctuation_from_args, given_fluctuation_flags
+    from srlive.recon.fluctuation.options import fluctuation_from_args, given_fluctuation_flags
 
     if args.modality == "fluctuation":
         from srlive.bench.pipeline_fluctuation import bench_pipeline_fluctuation

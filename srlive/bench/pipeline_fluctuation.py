@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.bench.common import pct, simulated_scope
 from srlive.bench.live import peak_rss_mb
+from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads
 from srlive.profiles import load_profile
@@ -78,7 +78,7 @@ def bench_pipeline_fluctuation(
                 session.stop()
                 session.wait()
             finally:
-                summary = session.close()
+                summary = session.close().to_dict()
     finally:
         scope.make_safe()
         scope.core.unloadAllDevices()

@@ -88,7 +88,7 @@ def bench_soak(
                 session.stop()
                 session.wait()
             finally:
-                summary = session.close()
+                summary = session.close().to_dict()
             wall = time.perf_counter() - start
             disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
     finally:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from pymmcore_plus import DeviceType
 
+from srlive.errors import SafetyError
 from srlive.profiles import Profile, ProfileError
-from srlive.safety import SafetyError
 from srlive.storage.noise import NoiseRecord
 
 log = logging.getLogger(__name__)

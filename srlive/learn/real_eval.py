@@ -21,8 +21,8 @@ from srlive.io.real_sim import (
     load_agreement,
     load_reference,
 )
-from srlive.learn.geometry import Geometry
-from srlive.learn.infer import LearnedReconstructor
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
 
 REAL_PERIOD_PX = 2.69  # measured on this data (see its README)

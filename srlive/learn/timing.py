@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from srlive.learn.infer import LearnedReconstructor
+from srlive.recon.learned.infer import LearnedReconstructor
 
 __all__ = ["time_model"]
 

@@ -90,7 +90,7 @@ def open_smlm(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     unknown = sorted(set(given) - set(OPTICS_KEYS) - set(CAMERA_KEYS))
     if unknown:
         raise ValueError(f"{', '.join(unknown)}: not used by localization")
-    stream = {k: given[k] for k in ("pixel_nm", "offset_adu") if k in given}
+    stream: dict[str, Any] = {k: given[k] for k in ("pixel_nm", "offset_adu") if k in given}
     bursts = open_bursts(path, stream, kind="smlm")
     notes = list(bursts.notes)
     profile, line, origin = _profile_of(bursts)
@@ -286,8 +286,12 @@ def read_localizations(store: str | Path) -> Localizations:
     where = f"{store}/tables/{LOCALIZATION_TABLE}"
     if f"tables/{LOCALIZATION_TABLE}" not in root:
         raise ValueError(f"{store} holds no localisation table (tables/{LOCALIZATION_TABLE})")
-    columns = read_table(root[f"tables/{LOCALIZATION_TABLE}"], None, where)
-    shape = tuple(int(v) for v in reader.attrs["frame_shape"])
+    table = root[f"tables/{LOCALIZATION_TABLE}"]
+    if not isinstance(table, zarr.Group):
+        raise ValueError(f"{where} is not a table")
+    columns = read_table(table, None, where)
+    h, w = (int(v) for v in reader.attrs["frame_shape"])
+    shape = (h, w)
     return Localizations(columns, reader.pixel_nm, shape, reader.n_frames)
 
 

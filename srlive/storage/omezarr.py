@@ -55,7 +55,7 @@ from srlive.storage.files import (
 )
 from srlive.storage.ngff import AP_AXIS, NGFF_VERSION
 from srlive.storage.noise import NoiseRecord
-from srlive.storage.reader import StoreReader, open_store
+from srlive.storage.reader import StoreReader, find_series, open_store
 from srlive.storage.store import LAYOUT_VERSION, AcquisitionStore
 from srlive.storage.tables import (
     DEFAULT_SR_EXTRAS,
@@ -81,6 +81,7 @@ __all__ = [
     "StoreDamagedError",
     "StoreReader",
     "StoreWriteError",
+    "find_series",
     "frame_crc",
     "open_store",
     "write_set_chunks",

@@ -51,7 +51,7 @@ class _Times(logging.Handler):
 
 @pytest.fixture
 def caplog():
-    logger = logging.getLogger("srlive.pipeline.stream")
+    logger = logging.getLogger("srlive.pipeline.store_writer")
     handler, level = _Times(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

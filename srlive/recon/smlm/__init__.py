@@ -27,13 +27,12 @@ from srlive.recon.smlm.localize import (
     localize_settings,
 )
 from srlive.recon.smlm.match import MATCH_RADIUS_NM, MatchScore, match_pairs, score
-from srlive.recon.smlm.method import LOCALIZATION_METHODS, SMLMSettings, smlm_settings
+from srlive.recon.smlm.method import SMLMSettings, smlm_settings
 from srlive.recon.smlm.render import render
 from srlive.recon.smlm.table import LOCALIZATION_COLUMNS, Localizations, concat
 
 __all__ = [
     "LOCALIZATION_COLUMNS",
-    "LOCALIZATION_METHODS",
     "MATCH_RADIUS_NM",
     "AstigmaticCalibration",
     "AxisWidth",

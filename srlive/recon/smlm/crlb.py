@@ -37,6 +37,6 @@ def lateral_crlb_nm(
         axis=1,
     )
     model = GaussModel("fixed", box, sigma_nm / pixel_nm, pixel_nm)
-    mu, jac = model.evaluate(torch.as_tensor(theta))
+    mu, jac = model.jacobian(torch.as_tensor(theta))
     sd = _inverse_diagonal(_gram(jac, 1 / (mu + read_noise_e**2))).numpy()
     return np.sqrt(sd[:, 0] ** 2 + sd[:, 1] ** 2) * pixel_nm

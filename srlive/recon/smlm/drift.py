@@ -121,6 +121,8 @@ def estimate_drift(
     pairs, shifts = _pair_shifts(images, max(max_shift, 1))
     keep = np.ones(len(pairs), bool)
     drift = _solve(pairs, shifts, segments, keep)
+    if drift is None:  # every block is paired with every other: never underdetermined
+        raise ValueError("drift: the block shifts do not determine the drift")
     residual = np.array(
         [np.hypot(*(drift[j] - drift[i] - s)) for (i, j), s in zip(pairs, shifts, strict=True)]
     )

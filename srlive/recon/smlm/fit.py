@@ -115,7 +115,7 @@ def fit_boxes(
         if active.numel() == 0:
             break
         th, lm, d = theta[active], lam[active], data_v[active]
-        m, j = model.evaluate(th)
+        m, j = model.jacobian(th)
         mv = m + var
         ratio = d / mv
         grad = _contract(j, 1 - ratio)
@@ -141,7 +141,7 @@ def fit_boxes(
         # changes the loss by less than its rounding is as good as accepted
         flat = torch.abs(trial_loss - loss_before) <= LOSS_RESOLUTION
         done[active] = (small & (better | (lm < 1) | flat)) | (lam[active] > LAMBDA_MAX)
-    mu, jac = model.evaluate(theta)
+    mu, jac = model.jacobian(theta)
     mv = mu + var
     fisher = _gram(jac, 1 / mv)
     crlb = _inverse_diagonal(fisher)
@@ -184,10 +184,9 @@ def fit_boxes_astigmatic(
     The likelihood in depth can have a second minimum on the far side of focus; starting
     from several depths and keeping each spot's best fit avoids it.
     """
-    cal = model.calibration
+    cal = model.astigmatism()
     depths = np.linspace(cal.z_min_nm, cal.z_max_nm, starts + 2)[1:-1]
-    first = initial_theta(torch.as_tensor(np.asarray(boxes), dtype=torch.float64), model)
-    first = first.numpy()
+    first = initial_theta(torch.as_tensor(np.asarray(boxes), dtype=torch.float64), model).numpy()
     best: FitResult | None = None
     for depth in depths:
         start = first.copy()
@@ -199,6 +198,7 @@ def fit_boxes_astigmatic(
         score = np.where(fit.converged, fit.log_likelihood_ratio, np.inf)
         take = score < np.where(best.converged, best.log_likelihood_ratio, np.inf)
         best = _pick(take, fit, best)
+    assert best is not None  # at least one start
     return best
 
 

@@ -113,6 +113,18 @@ class GaussModel:
         self.calibration = calibration
         self.n_parameters = N_PARAMETERS[model]
 
+    def astigmatism(self) -> AstigmaticCalibration:
+        """The astigmatic model's calibration (ValueError for the other models)."""
+        if self.calibration is None:
+            raise ValueError(f"the {self.model} model has no astigmatism calibration")
+        return self.calibration
+
+    def jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ (n, K, K) and ∂μ/∂θ (n, P, K, K)."""
+        mu, jac = self.evaluate(theta)
+        assert jac is not None  # asked for
+        return mu, jac
+
     def widths(self, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """σx, σy (pixels) and their derivatives by the width parameter (σ or z)."""
         ones = torch.ones_like(theta[:, 0])
@@ -123,7 +135,7 @@ class GaussModel:
             return theta[:, 4], theta[:, 4], ones, ones
         if self.model == "elliptic":
             return theta[:, 4], theta[:, 5], ones, ones
-        cal = self.calibration
+        cal = self.astigmatism()
         sx, dsx = cal.x.sigma_and_slope(theta[:, 4], self.pixel_nm)
         sy, dsy = cal.y.sigma_and_slope(theta[:, 4], self.pixel_nm)
         return sx, sy, dsx, dsy
@@ -166,6 +178,6 @@ class GaussModel:
         if self.model in ("free", "elliptic"):
             theta[:, 4:] = torch.clamp(theta[:, 4:], 0.3 * self.sigma_px, WIDEST * self.sigma_px)
         elif self.model == "astigmatic":
-            cal = self.calibration
+            cal = self.astigmatism()
             theta[:, 4] = torch.clamp(theta[:, 4], cal.z_min_nm, cal.z_max_nm)
         return theta

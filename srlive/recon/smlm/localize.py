@@ -195,8 +195,8 @@ def _table(
     k = model.box
     inside = (th[:, 0] > -0.5) & (th[:, 0] < k - 0.5) & (th[:, 1] > -0.5) & (th[:, 1] < k - 0.5)
     ok = fit.converged & inside & np.isfinite(sd).all(axis=1) & (th[:, 2] > 0)
-    sx, sy, _, _ = model.widths(torch.as_tensor(th))
-    sx, sy = sx.numpy() * p, sy.numpy() * p
+    widths = model.widths(torch.as_tensor(th))
+    sx, sy = widths[0].numpy() * p, widths[1].numpy() * p
     astig = model.model == "astigmatic"
     columns = {
         "frame": cands.frame + first_frame,

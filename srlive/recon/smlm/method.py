@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from srlive.recon.optics import format_validation_error
 from srlive.recon.smlm.localize import LocalizeSettings
 
-LOCALIZATION_METHODS = ("localization",)
 DRIFT_BLOCK_FRAMES = 1000
 
 

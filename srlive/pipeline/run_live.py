@@ -7,22 +7,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srlive.acquisition.modalities import get_modality
-from srlive.acquisition.session import FIRST_SERIES, LiveSession, LiveSettings
 from srlive.acquisition.settings import Illumination, resolve_illumination
-from srlive.acquisition.writer import AVAILABLE_RECONSTRUCTIONS, FluctuationReconstructor
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
+from srlive.hardware.safety import interlock
+from srlive.optimize.advisors import SessionAdvisor
+from srlive.optimize.optimizer import DEFAULT_TARGET_QUALITY
+from srlive.pipeline.session import LiveSession, LiveSettings
+from srlive.pipeline.store_writer import StoredSet
 from srlive.pipeline.stream import SRResult
+from srlive.pipeline.summary import RunSummary
 from srlive.profiles import Profile, load_profile
-from srlive.recon.fluctuation.method import FLUCTUATION_METHODS, FluctuationSettings
-from srlive.safety import interlock
+from srlive.recon.fluctuation.method import FluctuationSettings
+from srlive.recon.methods import get_method
+from srlive.recon.streaming import FluctuationReconstructor, SIMReconstructor
 from srlive.storage.guard import check_output
 
 log = logging.getLogger(__name__)
@@ -54,37 +59,6 @@ class RunSettings:
         return self.reconstruction or get_modality(self.modality).reconstruction
 
 
-@dataclass
-class RunSummary:
-    """Machine-readable account of a run (printed by ``--json``)."""
-
-    output: str
-    modality: str
-    raw_frames_acquired: int = 0
-    raw_frames_stored: int = 0
-    raw_frames_dropped: int = 0
-    sr_images: int = 0
-    sr_skipped: int = 0  # sets the live pipeline did not reconstruct (it fell behind)
-    raw_path: str = "raw/0"
-    sr_path: str | None = "sr/0"
-    raw_axes: list[str] = field(default_factory=lambda: ["t", "ap", "y", "x"])
-    sr_axes: list[str] = field(default_factory=lambda: ["t", "y", "x"])
-    sequencing: str = "hardware"
-    interrupted: bool = False
-    wall_s: float = 0.0
-    raw_fps: float = 0.0
-    recon_ms_median: float | None = None
-    sim_parameters: dict[str, Any] | None = None
-    fluctuation: dict[str, Any] | None = None  # the window, step and method's parameters
-    latency_ms: dict[str, Any] | None = None  # exposure end -> SR ready: n, p50, p99, max
-    series: dict[str, str] = field(default_factory=dict)  # series -> path (one per modality)
-    lasers_on_at_end: list[int] = field(default_factory=list)
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def default_output_path(modality: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{modality}.zarr"
@@ -112,15 +86,10 @@ def run_live(
     light = _illumination(settings, profile)  # refused before any device moves
     out = Path(settings.out) if settings.out else default_output_path(modality.name)
     method = settings.method()
-    if method is not None and method not in AVAILABLE_RECONSTRUCTIONS:
-        known = ", ".join(AVAILABLE_RECONSTRUCTIONS)
-        raise ValueError(f"unknown reconstruction {method!r} (choose from {known})")
-    if method in FLUCTUATION_METHODS and modality.structured:
-        raise ValueError(f"{method} reconstructs uniform-light bursts, not {modality.name} sets")
-    if method and method.startswith("dl-"):
-        from srlive.learn.infer import resolve_weights
-
-        resolve_weights(method)  # missing weights: fail before acquiring
+    if method is not None:  # it takes the modality's sets, its weights are here
+        recon = get_method(method)
+        recon.picker((modality.n_angles, modality.n_phases), modality.structured)
+        recon.check()
     check_output(out, overwrite=settings.overwrite)  # refused before any device moves
 
     scope = connect(profile)
@@ -197,7 +166,7 @@ def _acquire(
         options["reconstructions"] = {modality.name: settings.reconstruction}
     if settings.fluctuation is not None:
         options["fluctuation"] = settings.fluctuation
-    optimizer = _live_optimizer(scope, live, settings, lambda: session.dose_mj())
+    optimizer = _live_advisor(scope, live, settings)
     session = LiveSession(
         scope,
         live,
@@ -212,28 +181,24 @@ def _acquire(
         session.set_optimizer_enabled(True)
     sequencing = session.sequencing()
     session.writer.run_info["sequencing"] = sequencing
-    summary = RunSummary(
-        output=str(out),
-        modality=modality.name,
-        sequencing=sequencing,
-        sr_path="sr/0" if settings.method() in AVAILABLE_RECONSTRUCTIONS else None,
-    )
+    first = modality.name
+    reconstructed = settings.method() is not None
     start = time.perf_counter()
     stored = [0]
 
-    def on_stored(info: dict[str, Any]) -> None:
-        if info["series"] == FIRST_SERIES:
+    def on_stored(info: StoredSet) -> None:
+        if info.series == first:
             stored[0] += 1
             if progress:
                 progress(min(stored[0], settings.frames))
-            if on_update and summary.sr_path is None:
+            if on_update and not reconstructed:
                 shown = session.preview(lambda f: f.sum(axis=0, dtype=np.float32))
                 if shown is not None:
-                    on_update(shown[0], None, _info(info["t"], None))
+                    on_update(shown.image, None, _info(info.t, None))
 
     def _info(t: int, result: SRResult | None) -> dict[str, Any]:
         status = f"{modality.name}, {sequencing} sequencing"
-        state = session.writer.series.get(FIRST_SERIES)
+        state = session.writer.series.get(first)
         params = getattr(state.recon, "current_params", lambda: None)() if state else None
         if params is not None:
             status += f"; pattern {params.summary()}"
@@ -252,65 +217,48 @@ def _acquire(
     session.events.stored.connect(on_stored)
     if on_update is not None:
         session.events.result.connect(
-            lambda r: (
-                on_update(r.raw_sum, r.image, _info(r.t, r)) if r.series == FIRST_SERIES else None
-            )
+            lambda r: on_update(r.raw_sum, r.image, _info(r.t, r)) if r.series == first else None
         )
     if attach is not None:
         attach(session)
-    forced = False
+    forced = interrupted = False
     try:
         session.start(settings.frames)
         while not session.wait(0.05):
             if stop.is_set():
                 session.abort()
-        summary.interrupted = session.interrupted
+        interrupted = session.interrupted
         if stay_open:
             stop.wait()
-            summary.interrupted = summary.interrupted or session.interrupted or session.running
+            interrupted = interrupted or session.interrupted or session.running
     except KeyboardInterrupt:
         log.warning("interrupted: lasers off, closing the store")
-        forced = summary.interrupted = True
+        forced = interrupted = True
     finally:
         session.abort()
         session.wait()
-        if forced:
-            session.pipeline.close(drain=False)
-        summary.interrupted = summary.interrupted or (stop.is_set() and settings.frames > stored[0])
-        result = session.close(complete=not summary.interrupted)
-        summary.lasers_on_at_end = result["lasers_on_at_end"]
-        summary.raw_frames_acquired = result["raw_frames_acquired"]
-        summary.raw_frames_stored = result["raw_frames_stored"]
-        summary.raw_frames_dropped = result["raw_frames_dropped"]
-        summary.sr_images = result["sr_images"]
-        summary.sr_skipped = result["sr_skipped"]
-        summary.series = {k: v["path"] for k, v in result["series"].items()}
-        summary.latency_ms = result["pipeline"]["latency_ms"]["to_result"]
-        summary.wall_s = time.perf_counter() - start
-        summary.raw_fps = summary.raw_frames_acquired / summary.wall_s if summary.wall_s else 0.0
-        summary.error = result["error"]
-        state = session.writer.series.get(FIRST_SERIES)
-        if state is not None and state.recon is not None and state.recon.times_ms:
-            summary.recon_ms_median = float(np.median(state.recon.times_ms))
-            if hasattr(state.recon, "current_params"):
-                summary.sim_parameters = _params_dict(state.recon.current_params())
-            if isinstance(state.recon, FluctuationReconstructor):
-                summary.fluctuation = state.recon.settings.parameters()
+        interrupted = interrupted or (stop.is_set() and settings.frames > stored[0])
+        summary = session.close(complete=not interrupted, drain=not forced)
+    summary.interrupted = interrupted
+    summary.sequencing = sequencing
+    summary.wall_s = time.perf_counter() - start
+    summary.raw_fps = summary.raw_frames_acquired / summary.wall_s if summary.wall_s else 0.0
+    state = session.writer.series.get(first)
+    if state is not None and state.recon is not None and state.recon.times_ms:
+        summary.recon_ms_median = float(np.median(state.recon.times_ms))
+        if isinstance(state.recon, SIMReconstructor):
+            summary.sim_parameters = _params_dict(state.recon.current_params())
+        if isinstance(state.recon, FluctuationReconstructor):
+            summary.fluctuation = state.recon.settings.parameters()
     return summary
 
 
-def _live_optimizer(
-    scope: Microscope, live: LiveSettings, settings: RunSettings, dose_mj: Callable[[], float]
-) -> Any:
+def _live_advisor(scope: Microscope, live: LiveSettings, settings: RunSettings) -> SessionAdvisor:
     """The learned optimizer the window (or ``--optimize``) can switch on."""
-    from srlive.optimize.live import LiveOptimizer
-    from srlive.optimize.optimizer import DEFAULT_TARGET_QUALITY
-
-    return LiveOptimizer(
+    return SessionAdvisor(
         scope.profile,
         live.line,
         live.exposure_ms,
-        dose_mj,
         goal=settings.goal,
         target_quality=settings.target_quality or DEFAULT_TARGET_QUALITY,
         readout_ms=scope.readout_ms,

@@ -1,5 +1,5 @@
 """Signal and bleaching per set, from the raw frames: what the viewer plots and the
-optimizer observes (one definition, :func:`srlive.optimize.metrics.set_metrics`).
+optimizer observes (one definition, :func:`srlive.recon.set_metrics.set_metrics`).
 
 Per set: the structure's peak signal above background in photo-electrons per pixel per frame
 (``signal``), its per-frame SNR through the camera noise model, the brightness per unit
@@ -12,11 +12,10 @@ light, the saturated fraction and the motion since the previous set; and the
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from srlive.optimize.metrics import NoiseModel, set_metrics
+from srlive.recon.set_metrics import NoiseModel, SetMetrics, set_metrics
 
 
 class SignalTracker:
@@ -29,9 +28,18 @@ class SignalTracker:
         self.confidence = math.nan  # latest SR confidence, carried into the metrics
 
     def update(
-        self, t: int, time_s: float, frames: np.ndarray, power_mw: float, exposure_ms: float
-    ) -> dict[str, Any]:
-        """Metrics of one set of raw frames (n, H, W) in ADU."""
+        self,
+        series: str,
+        modality: str,
+        t: int,
+        time_s: float,
+        frames: np.ndarray,
+        power_mw: float,
+        exposure_ms: float,
+        dose: tuple[float, float | None] = (math.nan, None),
+    ) -> SetMetrics:
+        """Metrics of one set of raw frames (n, H, W) in ADU; ``dose``: the sample's dose
+        before the set and what is left of its budget."""
         metrics, self._previous = set_metrics(
             frames, self.noise, power_mw, exposure_ms, previous_widefield=self._previous
         )
@@ -39,14 +47,16 @@ class SignalTracker:
         if self._reference is None and brightness > 0:
             self._reference = brightness
         surviving = brightness / self._reference if self._reference else math.nan
-        return {
-            "t": t,
-            "time_s": time_s,
+        return SetMetrics(
+            series,
+            modality,
+            t,
+            time_s,
+            power_mw,
+            exposure_ms,
+            surviving_fraction=surviving,
+            confidence=self.confidence,
+            dose_before_mj=dose[0],
+            remaining_budget_mj=dose[1],
             **metrics,
-            "signal": metrics["signal_e"],
-            "surviving_fraction": surviving,
-            "bleaching": 1.0 - surviving if math.isfinite(surviving) else math.nan,
-            "confidence": self.confidence,
-            "power_mw": power_mw,
-            "exposure_ms": exposure_ms,
-        }
+        )

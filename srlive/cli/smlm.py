@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# srlive.recon.smlm.method.LOCALIZATION_METHODS, here without importing torch (a test
-# keeps them equal)
-LOCALIZATION_METHOD_NAMES = ("localization",)
+from srlive.cli.common import UsageError
 
 # flag dest -> SMLMSettings / LocalizeSettings field (None: not given, the default applies)
 SMLM_FLAGS = {
@@ -157,16 +155,16 @@ def _check_out(out: Path, overwrite: bool, input: Path) -> None:
 def reconstruct_smlm_from_args(args: argparse.Namespace, optics: dict[str, Any]) -> int:
     """``srlive reconstruct --method localization``: checks, the run, the report (bad
     input: a one-line ValueError)."""
-    from srlive.cli_fluctuation import given_fluctuation_flags
+    from srlive.recon.fluctuation.options import given_fluctuation_flags
 
     if args.workers is not None or args.scheduler is not None:
-        raise ValueError(f"--workers/--scheduler: not supported yet for {args.method}")
+        raise UsageError(f"--workers/--scheduler: not supported yet for {args.method}")
     if len(args.input) > 1:
-        raise ValueError(f"{args.method} reconstructs one input at a time")
+        raise UsageError(f"{args.method} reconstructs one input at a time")
     unused = [f for d, f in SIM_PATTERN_OPTIONS if getattr(args, d, None) is not None]
     unused += given_fluctuation_flags(args)
     if unused:
-        raise ValueError(f"{', '.join(unused)}: not used by {args.method}")
+        raise UsageError(f"{', '.join(unused)}: not used by {args.method}")
     from srlive.recon.offline_smlm import reconstruct_smlm
     from srlive.recon.smlm.method import smlm_settings
 

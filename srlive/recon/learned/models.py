@@ -128,7 +128,7 @@ class SRUNet(nn.Module):
     """Input (B, C, H, W) normalised frames -> output (B, K, upscale·H, upscale·W).
 
     Channel 0 is the image; with ``config.uncertainty`` channel 1 parametrises the expected
-    absolute error per pixel (``srlive.learn.train.error_scale`` maps it to image units).
+    absolute error per pixel (:func:`error_scale` maps it to image units).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -194,3 +194,11 @@ class SRUNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+MIN_ERROR_SCALE = 1e-3  # of the input's brightness scale: below any error worth predicting
+
+
+def error_scale(raw: torch.Tensor) -> torch.Tensor:
+    """Per-pixel error scale from the uncertainty channel: positive, smooth, never stuck."""
+    return F.softplus(raw) + MIN_ERROR_SCALE

@@ -1,7 +1,9 @@
-"""Safety: limits checked before anything reaches the core, and the laser interlock.
+"""The laser interlock and safe stops: lights off on every exit path.
 
 :func:`interlock` wraps every acquisition: on normal end, exception, Ctrl-C or SIGTERM all
 lasers go off and the SLM is blanked before the exception (if any) propagates.
+:func:`graceful_stop` turns the first Ctrl-C / SIGTERM into a stop at the next frame.
+(Limits are checked where settings are requested: :class:`srlive.errors.SafetyError`.)
 """
 
 from __future__ import annotations
@@ -17,10 +19,6 @@ if TYPE_CHECKING:
     from srlive.hardware.microscope import Microscope
 
 log = logging.getLogger(__name__)
-
-
-class SafetyError(ValueError):
-    """A requested setting is outside the profile's hard limits."""
 
 
 class Terminated(KeyboardInterrupt):

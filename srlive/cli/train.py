@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-def add_train_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     """The ``train`` subcommand and its options."""
     train = sub.add_parser("train", help="train a learned reconstruction on simulated data")
     train.add_argument(
@@ -123,11 +123,13 @@ def _sim_settings(args: argparse.Namespace) -> Any:
     return microscope_settings(optics, fields)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd(args: argparse.Namespace) -> int:
     """``srlive train``: train or fine-tune a model, then calibrate its trust and write its card."""
     from srlive.learn.card import write_card
-    from srlive.learn.infer import calibrate_trust, resolve_weights
-    from srlive.learn.train import TrainSettings, load_weights, train_model
+    from srlive.learn.train import TrainSettings, train_model
+    from srlive.learn.trust import calibrate_trust
+    from srlive.recon.learned.weights import load_weights
+    from srlive.recon.learned.weights_meta import resolve_weights
 
     out = args.out or Path("runs") / "models" / f"{args.model}.safetensors"
     init = args.init_from or (args.model if args.fine_tune else None)

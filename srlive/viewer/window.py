@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +34,17 @@ from qtpy.QtCore import Signal
 
 from srlive.viewer.controls import MODALITIES, ControlPanel
 from srlive.viewer.display import display_available, headless_qpa
+from srlive.viewer.panels import RAW_MODES, ImagePanel, format_info, format_stats
 from srlive.viewer.plots import OptimizerPanel
 
 if TYPE_CHECKING:
+    from srlive.optimize.decision import Decision
+    from srlive.pipeline.session import LiveSettings
+    from srlive.pipeline.stream import Preview
     from srlive.profiles import Profile
+    from srlive.recon.set_metrics import SetMetrics
 
-RawSource = Callable[[Callable[[np.ndarray], np.ndarray]], tuple[np.ndarray, dict] | None]
+RawSource = Callable[[Callable[[np.ndarray], np.ndarray]], "Preview | None"]
 STATS_HZ = 4.0  # rates and percentiles are refreshed this often
 RATE_WINDOW_S = 2.0  # frame and SR rates are averaged over this long
 
@@ -47,78 +52,6 @@ __all__ = ["LiveViewer", "display_available", "format_info", "format_stats", "ru
 
 RAW_TITLE = "Raw (widefield sum / last frame)"
 SR_TITLE = "Super-resolved"
-RAW_MODES = ("widefield sum", "last frame")
-AXIS_WIDTH = 48  # px, left axis of each panel
-HIST_WIDTH = 150  # px, histogram/LUT of each panel
-HIST_AXIS_WIDTH = 60  # px, room for level labels such as "65000"
-
-# info keys shown first, with their labels; other keys follow as "key=value"
-_INFO_LABELS: dict[str, str] = {
-    "frame": "frame",
-    "sets": "sets",
-    "sr_fps": "SR fps",
-    "latency_ms": "latency ms",
-    "dropped": "dropped",
-    "method": "method",
-}
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return f"{value:.1f}" if abs(value) < 1e5 else f"{value:.3g}"
-    return str(value)
-
-
-def format_info(info: Mapping[str, Any]) -> str:
-    """One status-bar line from an ``info`` dict (``info["status"]`` goes last)."""
-    parts = [f"{label} {_fmt(info[k])}" for k, label in _INFO_LABELS.items() if k in info]
-    parts += [f"{k}={_fmt(v)}" for k, v in info.items() if k not in _INFO_LABELS and k != "status"]
-    if info.get("status"):
-        parts.append(str(info["status"]))
-    return "  |  ".join(parts)
-
-
-class ImagePanel:
-    """A PlotItem (axes in µm) with an ImageItem and its HistogramLUTItem."""
-
-    def __init__(self, layout: pg.GraphicsLayout, title: str, pixel_um: float, col: int) -> None:
-        self.pixel_um = pixel_um
-        self.plot = pg.PlotItem(title=title)
-        self.plot.setLabel("bottom", "x", units="µm")
-        self.plot.setLabel("left", "y", units="µm")
-        self.plot.invertY(True)
-        self.plot.setAspectLocked(True)
-        self.plot.hideButtons()
-        # equal axis and histogram widths give both panels the same view size, so the
-        # linked views show the same µm range, not just the same zoom and centre
-        self.plot.getAxis("left").setWidth(AXIS_WIDTH)
-        self.plot.setMinimumWidth(150)  # not the title's width
-        self.plot.setPreferredWidth(500)
-        self.item = pg.ImageItem(axisOrder="row-major")
-        # pixel (row i, col j) covers [j, j+1] x [i, i+1] pixel sizes, in µm
-        self.item.setTransform(QtGui.QTransform.fromScale(pixel_um, pixel_um))
-        self.plot.addItem(self.item)
-        self.hist = pg.HistogramLUTItem(image=self.item)
-        self.hist.axis.setWidth(HIST_AXIS_WIDTH)
-        self.hist.setFixedWidth(HIST_WIDTH)
-        layout.addItem(self.plot, row=0, col=col)
-        layout.addItem(self.hist, row=0, col=col + 1)
-        self.has_image = False
-        self.auto_next = True
-
-    def set_pixel_um(self, pixel_um: float) -> None:
-        """Show the next images at ``pixel_um`` per pixel (an SR grid of another method)."""
-        if not math.isclose(pixel_um, self.pixel_um, rel_tol=1e-9):
-            self.pixel_um = pixel_um
-            self.item.setTransform(QtGui.QTransform.fromScale(pixel_um, pixel_um))
-
-    def show(self, image: np.ndarray) -> None:
-        first = not self.has_image
-        self.item.setImage(image, autoLevels=self.auto_next)
-        self.auto_next = False
-        self.has_image = True
-        if first:
-            self.plot.autoRange(padding=0)
 
 
 class LiveViewer(QtWidgets.QMainWindow):
@@ -160,7 +93,7 @@ class LiveViewer(QtWidgets.QMainWindow):
         self.last_info: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self._result: Any = None  # newest SR result not shown yet (latest wins)
-        self._queued: deque[tuple[str, Any]] = deque(maxlen=1000)  # metrics, decisions, ...
+        self._queued: deque[tuple[str, Any, float]] = deque(maxlen=1000)  # metrics, decisions
         self._raw_source: RawSource | None = None
         self._stats_source: Callable[[], dict[str, Any]] | None = None
         self._on_displayed: Callable[[Any], None] | None = None
@@ -264,14 +197,13 @@ class LiveViewer(QtWidgets.QMainWindow):
                 self.display_dropped += 1
             self._result = result
 
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
-        """Signal / bleaching / SNR / confidence of a set (keys t, signal, surviving_fraction
-        or bleaching, snr, confidence): plotted over time."""
-        self._queue("metrics", dict(metrics))
+    def show_metrics(self, metrics: SetMetrics) -> None:
+        """Signal / bleaching / SNR / confidence of a set: plotted over time."""
+        self._queue("metrics", metrics)
 
-    def show_decision(self, decision: dict[str, Any]) -> None:
-        """An optimizer decision (keys t, power_mw, exposure_ms, modality, reason): plotted."""
-        self._queue("decision", dict(decision))
+    def show_decision(self, decision: Decision) -> None:
+        """An optimizer decision (power, exposure, modality, reason): plotted."""
+        self._queue("decision", decision)
 
     def show_status(self, message: str, error: bool = False) -> None:
         """A line in the status bar (red for device and sequencing errors)."""
@@ -281,15 +213,15 @@ class LiveViewer(QtWidgets.QMainWindow):
         """The session's state ("idle", "running", "stopping"): enables the buttons."""
         self._queue("state", str(state))
 
-    def set_settings(self, settings: dict[str, Any]) -> None:
-        """The settings in effect: shown in the controls."""
-        self._queue("settings", dict(settings))
+    def set_settings(self, settings: LiveSettings) -> None:
+        """The settings in effect (a copy): shown in the controls."""
+        self._queue("settings", settings)
 
     def set_optimizer_available(self, available: bool) -> None:
         """Enable the optimizer toggle only when an optimizer is connected."""
         self._queue("optimizer", bool(available))
 
-    def _queue(self, kind: str, value: Any) -> None:
+    def _queue(self, kind: str, value: object) -> None:
         with self._lock:
             self._queued.append((kind, value, time.perf_counter() - self._t0))
 
@@ -351,8 +283,8 @@ class LiveViewer(QtWidgets.QMainWindow):
             self.status_label.setText(format_info(info))
             self.displayed += 1
             shown = True
-        if self._raw_source is not None and (raw := self._raw_source(self.raw_display_image)):
-            self.raw_panel.show(raw[0])
+        if self._raw_source is not None and (preview := self._raw_source(self.raw_display_image)):
+            self.raw_panel.show(preview.image)
             self.displayed += 1
             shown = True
         if result is not None:
@@ -453,28 +385,6 @@ class LiveViewer(QtWidgets.QMainWindow):
             self._emit_stop()
         self.closing.emit()
         super().closeEvent(event)
-
-
-def _ms(value: Any) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.0f}"
-
-
-def format_stats(
-    stats: Mapping[str, Any], last: tuple[float, Mapping[str, Any]] | None, now: float
-) -> str:
-    """Raw and SR rates (from the previous stats), latency p50/p99, skipped and stored."""
-    parts = []
-    if last is not None and now > last[0]:
-        dt = now - last[0]
-        fps = (stats.get("frames", 0) - last[1].get("frames", 0)) / dt
-        sr = (stats.get("sr", 0) - last[1].get("sr", 0)) / dt
-        parts.append(f"raw {fps:.1f} fps  SR {sr:.2f}/s")
-    p50 = stats.get("to_display_p50_ms") or stats.get("to_result_p50_ms")
-    p99 = stats.get("to_display_p99_ms") or stats.get("to_result_p99_ms")
-    parts.append(f"latency p50 {_ms(p50)} ms  p99 {_ms(p99)} ms")
-    parts.append(f"skipped {stats.get('skipped', 0)}")
-    parts.append(f"stored {stats.get('stored', 0)}/{stats.get('frames', 0)} frames")
-    return "  |  ".join(parts)
 
 
 class _Finished(QtCore.QObject):

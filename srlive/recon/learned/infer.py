@@ -34,12 +34,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srlive.learn.data import TASKS, SimSettings
-from srlive.learn.geometry import Geometry, geometry_mismatch, range_mismatch
-from srlive.learn.models import SRUNet
-from srlive.learn.pattern_input import BandGeometry, model_planes, normalise_bands
-from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
-from srlive.optimize.metrics import NoiseModel, saturated_fraction
+from srlive.recon.learned.geometry import (
+    PERIOD_JITTER,
+    Geometry,
+    geometry_mismatch,
+    range_mismatch,
+)
+from srlive.recon.learned.models import SRUNet, error_scale
+from srlive.recon.learned.pattern_input import BandGeometry, model_planes, normalise_bands
+from srlive.recon.learned.weights import bf16_supported, load_weights
+from srlive.recon.learned.weights_meta import resolve_weights
+from srlive.recon.set_metrics import NoiseModel, saturated_fraction
 
 SATURATION_SCALE = 0.002  # fraction of clipped pixels that divides confidence by e
 GEOMETRY_TOLERANCE = 0.02  # relative mismatch outside the trained range that costs 1/e
@@ -55,28 +60,6 @@ class Result:
     confidence: float
     uncertainty: np.ndarray | None = None  # expected |error| per output pixel (image units)
     checks: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_weights(name_or_path: str | Path) -> Path:
-    """A shipped model by name (``dl-sim3``) or a path to a weights file (``.safetensors``,
-    or any existing file that is not a shipped name); FileNotFoundError if there is none."""
-    name, path = str(name_or_path), Path(name_or_path)
-    shipped = WEIGHTS_DIR / f"{name}.safetensors"
-    if path.suffix == ".safetensors" or (not shipped.exists() and path.is_file()):
-        if not path.exists():
-            raise FileNotFoundError(f"weights not found: {path}")
-        return path
-    if shipped.exists():
-        return shipped
-    if name in TASKS:
-        raise FileNotFoundError(
-            f"no shipped weights for {name!r} (expected {shipped}); train them with "
-            f"`srlive train {name}`"
-        )
-    known = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")))
-    raise FileNotFoundError(
-        f"no model named {name!r}: give a shipped model ({known}) or a .safetensors file"
-    )
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -133,7 +116,7 @@ class LearnedReconstructor:
         self.offset_adu = offset_adu
         trust = info.get("trust", {})
         self.e90 = float(trust.get("predicted_error_p90", math.nan))
-        self._jitter = float(info.get("sim", {}).get("period_jitter", SimSettings().period_jitter))
+        self._jitter = float(info.get("sim", {}).get("period_jitter", PERIOD_JITTER))
         self.geometry = geometry or Geometry()
         self.mismatch = self._mismatch(self.geometry)
         self._cuda = self.device.type == "cuda"
@@ -265,32 +248,6 @@ class LearnedReconstructor:
         checks["geometry_mismatch"] = self.mismatch
         factor *= math.exp(-((self.mismatch / GEOMETRY_TOLERANCE) ** 2))
         return Result(image, factor, uncertainty, checks)
-
-
-def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dict[str, float]:
-    """Typical predicted error on held-in data (new seeds); stored with the weights."""
-    from srlive.learn.data import make_pair
-    from srlive.learn.train import save_weights
-
-    recon = LearnedReconstructor(path, device="cpu")
-    errors = []
-    for i in range(n_pairs):
-        x, _, info = make_pair(recon.task, size, seed=700_000_000 + i)
-        frames = info["frames"] if recon.task.pattern_bands else x * info["norm_adu"]
-        result = recon(frames + recon.offset_adu)
-        errors.append(result.checks.get("predicted_error", math.nan))
-    trust = {
-        "predicted_error_p50": float(np.nanmedian(errors)),
-        "predicted_error_p90": float(np.nanpercentile(errors, 90)),
-        "pairs": n_pairs,
-    }
-    save_weights(
-        recon.model.cpu().to(memory_format=torch.contiguous_format),
-        recon.task,
-        Path(path),
-        {**recon.info, "trust": trust},
-    )
-    return trust
 
 
 _CACHE: dict[tuple, LearnedReconstructor] = {}

@@ -13,6 +13,9 @@ CAMERA_NM = 65.0
 NA = 1.49
 EMISSION_NM = 510.0
 PERIOD_NM = 195.0
+# the fringe-period jitter (relative) models trained without a measured pattern were trained
+# with: their tolerance to a period other than PERIOD_NM
+PERIOD_JITTER = 0.02
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,12 @@ class Geometry:
             profile.sim.period_nm.get(line),
         )
 
+    @classmethod
+    def from_optics(cls, optics: Any) -> Geometry:
+        """The geometry of a :class:`~srlive.recon.optics.SIMOptics` (its nominal period)."""
+        period = None if optics.nominal is None else optics.nominal.period_nm
+        return cls(optics.pixel_nm, optics.na, optics.emission_nm, period)
+
     @property
     def psf_px(self) -> float:
         """Widefield resolution λ/(2NA) in camera pixels."""
@@ -52,8 +61,8 @@ def _outside(value: float, lo: float, hi: float) -> float:
 def geometry_mismatch(task_patterned: bool, trained_jitter: float, geometry: Geometry) -> float:
     """Relative mismatch between an acquisition and the training geometry (0 = matches)."""
     mismatch = _outside(geometry.psf_px, *(Geometry().psf_px * f for f in (0.99, 1.01)))
-    if task_patterned and geometry.period_px is not None:
-        trained = Geometry().period_px
+    trained = Geometry().period_px
+    if task_patterned and geometry.period_px is not None and trained is not None:
         lo, hi = trained * (1 - trained_jitter), trained * (1 + trained_jitter)
         mismatch = max(mismatch, _outside(geometry.period_px, lo, hi))
     return mismatch

@@ -8,13 +8,14 @@ per pixel per frame, so it is comparable between cameras and settings.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
+DEFAULT_READ_NOISE_E = 1.6  # a typical sCMOS, when the camera does not say
 PEAK_PERCENTILE = 99.0  # "peak" signal: bright structure pixels, robust to hot pixels
 BACKGROUND_PERCENTILE = 5.0
 
@@ -27,6 +28,18 @@ class NoiseModel:
     e_per_adu: float = 0.46
     read_noise_e: float = 1.6
     max_adu: int = 65535
+
+    @classmethod
+    def from_camera(
+        cls, offset_adu: float, e_per_adu: float | None, read_noise_e: float | None, bits: int
+    ) -> NoiseModel:
+        """A camera's noise model; unknown gain and read noise take typical sCMOS values."""
+        return cls(
+            offset_adu=offset_adu,
+            e_per_adu=1.0 if e_per_adu is None else e_per_adu,
+            read_noise_e=DEFAULT_READ_NOISE_E if read_noise_e is None else read_noise_e,
+            max_adu=2**bits - 1,
+        )
 
     def electrons(self, frames: np.ndarray) -> np.ndarray:
         """Frames in ADU → photo-electrons (float32, offset removed)."""
@@ -175,3 +188,44 @@ def sr_metrics(
     if confidence is not None and math.isfinite(confidence):
         out["confidence"] = float(confidence)
     return out
+
+
+@dataclass(frozen=True)
+class SetMetrics:
+    """What one acquired set measured, from its raw frames and settings alone.
+
+    The live window plots it and the optimizer learns from it. Signal is in e⁻ per pixel per
+    frame; ``surviving_fraction`` is the brightness per unit light relative to the series'
+    first set; the dose fields are the sample's light dose before this set and what is left
+    of its budget (None: no budget).
+    """
+
+    series: str
+    modality: str
+    t: int
+    time_s: float
+    power_mw: float
+    exposure_ms: float
+    signal_e: float
+    background_e: float
+    mean_e: float
+    snr: float
+    brightness: float
+    saturated_fraction: float
+    motion_px: float
+    surviving_fraction: float = math.nan
+    confidence: float = math.nan  # the series' latest SR confidence (learned methods)
+    dose_before_mj: float = math.nan
+    remaining_budget_mj: float | None = None
+
+    @property
+    def signal(self) -> float:
+        return self.signal_e
+
+    @property
+    def bleaching(self) -> float:
+        return 1.0 - self.surviving_fraction
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with ``bleaching``."""
+        return {**asdict(self), "bleaching": self.bleaching}

@@ -47,6 +47,17 @@ def _maps(h: int, w: int, cells: list[tuple[int, int, float, float, float]]) -> 
     return maps
 
 
+def test_a_single_frame_and_the_ends_of_a_stack_get_fresh_neighbours():
+    from srlive.recon.smlm.learned import _windows
+
+    stack = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    windows = _windows(stack, 3)[:, :, 0, 0]
+    assert windows.tolist() == [[1, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 2]]
+    single = _windows(np.array([[[5.0, 1.0], [1.0, 1.0]]], np.float32), 3)
+    assert single.shape == (1, 3, 2, 2) and single[0, 1, 0, 0] == 5
+    assert (single[0, [0, 2]] == 1).all()  # the neighbours: background (the median)
+
+
 def test_the_loss_prefers_emitters_where_they_are():
     truth = {
         "x": torch.tensor([[5.8]]),
@@ -137,6 +148,8 @@ def test_it_localises_only_what_the_frames_show():
     shift = checks["shift"]
     assert shift["frames_with_one_localization"] == len(shift["steps_nm"])
     assert abs(shift["slope"] - 1) < 0.1 and shift["max_abs_error_nm"] < 25
+    # before and after it: background only, (almost) never a localisation
+    assert shift["localizations_without_the_emitter"] <= 0.1 * shift["frames_without_the_emitter"]
 
 
 def test_held_out_scores_and_calibrated_uncertainty():
@@ -162,3 +175,25 @@ def test_confidence_flags_an_acquisition_outside_the_training_ranges():
     coarse = smlm_confidence(locs, SMLMOptics(pixel_nm=250), info)  # PSF of 0.4 pixel
     assert not coarse["trusted"] and "psf_sigma_px" in coarse["outside_training"]
     json.dumps(good, allow_nan=False)
+
+
+def test_reconstruct_localises_a_tiff_stack_with_the_learned_method(tmp_path, capsys):
+    import tifffile
+
+    from srlive.cli import main
+
+    burst = heldout_burst(32, 40, DENSITIES["low"], 105)
+    stack = tmp_path / "burst.tif"
+    tifffile.imwrite(stack, burst.frames)
+    out = tmp_path / "locs.csv"
+    argv = ["reconstruct", str(stack), "--method", "dl-smlm", "--out", str(out), "--json"]
+    assert main([*argv, "--no-progress", "--gain-e-per-adu", "0.46"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "dl-smlm" and summary["parameters"]["learned"]["weights"]
+    assert summary["confidence"]["trusted"] and summary["localizations"] > 20
+    header = out.read_text().splitlines()[0]
+    assert header.startswith('"id","frame","x [nm]"')  # ThunderSTORM's columns, as classical
+    # the fit's own options are refused, in one line
+    assert main([*argv, "--box", "9", "--overwrite", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--box: only for --method localization" in err and "\n" not in err

@@ -23,6 +23,7 @@ SETS = {
     "dl-wf2sr": ((1, 1), False),
     **{m: ((1, 10), False) for m in FLUCTUATION_METHODS},
     "localization": ((1, 10), False),
+    "dl-smlm": ((1, 10), False),
 }
 
 
@@ -34,8 +35,9 @@ def test_only_implemented_methods_are_listed() -> None:
         "dl-sim9",
         "dl-denoise",
         "dl-wf2sr",
+        "dl-smlm",
     }
-    assert {m for m, r in METHODS.items() if r.localizes} == {"localization"}
+    assert {m for m, r in METHODS.items() if r.localizes} == {"localization", "dl-smlm"}
     with pytest.raises(MethodError, match="unknown reconstruction method 'srrf'"):
         get_method("srrf")
 

@@ -13,11 +13,11 @@ from srlive.bench.common import positive
 from srlive.learn.timing import time_model
 from srlive.learn.train import machine_description
 from srlive.recon.learned.infer import PRECISIONS, LearnedReconstructor, resolve_weights
-from srlive.recon.learned.weights_meta import WEIGHTS_DIR
+from srlive.recon.learned.weights_meta import shipped_image_models
 
 
 def shipped_models() -> list[str]:
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    return shipped_image_models()
 
 
 def bench_models(

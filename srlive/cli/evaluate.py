@@ -42,9 +42,9 @@ def cmd(args: argparse.Namespace) -> int:
     from srlive.learn.card import write_card
     from srlive.learn.evaluate import evaluate
     from srlive.recon.learned.infer import LearnedReconstructor, resolve_weights
-    from srlive.recon.learned.weights_meta import WEIGHTS_DIR
+    from srlive.recon.learned.weights_meta import shipped_image_models
 
-    names = args.models or sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    names = args.models or shipped_image_models()
     models = {}
     for name in names:
         recon = LearnedReconstructor(resolve_weights(name), args.device, precision=args.precision)
@@ -77,13 +77,13 @@ def torch_threads() -> int:
 
 def _cmd_evaluate_stores(args: argparse.Namespace) -> int:
     from srlive.learn.evaluate_stores import evaluate_stores
-    from srlive.recon.learned.weights_meta import WEIGHTS_DIR
+    from srlive.recon.learned.weights_meta import shipped_image_models
 
     if args.out is None:
         raise UsageError("--stores needs --out DIR (the reconstructions are kept there)")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    names = args.models or sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    names = args.models or shipped_image_models()
     summary = evaluate_stores(
         args.stores, names, args.out, workers=args.workers, scheduler=args.scheduler
     )

@@ -163,7 +163,7 @@ def cmd(args: argparse.Namespace) -> int:
     if get_method(args.method).localizes:
         return reconstruct_smlm_from_args(args, _reconstruct_optics(args))
     if flags := given_smlm_flags(args):
-        raise UsageError(f"{', '.join(flags)}: only for --method localization")
+        raise UsageError(f"{', '.join(flags)}: only for --method localization or dl-smlm")
     fluctuation = _reconstruct_fluctuation_args(args)
     if args.workers is not None or args.scheduler is not None:
         return _cmd_reconstruct_distributed(args)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srlive.cli.common import UsageError
+from srlive.recon.methods import get_method
 
 # flag dest -> SMLMSettings / LocalizeSettings field (None: not given, the default applies)
 SMLM_FLAGS = {
@@ -23,6 +24,13 @@ SMLM_FLAGS = {
     "torch_device": "device",
 }
 CAMERA_FLAGS = {"gain_e_per_adu": "e_per_adu", "read_noise_e": "read_noise_e"}
+# the fit's own flags: not used by the learned localiser (dl-smlm)
+FIT_ONLY_FLAGS = {
+    "smlm_box": "--box",
+    "psf_sigma_nm": "--psf-sigma-nm",
+    "fixed_sigma": "--fixed-sigma",
+    "z_calibration": "--z-calibration",
+}
 # reconstruct's SIM pattern options: nothing to localisation nor the fluctuation methods
 SIM_PATTERN_OPTIONS = (
     ("angles", "--angles"),
@@ -39,7 +47,7 @@ SIM_PATTERN_OPTIONS = (
 def add_smlm_options(parser: argparse.ArgumentParser) -> None:
     """The ``localization`` argument group of ``srlive reconstruct``."""
     group = parser.add_argument_group(
-        "localization (SMLM bursts; --out a store, X.tif, X.csv or X.hdf5)"
+        "localization, dl-smlm (SMLM bursts; --out a store, X.tif, X.csv or X.hdf5)"
     )
     group.add_argument(
         "--threshold",
@@ -47,7 +55,8 @@ def add_smlm_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SD",
-        help="candidates above this many predicted noise SDs of the band-passed frame (6)",
+        help="localization: candidates above this many predicted noise SDs of the "
+        "band-passed frame (6); dl-smlm: summed 3x3 detection probability of a peak (0.5)",
     )
     group.add_argument(
         "--box", dest="smlm_box", type=int, default=None, metavar="PX", help="fit box (7, odd)"
@@ -103,7 +112,10 @@ def add_smlm_options(parser: argparse.ArgumentParser) -> None:
         help="astigmatic 3D: the σx(z), σy(z) calibration (AstigmaticCalibration as YAML/JSON)",
     )
     group.add_argument(
-        "--torch-device", default=None, metavar="DEV", help="fitting device: cpu, cuda, auto"
+        "--torch-device",
+        default=None,
+        metavar="DEV",
+        help="fitting (or dl-smlm's network) device: cpu, cuda, auto",
     )
 
 
@@ -169,9 +181,17 @@ def reconstruct_smlm_from_args(args: argparse.Namespace, optics: dict[str, Any])
     from srlive.recon.smlm.method import smlm_settings
 
     given = {field: getattr(args, d) for d, field in SMLM_FLAGS.items()}
-    if args.z_calibration is not None:
-        given.update(model="astigmatic", astigmatism=load_z_calibration(args.z_calibration))
-    settings = smlm_settings(**given)
+    method = get_method(args.method)
+    if method.learned:
+        fit_only = [f for d, f in FIT_ONLY_FLAGS.items() if getattr(args, d, None) is not None]
+        if fit_only:
+            raise UsageError(f"{', '.join(fit_only)}: only for --method localization")
+        given = {k: v for k, v in given.items() if k not in ("box", "sigma_nm", "model")}
+        settings = smlm_settings("dl-smlm", weights=method.weights or method.name, **given)
+    else:
+        if args.z_calibration is not None:
+            given.update(model="astigmatic", astigmatism=load_z_calibration(args.z_calibration))
+        settings = smlm_settings(**given)
     overrides = {**optics, **{f: getattr(args, d) for d, f in CAMERA_FLAGS.items()}}
     input_path = args.input[0]
     _check_out(args.out, args.overwrite, input_path)

@@ -10,8 +10,9 @@ and without 405 nm activation (low and high density).
   units of the predicted sigma (calibrated: RMS 1, 68 % within 1 sigma) and the RMSE per
   bin of predicted sigma beside the bin's RMS sigma.
 * :func:`signal_checks`: the same frames with the dyes removed (background and camera noise
-  only) must give (almost) no localisations; one emitter moved in steps must move its
-  localisation by the same steps (slope 1).
+  only) must give (almost) no localisations; one emitter, on for one frame between two
+  without it, moved in steps must move its localisation by the same steps (slope 1) and
+  give none in the frames without it.
 """
 
 from __future__ import annotations
@@ -97,18 +98,19 @@ def _removed_signal(burst: SMLMFrames, seed: int) -> np.ndarray:
 
 
 def _shifted_emitter(steps_nm: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One 3000-photon emitter at x0 + step in each frame (x0 mid-pixel), on 70 photons of
-    background: the frames and the true x (nm)."""
+    """One 3000-photon emitter at x0 + step (x0 mid-pixel) on 70 photons of background, on
+    for one frame between two without it: ``(steps, 3, 32, 32)`` frames and the true x (nm)."""
     optics = PupilOptics()
     p = optics.pixel_nm
+    n = len(steps_nm)
     x_nm = 16.3 * p + steps_nm
     expected = PSFRenderer(optics).render(
-        (32, 32), np.arange(len(steps_nm)), len(steps_nm), np.full(len(steps_nm), 15.6),
-        x_nm / p, np.full(len(steps_nm), 3000.0),
-    )  # fmt: skip
+        (32, 32), np.arange(n), n, np.full(n, 15.6), x_nm / p, np.full(n, 3000.0)
+    )
     rng = np.random.default_rng(seed)
     camera = CameraModel()
-    return np.stack([camera.expose(e + 70.0, 10.0, rng) for e in expected]), x_nm
+    triples = [[camera.expose(e * k + 70.0, 10.0, rng) for k in (0, 1, 0)] for e in expected]
+    return np.asarray(triples), x_nm
 
 
 def signal_checks(settings: LearnedLocalizeSettings, seed: int = 7) -> dict[str, Any]:
@@ -119,9 +121,9 @@ def signal_checks(settings: LearnedLocalizeSettings, seed: int = 7) -> dict[str,
     without = localize_learned(_removed_signal(burst, seed), SMLMOptics(), camera, settings)
     steps = np.arange(0, 140, 10.0)
     frames, x_true = _shifted_emitter(steps, seed)
-    # each frame alone: a moving emitter must not be averaged with its neighbours
     found = [localize_learned(f, SMLMOptics(), SMLMCamera(), settings) for f in frames]
-    x_found = np.array([f["x_nm"][0] if len(f) == 1 else np.nan for f in found])
+    middle = [f.in_frames(1, 2) for f in found]  # where the emitter is; none before or after
+    x_found = np.array([m["x_nm"][0] if len(m) == 1 else np.nan for m in middle])
     ok = np.isfinite(x_found)
     slope = float(np.polyfit(x_true[ok], x_found[ok], 1)[0]) if ok.sum() >= 2 else float("nan")
     return {
@@ -134,6 +136,10 @@ def signal_checks(settings: LearnedLocalizeSettings, seed: int = 7) -> dict[str,
         "shift": {
             "steps_nm": steps.tolist(),
             "frames_with_one_localization": int(ok.sum()),
+            "frames_without_the_emitter": 2 * len(found),
+            "localizations_without_the_emitter": int(
+                sum(len(f) - len(m) for f, m in zip(found, middle, strict=True))
+            ),
             "slope": round(slope, 4),
             "max_abs_error_nm": round(float(np.nanmax(np.abs(x_found - x_true))), 2),
         },

@@ -115,6 +115,11 @@ def reconstruct(
     :func:`reconstruct_burst` (``window``, ``step``, ``magnification``, ...).
     """
     recon = get_method(method)
+    if recon.localizes:
+        raise ValueError(
+            f"{method} localises single molecules into a table: use srlive.recon.smlm "
+            "(localize, localize_learned) or `srlive reconstruct --method " + method + "`"
+        )
     if recon.burst:
         return reconstruct_burst(frames, method, profile, offset_adu, optics, **fluctuation)
     if fluctuation:

@@ -132,9 +132,13 @@ def _model(method: Method, context: StreamContext) -> StreamReconstructor:
 
 
 def _localization(method: Method, context: StreamContext) -> StreamReconstructor:
+    from srlive.recon.smlm.method import smlm_settings
     from srlive.recon.smlm.stream import SMLMReconstructor
 
-    return SMLMReconstructor.for_context(context)
+    if not method.learned:
+        return SMLMReconstructor.for_context(context)
+    settings = smlm_settings("dl-smlm", weights=method.weights or method.name)
+    return SMLMReconstructor.for_context(context, settings)
 
 
 _SIM = "SIM sets (any angles, 3 or more phases)"
@@ -186,6 +190,19 @@ METHODS: dict[str, Method] = {
             None,
             False,
             "sparse emitters (--modality smlm; on the simulator: SimHub.SMLM=On)",
+            _burst,
+            _localization,
+            localizes=True,
+            distributed=False,
+        ),
+        Method(
+            "dl-smlm",
+            "SMLM, learned (DECODE-like): emitters of each frame from it and its neighbours, "
+            "dense ones too, with predicted uncertainty; rendered as they grow",
+            "a burst of uniform-light frames of blinking (photoswitching) dyes",
+            None,
+            True,
+            "its weights (srlive/learn/weights/dl-smlm.safetensors, or train it)",
             _burst,
             _localization,
             localizes=True,
@@ -257,7 +274,8 @@ def get_method(name: str) -> Method:
     base = METHODS.get(meta.task)
     if base is None or not base.learned:
         raise MethodError(f"{name}: a model of task {meta.task!r}, which srlive cannot run")
-    return replace(base, name=str(name), upscale=meta.upscale, weights=str(name))
+    upscale = base.upscale if base.localizes else meta.upscale  # a rendering: settings decide
+    return replace(base, name=str(name), upscale=upscale, weights=str(name))
 
 
 def describe(burst: bool | None = None, localizes: bool | None = None) -> str:

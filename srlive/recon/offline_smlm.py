@@ -1,9 +1,11 @@
-"""`srlive reconstruct --method localization`: single-molecule localisation of stored bursts.
+"""`srlive reconstruct --method localization | dl-smlm`: localisation of stored bursts.
 
 The input is a store of bursts (``--modality smlm`` or ``fluctuation``: sets of 1 x N
 frames, taken one after another) or a raw stack (TIFF, OME-TIFF, MRC, .npy: one burst).
 Frames are numbered by their place in that stream. Each set is localised
-(:func:`srlive.recon.smlm.localize.localize`) as it is read; then, with enough frames,
+(:func:`srlive.recon.smlm.localize.localize`, or the learned
+:func:`srlive.recon.smlm.learned.localize_learned`, whose summary adds its confidence) as it
+is read; then, with enough frames,
 drift is estimated by redundant cross-correlation and subtracted, and the localisations
 are rendered.
 
@@ -42,7 +44,7 @@ from srlive.recon.offline import stored_raw
 from srlive.recon.offline_fluctuation import BurstInput, open_bursts
 from srlive.recon.smlm.drift import correct_drift, estimate_drift
 from srlive.recon.smlm.export import EXPORT_SUFFIXES, export_format, write_export
-from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics, localize
+from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics
 from srlive.recon.smlm.method import SMLMSettings
 from srlive.recon.smlm.render import render, render_shape
 from srlive.recon.smlm.table import Localizations, concat
@@ -140,7 +142,7 @@ def _localized_sets(data: SMLMInput, settings: SMLMSettings) -> Iterator[Localiz
         raw, _ = source.read(t)
         if t == 0:
             stored_raw(raw, f"{source.source} set 0")  # refused before any work is done
-        locs = localize(raw, data.optics, data.camera, settings.localize, first_frame=first)
+        locs = settings.run(raw, data.optics, data.camera, first_frame=first)
         yield LocalizedSet(t, first, len(raw), locs)
         first += len(raw)
 
@@ -194,6 +196,7 @@ def _write_store(
     locs: Localizations,
     drift,
     overwrite: bool,
+    confidence: dict[str, Any],
 ) -> None:
     source = data.bursts.source
     shape = render_shape(locs, settings.render_nm)
@@ -211,13 +214,14 @@ def _write_store(
             "modality": "smlm",
             **source.run,
             "reconstructed_from": source.source,
-            "method": "localization",
+            "method": settings.method,
             "smlm": settings.parameters(),
             "optics": data.optics.model_dump(),
             "localizations": len(locs),
             "drift": None if drift is None else drift.summary(),
+            **confidence,
         },
-        sr_method="localization",
+        sr_method=settings.method,
         overwrite=overwrite,
         inputs=[source.source],
         extra_frame_columns=source.extra_columns,
@@ -260,8 +264,8 @@ def check_exports(paths: Sequence[Path], overwrite: bool, inputs: Sequence[Path]
 def _export(path: Path, locs: Localizations, settings: SMLMSettings) -> list[str]:
     """Write one export; its files are moved into place only once all are complete."""
     info = {
-        "Fit method": f"srlive MLE Gaussian ({settings.localize.model})",
-        "Box Size": settings.localize.box,
+        "Fit method": settings.fit_description(),
+        **({"Box Size": settings.localize.box} if settings.method == "localization" else {}),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -317,6 +321,7 @@ def reconstruct_smlm(
     sets = list(_progress(_localized_sets(data, settings), source.n_sets, progress))
     raw_locs = concat([s.locs for s in sets])
     locs, drift = _correct(raw_locs, settings, notes)
+    confidence = _confidence(raw_locs, data, settings, notes)
     files: list[str] = []
     if out_kind is not None:
         files += _export(out, locs, settings)
@@ -324,7 +329,7 @@ def reconstruct_smlm(
         image = render(locs, settings.render_nm, settings.render)
         write_sr_tiff(out, [image], 1, image.shape, settings.render_nm)
     else:
-        _write_store(out, data, settings, sets, locs, drift, overwrite)
+        _write_store(out, data, settings, sets, locs, drift, overwrite, confidence)
     for path in exports:
         files += _export(Path(path), locs, settings)
     n_frames = locs.n_frames
@@ -332,7 +337,7 @@ def reconstruct_smlm(
         "input": str(input),
         "output": str(out),
         "format": source.format if source.format == STORE_FORMAT else "raw file",
-        "method": "localization",
+        "method": settings.method,
         "parameters": settings.parameters(),
         "optics": data.optics.model_dump(),
         "camera": data.camera.model_dump(),
@@ -348,4 +353,21 @@ def reconstruct_smlm(
         "render": {"pixel_nm": settings.render_nm, "kind": settings.render},
         "exports": files,
         "warnings": notes,
+        **confidence,
     }
+
+
+def _confidence(
+    locs: Localizations, data: SMLMInput, settings: SMLMSettings, notes: list[str]
+) -> dict[str, Any]:
+    """dl-smlm: the acquisition against its training ranges (a warning when outside)."""
+    if settings.method != "dl-smlm":
+        return {}
+    from srlive.recon.smlm.confidence import smlm_confidence
+    from srlive.recon.smlm.learned import smlm_model
+
+    confidence = smlm_confidence(locs, data.optics, smlm_model(settings.learned.weights).info)
+    if confidence["outside_training"]:
+        outside = ", ".join(confidence["outside_training"])
+        notes.append(f"dl-smlm: {outside} outside its training ranges; trust it less")
+    return {"confidence": confidence}

@@ -45,6 +45,19 @@ def read_weights_meta(path: str | Path) -> WeightsMeta:
         raise ValueError(f"{path}: not a valid srlive model checkpoint ({exc})") from None
 
 
+def shipped_image_models() -> list[str]:
+    """The shipped models that reconstruct images (tasks in :data:`TASKS`): not the
+    localiser (dl-smlm), whose output is a table."""
+    names = []
+    for path in sorted(WEIGHTS_DIR.glob("*.safetensors")):
+        try:
+            if read_weights_meta(path).task in TASKS:
+                names.append(path.stem)
+        except ValueError:
+            continue
+    return names
+
+
 def resolve_weights(name_or_path: str | Path) -> Path:
     """A shipped model by name (``dl-sim3``) or a path to a weights file (``.safetensors``,
     or any existing file that is not a shipped name); FileNotFoundError if there is none."""

@@ -2,7 +2,7 @@
 
 Frames (ADU) become photoelectrons with the camera's offset and gain, exactly as for the
 classical fit; each frame is localised from itself and its neighbours (``context`` frames
-centred on it, the first and last frames repeated at the ends of the stack) by
+centred on it, mirrored at the ends of the stack) by
 :class:`~srlive.recon.smlm.net.SMLMNet`. Its probability map becomes localisations
 as in DECODE: every pixel with probability >= ``high_threshold``, and every other local
 maximum (3 × 3) whose probabilities summed over its 3 × 3 neighbourhood reach
@@ -112,10 +112,21 @@ def smlm_model(weights: str | Path) -> LearnedLocalizer:
 
 
 def _windows(photons: np.ndarray, context: int) -> np.ndarray:
-    """``(T, context, H, W)``: each frame with its neighbours (ends repeated)."""
+    """``(T, context, H, W)``: each frame with its neighbours, mirrored at the ends of the
+    stack (frame 1 stands in for frame -1: another noise draw of the same sample; repeating
+    frame 0 itself would make its noise look like emitters that stay on). A single frame's
+    neighbours are its median: background with nothing on."""
+    n = len(photons)
+    if n == 1:
+        still = np.full_like(photons, np.median(photons))
+        photons, n = np.concatenate([still, photons]), 2
+        index = np.full((1, context), 0)
+        index[0, context // 2] = 1
+        return photons[index]
     half = context // 2
-    t = np.arange(len(photons))[:, None] + np.arange(-half, half + 1)[None, :]
-    return photons[np.clip(t, 0, len(photons) - 1)]
+    t = np.abs(np.arange(n)[:, None] + np.arange(-half, half + 1)[None, :])
+    t = np.where(t > n - 1, 2 * (n - 1) - t, t)
+    return photons[np.clip(t, 0, n - 1)]
 
 
 def detections(

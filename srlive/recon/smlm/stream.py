@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics, localize
+from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics
 from srlive.recon.smlm.method import SMLMSettings
 from srlive.recon.smlm.render import render
 from srlive.recon.smlm.table import Localizations, concat
@@ -70,7 +70,7 @@ class SMLMReconstructor:
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
-        locs = localize(frames, self.optics, self.camera, self.settings.localize, self.frames_seen)
+        locs = self.settings.run(frames, self.optics, self.camera, self.frames_seen)
         self.frames_seen += len(frames)
         self.parts.append(locs)
         self.image += render(locs, self.render_nm, self.settings.render)

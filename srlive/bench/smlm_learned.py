@@ -6,13 +6,13 @@ scored the same way (:func:`srlive.bench.smlm._scored`: Jaccard, lateral RMSE, e
 units of each emitter's ideal Cramér-Rao bound), plus the calibration of its predicted
 uncertainty (:func:`srlive.learn.smlm_eval.calibration`) and its confidence (the
 acquisition against its training ranges). Throughput: frames per second of inference and
-post-processing on ``threads`` torch threads (default: one per core, at most 4), timed like
+post-processing on ``workers`` threads (chunks in parallel, one torch thread each; default
+one per core, at most 4), timed like
 the others (median of the repeats after a warm-up), with its CPU seconds.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -26,7 +26,7 @@ from srlive.recon.smlm.learned import (
     localize_learned,
     smlm_model,
 )
-from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics
+from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics, cpu_cores
 
 Scorer = Callable[[dict[str, Any], SMLMFrames, float], dict[str, Any]]
 
@@ -47,11 +47,10 @@ def bench_learned(
     repeats: int,
     sigma_nm: float,
     scored: Scorer,
-    threads: int = 0,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """dl-smlm's scores, calibration, confidence and speed on one benchmark burst."""
-    threads = threads or min(len(os.sched_getaffinity(0)), 4)
-    settings = LearnedLocalizeSettings(weights=weights, threads=threads)
+    settings = LearnedLocalizeSettings(weights=weights, workers=workers or cpu_cores())
     model = smlm_model(weights)
     optics = SMLMOptics(pixel_nm=burst.pixel_nm)
     localize_learned(burst.frames[:8], optics, camera, settings, model=model)  # warm-up
@@ -67,7 +66,7 @@ def bench_learned(
     result.update(
         calibration=calibration(locs.columns, burst.truth),
         confidence=smlm_confidence(locs, optics, model.info, burst.camera.qe),
-        threads=threads,
+        workers=settings.workers,
         seconds=round(median, 3),
         seconds_repeats=[round(s, 3) for s in seconds],
         cpu_seconds=round(statistics.median(cpu), 3),

@@ -65,6 +65,7 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
     ranges = settings.get("ranges", {})
     evaluation = info.get("evaluation", {})
     signal = evaluation.get("signal", {})
+    validation = info.get("validation", {})
     size_mb = weights.stat().st_size / 1e6 if weights.exists() else float("nan")
     lines = [
         f"# {TASK}",
@@ -89,6 +90,14 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
         "defocus, sCMOS camera (`simulators.camera_model`).",
         f"- ranges: `{json.dumps(ranges)}`",
         f"- in-focus PSF σ spanned: {info.get('psf_sigma_px')} camera pixels",
+        "",
+        "## Validation (chooses the detection threshold and the sigma scale)",
+        "",
+        f"Data: {validation.get('data', 'not validated')}; mean Jaccard of both densities "
+        f"by threshold: `{json.dumps(validation.get('mean_jaccard_by_threshold'))}`; "
+        f"chosen threshold {info.get('threshold')}; the "
+        f"predicted sigmas are multiplied by {info.get('sigma_scale')} (the factor that puts "
+        "68.3 % of the validation errors within 1 sigma).",
         "",
         "## Held-out evaluation",
         "",

@@ -13,7 +13,7 @@ from typing import Any
 from safetensors import safe_open
 
 from srlive.learn.smlm_card import train_command, write_smlm_card
-from srlive.learn.smlm_eval import evaluate_heldout
+from srlive.learn.smlm_eval import evaluate_heldout, validate
 from srlive.learn.smlm_train import SMLMTrainSettings, save_smlm_weights, train_smlm
 from srlive.learn.train import machine_description
 from srlive.recon.smlm.learned import LearnedLocalizeSettings, load_smlm_weights
@@ -30,6 +30,15 @@ def evaluate_and_card(out: Path, frames: int = 200) -> dict[str, Any]:
     write the card beside them; returns the header's info."""
     model = load_smlm_weights(out)
     info = dict(model.info)
+    info.pop("sigma_scale", None)
+    save_smlm_weights(model.net, out, info)  # validated afresh
+    validation = validate(str(out))
+    info.update(
+        threshold=validation["threshold"],
+        sigma_scale=validation["sigma_scale"],
+        validation=validation,
+    )
+    save_smlm_weights(model.net, out, info)
     info["evaluation"] = evaluate_heldout(LearnedLocalizeSettings(weights=str(out)), frames=frames)
     info["parameters"] = sum(p.numel() for p in model.net.parameters())
     info.setdefault("machine", machine_description())

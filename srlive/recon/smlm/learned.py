@@ -11,7 +11,8 @@ maximum (3 × 3) whose probabilities summed over its 3 × 3 neighbourhood reach
 The table has the classical one's columns (:data:`srlive.recon.smlm.table.
 LOCALIZATION_COLUMNS`): ``photons`` and ``background`` (photoelectrons, per pixel for the
 background) and the ``uncertainty`` columns are the network's predicted standard
-deviations, ``significance`` holds the detection probability (the summed one for local
+deviations (times the ``sigma_scale`` the weights were calibrated with on validation
+bursts), ``significance`` holds the detection probability (the summed one for local
 maxima), ``sigma_x_nm``/``sigma_y_nm`` (the PSF's width, not estimated), ``z_nm`` and the
 fit's ``log_likelihood_ratio``/``iterations`` are empty (NaN, -1).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,12 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics
+from srlive.recon.smlm.localize import SMLMCamera, SMLMOptics, cpu_cores, cpu_fit_threads
 from srlive.recon.smlm.net import INPUT_SCALE, PHOTON_SCALE, SMLMNet, SMLMNetConfig
 from srlive.recon.smlm.table import Localizations, concat
 
 TASK = "dl-smlm"
-CHUNK_PIXELS = 2 * 1024 * 1024  # frames' pixels through the network at once
+CHUNK_PIXELS = 64 * 1024  # frames' pixels through the network at once (cache-sized)
 
 
 class LearnedLocalizeSettings(BaseModel):
@@ -46,14 +48,20 @@ class LearnedLocalizeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     weights: str = Field(TASK, description="a shipped model's name or a .safetensors file")
-    threshold: float = Field(
-        0.5, gt=0, le=9, description="summed 3x3 detection probability of a local maximum"
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        le=9,
+        description="summed 3x3 detection probability of a local maximum (default: the "
+        "weights' validated one, else 0.5)",
     )
     high_threshold: float = Field(
         0.6, gt=0, le=1, description="a pixel this probable is a localisation on its own"
     )
     max_uncertainty_nm: float | None = Field(None, gt=0, description="drop less precise ones")
-    threads: int = Field(0, ge=0, le=64, description="torch threads on the CPU (0: unchanged)")
+    workers: int = Field(
+        0, ge=0, le=64, description="CPU: chunks run in parallel, one thread each (0: per core)"
+    )
     device: str = Field("cpu", description="torch device: cpu, cuda, auto")
 
     def torch_device(self) -> torch.device:
@@ -73,6 +81,15 @@ class LearnedLocalizer:
     @property
     def context(self) -> int:
         return self.net.config.context
+
+    def threshold(self, given: float | None) -> float:
+        """The detection threshold: ``given``, else the weights' validated one, else 0.5."""
+        return float(given if given is not None else self.info.get("threshold", 0.5))
+
+    @property
+    def sigma_scale(self) -> float:
+        """Factor on the predicted sigmas, calibrated on validation bursts (1: none)."""
+        return float(self.info.get("sigma_scale", 1.0))
 
 
 def load_smlm_weights(path: str | Path) -> LearnedLocalizer:
@@ -95,7 +112,7 @@ def load_smlm_weights(path: str | Path) -> LearnedLocalizer:
 
 
 @lru_cache(maxsize=4)
-def _cached(path: str, mtime: float) -> LearnedLocalizer:
+def _cached(path: str, version: tuple[int, int]) -> LearnedLocalizer:
     return load_smlm_weights(path)
 
 
@@ -108,7 +125,8 @@ def smlm_model(weights: str | Path) -> LearnedLocalizer:
         path = resolve_weights(weights)
     if not path.exists():
         raise FileNotFoundError(f"weights not found: {path}")
-    return _cached(str(path), path.stat().st_mtime)
+    stat = path.stat()
+    return _cached(str(path), (stat.st_mtime_ns, stat.st_size))
 
 
 def _windows(photons: np.ndarray, context: int) -> np.ndarray:
@@ -146,12 +164,12 @@ def detections(
 
 def _table(
     maps: torch.Tensor, index: torch.Tensor, score: torch.Tensor, pixel_nm: float,
-    first_frame: int, shape: tuple[int, int], n_frames: int,
+    first_frame: int, shape: tuple[int, int], n_frames: int, sigma_scale: float = 1.0,
 ) -> Localizations:  # fmt: skip
     f, r, c = index[:, 0], index[:, 1], index[:, 2]
     v = maps[f, :, r, c].double().cpu().numpy()  # (n, 8)
     rows, cols = r.cpu().numpy(), c.cpu().numpy()
-    sx, sy = v[:, 4] * pixel_nm, v[:, 5] * pixel_nm
+    sx, sy = v[:, 4] * pixel_nm * sigma_scale, v[:, 5] * pixel_nm * sigma_scale
     columns = {
         "frame": f.cpu().numpy() + first_frame,
         "x_nm": (cols + 0.5 + v[:, 1]) * pixel_nm,
@@ -192,28 +210,29 @@ def localize_learned(
     shape = (int(frames.shape[1]), int(frames.shape[2]))
     n_frames = first_frame + len(frames)
     device = settings.torch_device()
-    net = model.net.to(device)
+    net = model.net.to(device, memory_format=torch.channels_last)
     chunk = max(1, CHUNK_PIXELS // (shape[0] * shape[1]))
-    parts = [Localizations.empty(optics.pixel_nm, shape, n_frames)]
-    before = torch.get_num_threads()
-    if settings.threads and device.type == "cpu":
-        torch.set_num_threads(settings.threads)
-    try:
+    half = model.context // 2
+    threshold = model.threshold(settings.threshold)
+
+    def one_chunk(t0: int) -> Localizations:
+        lo, hi = max(0, t0 - half), min(len(frames), t0 + chunk + half)
+        photons = camera.photoelectrons(frames[lo:hi]) / np.float32(INPUT_SCALE)
+        window = torch.as_tensor(_windows(photons, model.context)[t0 - lo : t0 - lo + chunk])
         with torch.inference_mode():
-            for t0 in range(0, len(frames), chunk):
-                half = model.context // 2
-                lo, hi = max(0, t0 - half), min(len(frames), t0 + chunk + half)
-                photons = camera.photoelectrons(frames[lo:hi]) / np.float32(INPUT_SCALE)
-                window = _windows(photons, model.context)[t0 - lo : t0 - lo + chunk]
-                maps, _ = net(torch.as_tensor(window, device=device))
-                index, score = detections(maps, settings.threshold, settings.high_threshold)
-                parts.append(
-                    _table(maps, index, score, optics.pixel_nm, first_frame + t0, shape, n_frames)
-                )
-                if progress is not None:
-                    progress(len(window))
-    finally:
-        torch.set_num_threads(before)
+            maps, _ = net(window.to(device, memory_format=torch.channels_last))
+            index, score = detections(maps, threshold, settings.high_threshold)
+            return _table(maps, index, score, optics.pixel_nm, first_frame + t0, shape,
+                          n_frames, model.sigma_scale)  # fmt: skip
+
+    starts = range(0, len(frames), chunk)
+    workers = 1 if device.type != "cpu" else settings.workers or cpu_cores()
+    parts = [Localizations.empty(optics.pixel_nm, shape, n_frames)]
+    with cpu_fit_threads(device), ThreadPoolExecutor(max(1, min(workers, len(starts)))) as pool:
+        for t0, part in zip(starts, pool.map(one_chunk, starts), strict=True):
+            parts.append(part)
+            if progress is not None:
+                progress(min(chunk, len(frames) - t0))
     locs = concat(parts)
     if settings.max_uncertainty_nm is not None:
         locs = locs.select(locs["uncertainty_nm"] <= settings.max_uncertainty_nm)

@@ -134,7 +134,7 @@ def _chunk_frames(n_frames: int, shape: tuple[int, int], workers: int) -> int:
     return max(1, -(-n_frames // chunks))
 
 
-def _cores() -> int:
+def cpu_cores() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), MAX_AUTO_WORKERS))
 
 
@@ -249,7 +249,7 @@ def localize(
     shape = (int(frames.shape[1]), int(frames.shape[2]))
     n_frames = first_frame + len(frames)
     device = settings.torch_device()
-    workers = 1 if device.type != "cpu" else settings.workers or _cores()
+    workers = 1 if device.type != "cpu" else settings.workers or cpu_cores()
     chunk = settings.chunk_frames or _chunk_frames(len(frames), shape, workers)
     fitter = fit_boxes_astigmatic if settings.model == "astigmatic" else fit_boxes
 

@@ -119,6 +119,12 @@ def test_training_checkpoints_resume_and_refuse_other_settings(tmp_path):
     assert model.net.config == settings.net and model.info["settings"]["patch"] == 16
     again = train_smlm(out, settings, resume=True, log=messages.append)
     assert again["train"]["losses"] == info["train"]["losses"]  # nothing left to do
+    # fine-tuning starts from those weights and keeps the record of the run before
+    tuned = train_smlm(tmp_path / "t.safetensors", replace(settings, steps=2), init_from=out,
+                       log=messages.append)  # fmt: skip
+    assert tuned["init_from"] == str(out) and tuned["runs"][0]["train"]["steps"] == 4
+    with pytest.raises(ValueError, match="another architecture"):
+        train_smlm(tmp_path / "u.safetensors", SMLMTrainSettings(steps=1), init_from=out)
 
 
 def test_a_weights_file_of_another_task_is_refused(tmp_path):

@@ -85,6 +85,14 @@ def add_parser(sub: Any) -> None:
     targets.add_argument(
         "--scheduler", default=None, metavar="tcp://HOST:PORT", help="a running Dask scheduler"
     )
+    smlm = train.add_argument_group("localiser (dl-smlm): its training data")
+    smlm.add_argument(
+        "--background-variation",
+        type=float,
+        default=None,
+        metavar="A",
+        help="rms of the smooth random background field, relative, at most (default 0.5)",
+    )
     microscope = train.add_argument_group(
         "one microscope (dl-sim9): train on the simulator configured as it"
     )
@@ -125,10 +133,12 @@ def _sim_settings(args: argparse.Namespace) -> Any:
 
 # options of the image models that the localiser (dl-smlm) does not take, with their defaults
 IMAGE_MODEL_OPTIONS = {
-    "width": None, "stem": None, "ssim_weight": 0.0, "init_from": None,
+    "width": None, "stem": None, "ssim_weight": 0.0,
     "context_levels": None, "field_sizes": None, "fine_tune": None, "workers": None,
     "scheduler": None, "target_factor": None, "still": None, "optics": None, "profile": None,
 }  # fmt: skip
+# and the localiser's options that the image models do not take
+SMLM_OPTIONS = {"background_variation": None}
 
 
 def _train_smlm(args: argparse.Namespace) -> int:
@@ -137,16 +147,27 @@ def _train_smlm(args: argparse.Namespace) -> int:
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ValueError(f"{flags}: not used by dl-smlm")
+    from dataclasses import replace
+
+    from srlive.learn.smlm_data import SMLMDataRanges
     from srlive.learn.smlm_run import train_dl_smlm
     from srlive.learn.smlm_train import SMLMTrainSettings
+    from srlive.recon.learned.weights_meta import resolve_weights
 
     if min(args.steps, args.batch) < 1 or args.patch < 8 or args.lr <= 0:
         raise ValueError("dl-smlm needs --steps, --batch >= 1, --patch >= 8 and --lr > 0")
     out = args.out or Path("runs") / "models" / "dl-smlm.safetensors"
+    ranges = SMLMDataRanges()
+    if args.background_variation is not None:
+        if not 0 <= args.background_variation < 1:
+            raise ValueError("--background-variation must be in [0, 1)")
+        ranges = replace(ranges, background_variation=args.background_variation)
     settings = SMLMTrainSettings(
-        steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed
-    )
-    info = train_dl_smlm(out, settings, resume=not args.no_resume)
+        steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, seed=args.seed,
+        ranges=ranges,
+    )  # fmt: skip
+    init = resolve_weights(args.init_from) if args.init_from else None
+    info = train_dl_smlm(out, settings, resume=not args.no_resume, init_from=init)
     print(json.dumps({"weights": str(out), "card": str(out.with_suffix(".md")),
                       "evaluation": info.get("evaluation")}, indent=2, default=str))  # fmt: skip
     return 0
@@ -156,6 +177,9 @@ def cmd(args: argparse.Namespace) -> int:
     """``srlive train``: train or fine-tune a model, then calibrate its trust and write its card."""
     if args.model == "dl-smlm":
         return _train_smlm(args)
+    given = [k for k, v in SMLM_OPTIONS.items() if getattr(args, k, v) != v]
+    if given:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: dl-smlm only")
     from srlive.learn.card import write_card
     from srlive.learn.train import TrainSettings, train_model
     from srlive.learn.trust import calibrate_trust

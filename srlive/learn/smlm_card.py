@@ -16,12 +16,18 @@ from srlive.learn.card import shown_path
 from srlive.learn.smlm_train import TASK, SMLMTrainSettings
 
 
-def train_command(settings: dict[str, Any], out: str | Path) -> str:
+def train_command(
+    settings: dict[str, Any], out: str | Path, init_from: str | Path | None = None
+) -> str:
     """The ``srlive train`` command that reproduces a run with these settings."""
     default = SMLMTrainSettings()
     parts = [f"srlive train {TASK}"]
     for key in ("steps", "batch", "patch", "lr", "seed"):
         parts.append(f"--{key} {settings.get(key, getattr(default, key))}")
+    variation = settings.get("ranges", {}).get("background_variation", 0.0)
+    parts.append(f"--background-variation {variation}")
+    if init_from:
+        parts.append(f"--init-from {shown_path(init_from)}")
     parts.append(f"--out {shown_path(out)}")
     return " ".join(parts)
 
@@ -66,6 +72,7 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
     evaluation = info.get("evaluation", {})
     signal = evaluation.get("signal", {})
     validation = info.get("validation", {})
+    runs = info.get("runs", [])
     size_mb = weights.stat().st_size / 1e6 if weights.exists() else float("nan")
     lines = [
         f"# {TASK}",
@@ -77,7 +84,13 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        f"- command: `{train_command(settings, info.get('out', weights))}`",
+        "- commands, in order (each run after the first starts from the weights before it):",
+        *[
+            f"  {i + 1}. `{run.get('command')}` ({run.get('train', {}).get('steps')} steps, "
+            f"{run.get('train', {}).get('seconds')} s)"
+            for i, run in enumerate(runs)
+        ],
+        f"  {len(runs) + 1}. `{info.get('command')}`",
         f"- steps: {train.get('steps')}, wall time {train.get('seconds')} s on "
         f"{info.get('machine', 'this project’s 2-core CPU machine')} (other jobs running)",
         f"- parameters: {info.get('parameters')} ({size_mb:.2f} MB safetensors)",

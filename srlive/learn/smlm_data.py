@@ -10,11 +10,12 @@ them are on follows no structure either.
 Per sample, drawn from :class:`SMLMDataRanges`: the emitter density per frame (log-uniform),
 the switching events' mean length (exponential on-times cut by the frame boundaries, so
 partial frames are common), the photons of a whole frame on (log-uniform mean, lognormal
-per dye), the background (log-uniform, with a smooth gradient), the camera (QE, read
-noise, gain, offset), the pixel size and emission wavelength (so the PSF width in pixels)
-and the depth range of the dyes (defocus). Frames are rendered with the simulator's pupil
-PSF (:class:`simulators.smlm_psf.PSFRenderer`) and sCMOS (:class:`CameraModel`), then
-turned back into photoelectrons with that camera's offset and gain, as inference does.
+per dye), the background (log-uniform, with a gradient and a smooth random field), the
+camera (QE, read noise, gain, offset), the pixel size and emission wavelength (so the PSF
+width in pixels) and the depth range of the dyes (defocus). Frames are rendered with the
+simulator's pupil PSF (:class:`simulators.smlm_psf.PSFRenderer`) and sCMOS
+(:class:`CameraModel`), then turned back into photoelectrons with that camera's offset and
+gain, as inference does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy import ndimage
 
 from simulators.camera_model import CameraModel
 from simulators.fluctuation_fields import prior_free_emitters
@@ -43,6 +45,7 @@ class SMLMDataRanges:
     brightness_sigma: float = 0.35  # lognormal spread of dye brightness
     background_photons: tuple[float, float] = (5.0, 400.0)  # per pixel per frame, log-uniform
     background_gradient: float = 0.3  # relative change across a crop, at most
+    background_variation: float = 0.5  # rms of a smooth random field (relative), at most
     qe: tuple[float, float] = (0.6, 0.95)
     read_noise_e: tuple[float, float] = (0.5, 3.0)
     e_per_adu: tuple[float, float] = (0.2, 2.0)
@@ -159,7 +162,14 @@ def make_sample(
     level = _log_uniform(rng, ranges.background_photons)
     gy, gx = rng.uniform(-1, 1, 2) * ranges.background_gradient / patch
     ramp = np.arange(patch) - patch / 2
-    background = level * np.clip(1 + gy * ramp[:, None] + gx * ramp[None, :], 0.2, None)
+    relative = 1 + gy * ramp[:, None] + gx * ramp[None, :]
+    if ranges.background_variation > 0:  # patches of 3-30 pixels, as autofluorescence
+        field = ndimage.gaussian_filter(
+            rng.standard_normal((patch, patch)), rng.uniform(3, 30), mode="wrap"
+        )
+        field = (field - field.mean()) / max(float(field.std()), 1e-12)
+        relative = relative + rng.uniform(0, ranges.background_variation) * field
+    background = level * np.clip(relative, 0.2, None)
     camera = CameraModel(
         qe=float(rng.uniform(*ranges.qe)),
         read_noise_e=float(rng.uniform(*ranges.read_noise_e)),

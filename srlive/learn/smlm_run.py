@@ -43,17 +43,21 @@ def evaluate_and_card(out: Path, frames: int = 200) -> dict[str, Any]:
     info["parameters"] = sum(p.numel() for p in model.net.parameters())
     info.setdefault("machine", machine_description())
     info["out"] = str(out)
-    info["command"] = train_command(info.get("settings", {}), out)
+    info["command"] = train_command(info.get("settings", {}), out, info.get("init_from"))
     save_smlm_weights(model.net, out, info)
     write_smlm_card(out, info)
     return info
 
 
 def train_dl_smlm(
-    out: Path, settings: SMLMTrainSettings, resume: bool = True, log: Any = print
+    out: Path,
+    settings: SMLMTrainSettings,
+    resume: bool = True,
+    log: Any = print,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (resuming from a checkpoint), evaluate, write the card."""
-    info = train_smlm(out, settings, resume=resume, log=log)
+    """Train (resuming from a checkpoint, or from ``init_from``'s weights), evaluate, card."""
+    info = train_smlm(out, settings, resume=resume, log=log, init_from=init_from)
     info["machine"] = machine_description()
     save_smlm_weights(load_smlm_weights(out).net, out, info)
     return evaluate_and_card(out)

@@ -34,6 +34,7 @@ from safetensors.torch import save
 
 from srlive.learn.checkpoint import read_checkpoint, restore, save_checkpoint, write_atomic
 from srlive.learn.smlm_data import TRAIN_SEED_BASE, SMLMBatch, SMLMDataRanges, make_batch
+from srlive.recon.smlm.learned import load_smlm_weights
 from srlive.recon.smlm.net import INPUT_SCALE, PHOTON_SCALE, SMLMNet, SMLMNetConfig
 
 TASK = "dl-smlm"
@@ -148,12 +149,22 @@ def train_smlm(
     settings: SMLMTrainSettings | None = None,
     resume: bool = True,
     log: Any = print,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and write the weights to ``out``; returns what training did."""
+    """Train (or resume) and write the weights to ``out``; returns what training did.
+    ``init_from``: start from these dl-smlm weights (fine-tuning) instead of from scratch."""
     settings = settings or SMLMTrainSettings()
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     model = SMLMNet(settings.net)
+    earlier: list[dict[str, Any]] = []
+    if init_from is not None:
+        start = load_smlm_weights(init_from)
+        if start.net.config != settings.net:
+            raise ValueError(f"{init_from}: another architecture ({start.net.config})")
+        model.load_state_dict(start.net.state_dict())
+        earlier = [*start.info.get("runs", []), {k: start.info[k] for k in ("train", "settings",
+                   "command") if k in start.info}]  # fmt: skip
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, settings.lr, total_steps=settings.steps, pct_start=0.05
@@ -198,6 +209,8 @@ def train_smlm(
             )
     info = {
         "task": TASK,
+        "runs": earlier,
+        "init_from": None if init_from is None else str(init_from),
         "train": {
             "steps": settings.steps,
             "seconds": round(state["seconds"], 1),

@@ -4,6 +4,7 @@ densities, and Picasso side by side when its environment is set up."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -25,10 +26,24 @@ def test_bench_without_the_peer_scores_srlive_at_two_densities(tmp_path):
         assert 0.8 < ours["rmse_in_crlb_units"] < 4 and ours["reported_crlb_median_nm"] > 0
         assert ours["bright_rmse_lateral_nm"] < 3 * ours["bright_ideal_crlb_rms_nm"]
         assert "picasso" not in entry
+        learned = entry["dl_smlm"]  # the learned localiser on the same held-out frames
+        assert 0.2 < learned["jaccard"] <= 1 and learned["frames_per_s"] > 0
+        assert learned["calibration"]["matches"] == learned["true_positives"]
+        assert learned["confidence"]["trusted"] and learned["rmse_in_crlb_units"] > 0.8
+    assert result["learned"] == {"weights": "dl-smlm", "status": "ran"}
     three_d = result["astigmatic_3d"]
     assert three_d["calibrated_range_nm"][0] < -150 < 150 < three_d["calibrated_range_nm"][1]
     assert three_d["rmse_z_nm"] < 120 and three_d["median_uncertainty_z_nm"] > 0
     json.dumps(result, allow_nan=False)  # strict JSON
+
+
+def test_the_learned_localiser_can_be_left_out_or_missing(tmp_path):
+    opts = SMLMBenchOptions(size=16, frames=10, repeats=1, peer_python=str(tmp_path / "none"))
+    off = bench_smlm(replace(opts, learned=None))
+    assert off["learned"]["status"] == "off" and "dl_smlm" not in off["datasets"][0]
+    missing = bench_smlm(replace(opts, learned=str(tmp_path / "missing.safetensors")))
+    assert missing["learned"]["status"].startswith("not run: weights not found")
+    assert "dl_smlm" not in missing["datasets"][1]
 
 
 def test_cli_refuses_bad_sizes(capsys):
@@ -49,3 +64,4 @@ def test_picasso_runs_on_the_same_frames():
         assert peer["localizations"] > 0 and peer["min_net_gradient"] > 0
         assert abs(peer["bias_x_nm"]) < 10  # its pixel-centre convention converted right
         assert entry["throughput_ratio"] > 0
+        assert entry["dl_smlm_throughput_ratio"] > 0 and entry["dl_smlm_cpu_time_ratio"] > 0

@@ -210,7 +210,7 @@ def localize_learned(
     shape = (int(frames.shape[1]), int(frames.shape[2]))
     n_frames = first_frame + len(frames)
     device = settings.torch_device()
-    net = model.net.to(device, memory_format=torch.channels_last)
+    net = model.net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     chunk = max(1, CHUNK_PIXELS // (shape[0] * shape[1]))
     half = model.context // 2
     threshold = model.threshold(settings.threshold)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,11 @@ IMAGE_MODEL_OPTIONS = {
 SMLM_OPTIONS = {"background_variation": None}
 
 
+def _progress_line(message: str) -> None:
+    """Training progress as it happens (stderr, flushed: a log file shows it too)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _train_smlm(args: argparse.Namespace) -> int:
     """``srlive train dl-smlm``: train the localiser, evaluate it on held-out bursts, card."""
     given = [k for k, v in IMAGE_MODEL_OPTIONS.items() if getattr(args, k, v) != v]
@@ -167,7 +173,9 @@ def _train_smlm(args: argparse.Namespace) -> int:
         ranges=ranges,
     )  # fmt: skip
     init = resolve_weights(args.init_from) if args.init_from else None
-    info = train_dl_smlm(out, settings, resume=not args.no_resume, init_from=init)
+    info = train_dl_smlm(
+        out, settings, resume=not args.no_resume, init_from=init, log=_progress_line
+    )
     print(json.dumps({"weights": str(out), "card": str(out.with_suffix(".md")),
                       "evaluation": info.get("evaluation")}, indent=2, default=str))  # fmt: skip
     return 0

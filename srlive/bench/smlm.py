@@ -16,6 +16,13 @@ bright events (>= 1000 detected photons). The median bound each method reports i
 ``astigmatic_3d``: srlive alone, calibrated on a simulated bead z-stack, on a sparse
 burst with depths in ±200 nm (Jaccard, lateral and axial RMSE, median bounds).
 
+The learned localiser (``--learned``, default the shipped ``dl-smlm``;
+:mod:`srlive.bench.smlm_learned`) runs on the same frames beside them, scored the same way,
+with the calibration of its predicted uncertainty, its confidence and its speed
+(``dl_smlm_throughput_ratio``, ``dl_smlm_cpu_time_ratio`` against Picasso). The frames are
+held out for it: structures of seed ``--seed`` (training draws seeds from 10,000,000 on,
+its validation 201-202) under the simulator's photoswitching physics.
+
 Picasso's detection threshold (minimum net gradient) is swept and its best Jaccard per
 dataset kept (its speed is timed at that setting); srlive runs its defaults. Throughput is
 frames per second of localisation (detection + fitting, excluding reading the frames) for

@@ -23,13 +23,9 @@ from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.illumination import IlluminationPattern, illumination_from_slm
 from simulators.imaging import FringeCache, expected_from_cache, render_expected
 from simulators.live_blinking import LiveBlinking, illumination_at
+from simulators.live_smlm import BACKGROUND_PER_MS_MW, LiveSMLM
 from simulators.optics import Optics, blur, otf_2d
-from simulators.photophysics import (
-    bleach_survival,
-    blinking_state,
-    render_points,
-    sample_emitters,
-)
+from simulators.photophysics import bleach_survival, render_points, sample_emitters
 from simulators.samples import Sample, load_sample_file, make_sample
 
 EMISSION_NM = {405: 450.0, 488: 510.0, 561: 600.0, 640: 670.0}
@@ -37,6 +33,7 @@ UNIFORM = IlluminationPattern(components=(), dc=1.0)
 MOTION_STEP_S = 0.025  # a live sample is moved on at most every 25 ms
 EMITTERS_PER_UNIT_DENSITY = 5.0  # SMLM labelling: ~1 dye per 6 nm of microtubule
 FLUCTUATION_DYES_PER_UM = 50.0  # blinking labelling (simulators.fluctuation's default)
+ACTIVATION_LINES = (405,)  # SMLM: these lines return photoswitching dyes, they image nothing
 MAX_DARK_GAP_MS = 60_000.0  # longer darkness leaves the dyes at their dark equilibrium anyway
 
 
@@ -114,7 +111,9 @@ class SimulatedWorld:
         self._otfs: dict[tuple[int, float], np.ndarray] = {}
         self._fringe_key: tuple | None = None
         self._fringe: FringeCache | None = None
-        self._emitters: tuple[int, np.ndarray] | None = None
+        self._smlm: LiveSMLM | None = None  # the SMLM dyes of the field of view
+        self._smlm_key: tuple | None = None
+        self.smlm_drift_nm_per_frame = 0.0  # SMLM: the sample drifts this much along x and y
         self._live: LiveBlinking | None = None
         self._live_key: tuple | None = None
         self._live_t: float | None = None
@@ -159,7 +158,7 @@ class SimulatedWorld:
         with self.lock:
             self.sample = self._build_sample()
             self._fringe_key = None
-            self._emitters = None
+            self._smlm = None
             self._live = None
             self._dose_mj = 0.0
 
@@ -420,10 +419,17 @@ class SimulatedWorld:
             survival = self.surviving_fraction()
             photons = np.zeros(self.frame_shape, np.float32)
             blinks = self._advance_live_blinking(lit, exposure_ms, survival)
+            smlm = [
+                la
+                for la in lit
+                if la.line not in ACTIVATION_LINES and la.power_mw >= self.smlm_threshold_mw
+            ]
+            if smlm:
+                photons += self._smlm_frame(smlm, lit, exposure_ms)
             for laser in lit:
                 scale = laser.power_mw * exposure_ms * self.brightness * survival
-                if laser.power_mw >= self.smlm_threshold_mw:
-                    photons += self._blinking_frame(laser, exposure_ms, scale)
+                if smlm and (laser in smlm or laser.line in ACTIVATION_LINES):
+                    pass  # imaged (or activating) above
                 elif blinks is not None:
                     pattern = self._pattern(image_id, slm_image, laser.line)
                     unbleached = laser.power_mw * exposure_ms * self.brightness
@@ -492,23 +498,51 @@ class SimulatedWorld:
         binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
         return binned * np.float32(scale / self.oversample**2)
 
-    def _blinking_frame(self, laser: LaserState, exposure_ms: float, scale: float) -> np.ndarray:
-        """SMLM: a sparse random subset of emitters is on in this frame."""
-        if self._emitters is None or self._emitters[0] != self.sample.version:
+    def _smlm_frame(
+        self, excitation: list[LaserState], lit: list[LaserState], exposure_ms: float
+    ) -> np.ndarray:
+        """SMLM: the photoswitching dyes on in this exposure, imaged, plus background.
+
+        The dyes (:class:`simulators.live_smlm.LiveSMLM`) are drawn once per sample and field
+        of view (SMLM samples are fixed: a moving sample is not followed) and switch under
+        the excitation lines at or above the threshold and the activation lines
+        (:data:`ACTIVATION_LINES`); ``smlm_drift_nm_per_frame`` moves them along x and y.
+        """
+        key = (id(self.sample), round(self.z_um, 4), self.xy_um, self.frame_shape)
+        if self._smlm is None or key != self._smlm_key:
             positions = sample_emitters(
                 self._density_in_view(), self.grid_pixel_nm, EMITTERS_PER_UNIT_DENSITY, self._rng
             )
-            self._emitters = (self.sample.version, positions)
-        positions = self._emitters[1]
-        on = blinking_state(
-            len(positions),
-            laser.power_mw,
-            exposure_ms,
-            self._rng,
-            threshold_mw=self.smlm_threshold_mw,
-        )
-        weights = np.full(int(on.sum()), 1.0, np.float32)
-        density = render_points(positions[on], weights, self.grid_shape, self.grid_pixel_nm)
-        blurred = blur(density, self._otf(laser.line))
+            self._smlm, self._smlm_key = LiveSMLM(positions, self._rng), key
+        dyes = self._smlm
+        power = float(sum(la.power_mw for la in excitation))
+        activation = float(sum(la.power_mw for la in lit if la.line in ACTIVATION_LINES))
+        gap_ms = self.frame_interval_ms(exposure_ms) - exposure_ms
+        gated = all(la.gated for la in lit)
+        emitted = dyes.frame(power, activation, exposure_ms, gap_ms, gated, self._rng)
+        on = emitted > 0
+        positions = dyes.positions_nm[on]
+        if self.smlm_drift_nm_per_frame:
+            positions = positions + np.float32(self.smlm_drift_nm_per_frame * dyes.frames)
+        density = render_points(positions, emitted[on], self.grid_shape, self.grid_pixel_nm)
+        blurred = blur(density, self._otf(excitation[0].line))
         binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
-        return binned * np.float32(scale / self.oversample**2)
+        return binned + np.float32(BACKGROUND_PER_MS_MW * exposure_ms * power)
+
+    @property
+    def smlm_dyes(self) -> LiveSMLM | None:
+        """The SMLM dyes of the field of view (ground truth; None until SMLM light)."""
+        return self._smlm
+
+    def smlm_state(self) -> dict[str, float]:
+        """The SMLM dyes now: how many, on, and not yet bleached (ground truth)."""
+        with self.lock:
+            dyes = self._smlm
+            if dyes is None:
+                return {"dyes": 0, "on": 0, "surviving": 1.0, "frames": 0}
+            return {
+                "dyes": len(dyes),
+                "on": dyes.on_count(),
+                "surviving": dyes.surviving_fraction(),
+                "frames": dyes.frames,
+            }

@@ -187,6 +187,16 @@ class Defaults(_Strict):
     exposure_ms: PositiveFloat = 10.0
 
 
+class SMLMSettings(_Strict):
+    """What single-molecule localisation runs use of this microscope."""
+
+    activation_line: int | None = Field(
+        default=None,
+        description="laser line (nm) that returns photoswitching dyes to the on state (405); "
+        "lit with the excitation in SMLM sets, its power held by the density control",
+    )
+
+
 class Profile(_Strict):
     """A validated hardware profile."""
 
@@ -199,6 +209,7 @@ class Profile(_Strict):
     limits: SafetyLimits
     defaults: Defaults = Defaults()
     camera: CameraNoise = CameraNoise()
+    smlm: SMLMSettings = SMLMSettings()
     micromanager: MicroManagerSettings = MicroManagerSettings()
     source: Path | None = Field(default=None, exclude=True)
 
@@ -210,6 +221,9 @@ class Profile(_Strict):
             raise ValueError(
                 f"limits.max_power_mw has no limit for laser line(s) {sorted(missing)}"
             )
+        activation = self.smlm.activation_line
+        if activation is not None and activation not in lines:
+            raise ValueError(f"smlm.activation_line {activation} is not in roles.lasers")
         if self.defaults.laser_line not in lines:
             raise ValueError(
                 f"defaults.laser_line {self.defaults.laser_line} is not in roles.lasers"

@@ -29,7 +29,8 @@ def _copy_profile(tmp_path, mutate=None, cfg_text=None):
 def test_default_profile_loads(profile):
     assert profile.name == "sim_default"
     assert profile.optics.pixel_nm == pytest.approx(65.0)
-    assert profile.laser_lines == [488, 561, 640]
+    assert profile.laser_lines == [405, 488, 561, 640]
+    assert profile.smlm.activation_line == 405
     assert profile.sim.grating_period_px(488) == pytest.approx(6.0)
     assert profile.config_path.exists()
 

@@ -125,8 +125,8 @@ def _handle(
     recon_ms = (time.perf_counter() - start) * 1000.0
     image = np.asarray(image, np.float32)
     result[: image.size] = image.ravel()
-    sim = getattr(recon, "sim", None)
-    extra = {"sim_params": sim.params} if sim is not None else {}
+    child_extra = getattr(recon, "child_extra", None)
+    extra = child_extra() if child_extra is not None else {}
     return ("ok", image.shape, float(confidence), recon_ms, extra)
 
 
@@ -209,8 +209,8 @@ class InferenceProcess:
             ("run", self._key(recon), slot, n_frames)
         )
         image = self.result[: math.prod(shape)].reshape(shape).copy()
-        if "sim_params" in extra:
-            recon.child_sim_params = extra["sim_params"]  # what the child calibrated
+        if extra:
+            recon.absorb_child(extra)  # what the child found (a SIM pattern, localisations)
         return image, confidence, recon_ms
 
     def stats(self) -> dict[str, float | None]:

@@ -132,12 +132,19 @@ def _model(method: Method, context: StreamContext) -> StreamReconstructor:
 
 
 def _localization(method: Method, context: StreamContext) -> StreamReconstructor:
-    from srlive.recon.smlm.method import smlm_settings
+    from srlive.recon.smlm.method import SMLMSettings
     from srlive.recon.smlm.stream import SMLMReconstructor
 
     if not method.learned:
         return SMLMReconstructor.for_context(context)
-    settings = smlm_settings("dl-smlm", weights=method.weights or method.name)
+    from srlive.recon.smlm.learned import LearnedLocalizeSettings
+
+    base = context.smlm if context.smlm is not None else SMLMSettings()
+    given = base.learned if base.method == "dl-smlm" else LearnedLocalizeSettings()
+    learned = given.model_copy(
+        update={"weights": method.weights or method.name, "device": context.device}
+    )
+    settings = base.model_copy(update={"method": "dl-smlm", "learned": learned})
     return SMLMReconstructor.for_context(context, settings)
 
 

@@ -32,6 +32,7 @@ import pyqtgraph as pg  # after qtpy, so pyqtgraph uses the binding qtpy chose
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
+from srlive.pipeline.summary import smlm_status
 from srlive.viewer.controls import MODALITIES, ControlPanel
 from srlive.viewer.display import display_available, headless_qpa
 from srlive.viewer.panels import RAW_MODES, ImagePanel, format_info, format_stats
@@ -312,6 +313,8 @@ class LiveViewer(QtWidgets.QMainWindow):
         self._show_sr(np.asarray(result.image), raw_width)
         conf = float(getattr(result, "confidence", math.nan))
         text = f"SR confidence {conf:.2f}" if math.isfinite(conf) else "SR confidence —"
+        if details := getattr(result, "details", None):  # localisation: count, rate, density
+            text = smlm_status(details)
         self.confidence_label.setText(f"{text}  (set {result.t})")
         self.results_shown += 1
         if self._on_displayed is not None:

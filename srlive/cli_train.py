@@ -85,6 +85,20 @@ def add_train_parser(sub: Any) -> None:
     targets.add_argument(
         "--scheduler", default=None, metavar="tcp://HOST:PORT", help="a running Dask scheduler"
     )
+    burst = train.add_argument_group("burst model (dl-srrf5): its target")
+    burst.add_argument(
+        "--target-factor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="target FWHM = widefield FWHM / F where the dyes fluctuate (default √2)",
+    )
+    burst.add_argument(
+        "--still",
+        choices=["absent", "widefield"],
+        default=None,
+        help="what the target shows of dyes that do not fluctuate (default absent)",
+    )
     microscope = train.add_argument_group(
         "one microscope (dl-sim9): train on the simulator configured as it"
     )
@@ -107,6 +121,16 @@ def _sim_settings(args: argparse.Namespace) -> Any:
     from srlive.learn.data import SimSettings
 
     fields = tuple(args.field_sizes) if args.field_sizes else None
+    target = {"sr_factor": args.target_factor, "still": args.still}
+    target = {k: v for k, v in target.items() if v is not None}
+    if target and args.model != "dl-srrf5":
+        raise ValueError("--target-factor and --still set the target of dl-srrf5")
+    if args.model == "dl-srrf5":
+        from srlive.learn.fluctuation import BurstSimSettings
+
+        if target.get("sr_factor", 1.0) <= 0:
+            raise ValueError(f"--target-factor must be > 0, got {args.target_factor}")
+        return BurstSimSettings(**target, **({"field_sizes": fields} if fields else {}))
     if args.optics is None and args.profile is None:
         return SimSettings(field_sizes=fields) if fields else SimSettings()
     if args.model != "dl-sim9":

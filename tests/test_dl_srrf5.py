@@ -17,7 +17,7 @@ import pytest
 from safetensors import safe_open
 
 from simulators.fluctuation_fields import PRIOR_FREE_KINDS, prior_free_emitters
-from srlive.learn.data import TASKS, make_pair
+from srlive.learn.data import make_pair
 from srlive.learn.fluctuation import (
     HELD_OUT_PRIOR_FREE,
     HELD_OUT_SEED_BASE,
@@ -32,9 +32,10 @@ from srlive.learn.fluctuation_eval import (
     held_out_burst,
     stress_scores,
 )
-from srlive.learn.infer import learned
-from srlive.learn.train import WEIGHTS_DIR
 from srlive.recon.fluctuation.sofi import fluctuation_significance
+from srlive.recon.learned.infer import learned
+from srlive.recon.learned.tasks import TASKS
+from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 
 WEIGHTS = WEIGHTS_DIR / "dl-srrf5.safetensors"
 FIELD = (64 * 65.0, 64 * 65.0)
@@ -183,7 +184,7 @@ KEPT_SHARE_MAX = 0.5  # the must-show; measured -5.3 (the ablation shows almost 
 def test_srlive_train_dl_srrf5_writes_weights_and_card(tmp_path) -> None:
     """The command the card lists (a tiny run): weights a reconstructor loads, and a card."""
     from srlive.cli import main
-    from srlive.learn.infer import LearnedReconstructor
+    from srlive.recon.learned.infer import LearnedReconstructor
 
     out = tmp_path / "tiny.safetensors"
     args = ["--steps", "2", "--batch", "2", "--patch", "64", "--width", "8", "--stem", "2"]

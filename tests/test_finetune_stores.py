@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from srlive.cli import main
-from srlive.learn.data import TASKS, ManyStorePairs
+from srlive.learn.store_pairs import ManyStorePairs
 from srlive.learn.targets import targets_dir
 from srlive.learn.train import TrainSettings, train_model
+from srlive.recon.learned.tasks import TASKS
 from srlive.recon.offline import reconstruct_input
 from srlive.storage import open_store
 from srlive.storage.omezarr import AcquisitionStore

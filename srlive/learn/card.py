@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from srlive.learn.train import load_weights
+from srlive.recon.learned.weights import load_weights
 
 
 def _table(results: dict[str, Any], methods: list[str], column: str = "data") -> list[str]:

@@ -40,7 +40,7 @@ from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.fluctuation import FWHM_PER_SIGMA, Emitters, histogram_points, structure_emitters
 from simulators.fluctuation_fields import prior_free_emitters
 from simulators.optics import blur, otf_2d, widefield_fwhm_nm
-from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA
+from srlive.recon.learned.geometry import CAMERA_NM, EMISSION_NM, NA
 
 FRAMES = 5
 SR_FACTOR = 1.25  # target FWHM = widefield FWHM / this (dyes that fluctuate; see the card)
@@ -172,7 +172,7 @@ def fluctuation_pair(
     """One (input (T, size, size), target (1, 2·size, 2·size), info) pair, float32.
 
     Inputs are offset-subtracted frames divided by the 99.5th percentile of their mean (as
-    :class:`~srlive.learn.infer.LearnedReconstructor` normalises); the target is in the same
+    :class:`~srlive.recon.learned.infer.LearnedReconstructor` normalises); the target is in the same
     units (ADU per camera-pixel area, background included). ``peak_photons`` fixes the
     photons of a dye on for a whole frame instead of drawing them.
     """

@@ -51,10 +51,10 @@ from srlive.learn.fluctuation import (
     TRAIN_PRIOR_FREE,
     sr_fwhm_nm,
 )
-from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA
-from srlive.learn.infer import LearnedReconstructor
 from srlive.recon.fluctuation import esrrf_sensitivities
-from srlive.recon.metrics import ssim
+from srlive.recon.learned.geometry import CAMERA_NM, EMISSION_NM, NA
+from srlive.recon.learned.infer import LearnedReconstructor
+from srlive.recon.similarity import ssim
 from srlive.recon.wiener_sim import fourier_upsample
 
 EVAL_KINDS = (*TRAIN_PRIOR_FREE, *HELD_OUT_PRIOR_FREE)

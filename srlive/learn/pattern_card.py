@@ -8,7 +8,7 @@ DESIGN = (
     "- input: the 9 raw frames go through srlive's classical blind pattern estimator (the "
     "one that reconstructs real data: wavevectors, per-frame phases and modulation measured "
     "in each set, a nominal period only); the model reads the reconstruction split by band "
-    "on the 2x grid (`srlive.learn.pattern_input`: the widefield mean, the Wiener-filtered "
+    "on the 2x grid (`srlive.recon.learned.pattern_input`: the widefield mean, the Wiener-filtered "
     "widefield band, the ±1 side bands of each angle in their true place) and two constant "
     "planes with the geometry (λ/(2NA) in camera pixels, fringe frequency / (2NA/λ)). Frames "
     "without a pattern give side-band planes of exactly zero, so there is no input from which "

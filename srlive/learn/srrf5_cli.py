@@ -17,8 +17,9 @@ import sys
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> None:
     from srlive.learn.card import write_card
     from srlive.learn.fluctuation_eval import evaluate_fluctuation
-    from srlive.learn.infer import LearnedReconstructor
-    from srlive.learn.train import load_weights, machine_description, save_weights
+    from srlive.learn.train import machine_description, save_weights
+    from srlive.recon.learned.infer import LearnedReconstructor
+    from srlive.recon.learned.weights import load_weights
 
     recon = LearnedReconstructor(args.weights, device="cpu")
     summary = evaluate_fluctuation(recon, args.size, args.fields, progress=True)

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 from srlive.profiles import Profile, load_profile
-from srlive.recon.fluctuation.method import FLUCTUATION_METHODS, fluctuation_settings
+from srlive.recon.fluctuation.method import fluctuation_settings
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.methods import get_method
+from srlive.recon.offline_methods import estimate_set_pattern
 from srlive.recon.optics import SIMOptics
-from srlive.recon.sim_params import SIMParameters, estimate_sim_parameters
+from srlive.recon.sim_params import SIMParameters
 from srlive.recon.wiener_sim import WienerSIM
-
-METHODS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr", *FLUCTUATION_METHODS)
 
 
 def _optics(
@@ -50,17 +51,7 @@ def estimate_pattern(
     ``found``, ``significance``, ``source`` and the phases.
     """
     optics = _optics(optics, profile, None)
-    stack = _angle_major(frames, optics)
-    return estimate_sim_parameters(
-        stack,
-        optics.pixel_nm,
-        optics.na,
-        optics.emission_nm,
-        optics.n_angles,
-        optics.n_phases,
-        optics.offset_adu,
-        nominal=optics.nominal,
-    )
+    return estimate_set_pattern(_angle_major(frames, optics), optics)
 
 
 def reconstruct_burst(
@@ -123,23 +114,26 @@ def reconstruct(
     (``esrrf``, ``sofi2``-``sofi4``) take a burst ``(T, H, W)`` and the keywords of
     :func:`reconstruct_burst` (``window``, ``step``, ``magnification``, ...).
     """
-    if method in FLUCTUATION_METHODS:
+    recon = get_method(method)
+    if recon.burst:
         return reconstruct_burst(frames, method, profile, offset_adu, optics, **fluctuation)
     if fluctuation:
         raise ValueError(f"{', '.join(fluctuation)}: not options of {method}")
     frames = np.asarray(frames)
-    if method == "wiener-sim":
+    if not recon.learned:  # wiener-sim
         opt = _optics(optics, profile, offset_adu)
         stack = _angle_major(frames, opt)
         sim = WienerSIM.from_optics(stack.shape[-2:], opt)
         sim.calibrate(stack)
         return sim.reconstruct(stack)
-    if method.startswith("dl-") or method.endswith(".safetensors"):
-        from srlive.learn.infer import Geometry, learned
+    from srlive.recon.learned.infer import learned
 
-        stack = frames.reshape(-1, *frames.shape[-2:])
-        prof = profile if isinstance(profile, Profile) else load_profile(profile)
-        geometry = Geometry.from_profile(prof)
-        offset = 100.0 if offset_adu is None else offset_adu
-        return learned(method, device, offset, geometry)(stack, trust=False).image
-    raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    stack = frames.reshape(-1, *frames.shape[-2:])
+    if optics is not None:
+        geometry = Geometry.from_optics(optics)
+    else:
+        geometry = Geometry.from_profile(
+            profile if isinstance(profile, Profile) else load_profile(profile)
+        )
+    offset = _optics(optics, profile, offset_adu).offset_adu
+    return learned(recon.weights or method, device, offset, geometry)(stack, trust=False).image

@@ -72,7 +72,7 @@ def _refine(image: np.ndarray, k: tuple[float, float], pixel_nm: float) -> tuple
             for dy in (-1, 0, 1)
             for dx in (-1, 0, 1)
         ]
-        best = max(candidates, key=lambda q: abs(_dft_at(image, *q, pixel_nm)))
+        best = max(candidates, key=lambda q: abs(_dft_at(image, q[0], q[1], pixel_nm)))
     return best
 
 
@@ -115,10 +115,11 @@ def estimate_single_phase(
             candidates.append(first)
             significance.append(0.0)
             continue
-        k, value = _candidate_peak(total, near, fy, fx)
-        strongest = max(res, key=lambda r, k=k: abs(_dft_at(r, *k, pixel_nm)))
+        k, peak = _candidate_peak(total, near, fy, fx)
+        strength_at_k = [abs(_dft_at(r, k[0], k[1], pixel_nm)) for r in res]
+        strongest = res[int(np.argmax(strength_at_k))]
         candidates.append(_refine(strongest, k, pixel_nm))
-        significance.append(value / median)
+        significance.append(peak / median)
     strength = np.array([[abs(_dft_at(r, *k, pixel_nm)) for k in candidates] for r in res])
     brightness = float(stack.mean(axis=0).sum())
     ks, phases, mods, sig = [], [], [], []
@@ -128,7 +129,7 @@ def estimate_single_phase(
         clear = strength[a, j] >= MIN_OWN_RATIO * (others.max() if others.size else 0.0)
         claimed = [b for b in range(n) if int(np.argmax(strength[b])) == j]
         k = candidates[j]
-        value = _dft_at(res[a], *k, pixel_nm)
+        value = _dft_at(res[a], k[0], k[1], pixel_nm)
         otf = float(widefield_otf((1, 1), pixel_nm, na, wavelength_nm, (-k[0], -k[1]))[0, 0])
         # the residual's peak is (2/3)·(m/2)·brightness·OTF(k)
         m = 3.0 * abs(value) / max(brightness * otf, 1e-12)

@@ -18,7 +18,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from srlive.storage.durable import Durable
-from srlive.storage.files import compressors, jsonable, software
+from srlive.storage.files import compressors, image_pipeline, jsonable, software
 from srlive.storage.guard import (
     OutputLock,
     StoreBusyError,
@@ -182,8 +182,9 @@ class AcquisitionStore(Writes, Durable):
         self.pixel_nm = float(state["pixel_nm"])
         self.sr_pixel_nm = state.get("sr_pixel_nm")
         self.sr_method = state.get("sr_method")
-        self._raw = root["raw/0"]
-        self._sr = root["sr/0"] if "sr" in root else None
+        with image_pipeline():
+            self._raw = root["raw/0"]
+            self._sr = root["sr/0"] if "sr" in root else None
         self._frames = Table.reopen(root["tables/frames"], int(state["frames_flushed"]))
         self._sr_table = Table.reopen(root["tables/sr"], int(state["sr_flushed"]))
         self._frame_cols = list(self._frames.columns)
@@ -354,20 +355,8 @@ class AcquisitionStore(Writes, Durable):
                 "srlive": {"n_angles": a, "n_phases": p, "ap_index": "a * n_phases + p"},
             },
         )
-        self._raw = raw_g.create_array(
-            "0",
-            shape=(0, a * p, h, w),
-            dtype="uint16",
-            chunks=(1, 1, h, w),
-            shards=(1, a * p, h, w),
-            compressors=comp,
-            fill_value=0,
-            dimension_names=[ax.name for ax in raw_axes()],
-            config={"write_empty_chunks": True},
-        )
-        self._sr: zarr.Array | None = None
+        sr_g: zarr.Group | None = None
         if sr_shape is not None and self.sr_pixel_nm is not None:
-            h2, w2 = (int(v) for v in sr_shape)
             spx = self.sr_pixel_nm
             sr_g = self._root.create_group(
                 "sr",
@@ -378,13 +367,28 @@ class AcquisitionStore(Writes, Durable):
                     "srlive": {"method": sr_method, "pixel_nm": spx, "index": "raw set t"},
                 },
             )
-            self._sr = sr_g.create_array(
+        with image_pipeline():
+            self._raw = raw_g.create_array(
                 "0",
-                shape=(0, h2, w2),
-                dtype="float32",
-                chunks=(1, h2, w2),
+                shape=(0, a * p, h, w),
+                dtype="uint16",
+                chunks=(1, 1, h, w),
+                shards=(1, a * p, h, w),
                 compressors=comp,
-                fill_value=float("nan"),
-                dimension_names=[ax.name for ax in sr_axes()],
+                fill_value=0,
+                dimension_names=[ax.name for ax in raw_axes()],
                 config={"write_empty_chunks": True},
             )
+            self._sr: zarr.Array | None = None
+            if sr_g is not None and sr_shape is not None:
+                h2, w2 = (int(v) for v in sr_shape)
+                self._sr = sr_g.create_array(
+                    "0",
+                    shape=(0, h2, w2),
+                    dtype="float32",
+                    chunks=(1, h2, w2),
+                    compressors=comp,
+                    fill_value=float("nan"),
+                    dimension_names=[ax.name for ax in sr_axes()],
+                    config={"write_empty_chunks": True},
+                )

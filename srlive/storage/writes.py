@@ -44,8 +44,16 @@ class Writes:
                 f"{self.path}: writing stopped after a failed write: {self._failed}"
             )
 
-    def _fail(self, exc: BaseException) -> StoreWriteError:
-        """Record the first failed write; the store accepts no more data after it."""
+    def _fail(self, exc: BaseException, partial: Path | None = None) -> StoreWriteError:
+        """Record the first failed write; the store accepts no more data after it.
+
+        ``partial``: the chunk file the failed write was writing in place (image arrays,
+        zarrs): removed, so a full disk gets its space back for the failure record."""
+        if partial is not None:
+            try:
+                partial.unlink(missing_ok=True)
+            except OSError:
+                pass
         if self._failed is None:
             self._failed = describe(exc)
         return StoreWriteError(f"{self.path}: {self._failed}")
@@ -89,12 +97,13 @@ class Writes:
         with self._lock:
             self._check_open()
             rows = self._frames.convert(self._frame_rows(t, frame_meta, arr.reshape(ap, h, w)))
+            chunk = self._chunk_file(self._raw, (t, 0, 0, 0))
             try:
                 self._ensure_length(self._raw, t)
                 self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
             except Exception as exc:
-                raise self._fail(exc) from exc
-            self._written.add(self._chunk_file(self._raw, (t, 0, 0, 0)))
+                raise self._fail(exc, chunk) from exc
+            self._written.add(chunk)
             self._frames.add_rows(rows)
             self.frames_written += ap
             self._n_sets = max(self._n_sets, t + 1)
@@ -171,14 +180,15 @@ class Writes:
                 else:
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
+            chunk = self._chunk_file(self._sr, (t, 0, 0)) if img is not None else None
             try:
                 self._ensure_length(self._sr, t)
                 if img is not None:
                     self._sr[t] = img
             except Exception as exc:
-                raise self._fail(exc) from exc
-            if img is not None:
-                self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
+                raise self._fail(exc, chunk) from exc
+            if chunk is not None:
+                self._written.add(chunk)
             if img is not None or stored:
                 self.sr_written += 1
             else:

@@ -19,6 +19,7 @@ from srlive.recon.learned.tasks import TASKS
 # the shipped weights and their cards live with the training code that made them
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "learn" / "weights"
 
+
 @dataclass(frozen=True)
 class WeightsMeta:
     """The header of an srlive weights file."""

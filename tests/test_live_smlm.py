@@ -192,3 +192,34 @@ def test_the_reconstructor_in_a_child_gives_the_parent_its_table():
     assert parent.count == child.count == len(parent.localizations()) > 50
     assert parent.sr_row() == child.sr_row() and parent.frames_seen == 120
     assert image.sum() == pytest.approx(child.count, rel=0.02)
+
+
+def test_live_localisation_with_the_learned_localiser(tmp_path):
+    """`--method dl-smlm` live: every set localised by the learned model in the inference
+    worker, the same table as localising the stored frames again with it."""
+    from srlive.recon.smlm.learned import localize_learned
+
+    summary, _ = _smlm_run(
+        tmp_path, frames=2, set_frames=50, activation_mw=0.5, reconstruction="dl-smlm"
+    )
+    assert summary.complete and summary.sr_images == 2 and summary.sr_skipped == 0
+    series = tmp_path / "smlm.zarr" / "smlm"
+    reader = open_store(series)
+    locs = read_localizations(series)
+    camera = reader.camera
+    assert camera is not None
+    raw = reader.read_sets()
+    again = [
+        localize_learned(
+            raw[t].reshape(-1, 64, 64),
+            SMLMOptics(pixel_nm=reader.pixel_nm, na=1.49, emission_nm=670.0),
+            SMLMCamera(offset_adu=camera.offset_adu, e_per_adu=camera.e_per_adu,
+                       read_noise_e=camera.read_noise_e),
+            first_frame=50 * t,
+        )
+        for t in range(2)
+    ]  # fmt: skip
+    assert len(locs) == sum(len(a) for a in again) > 50
+    found = np.sort(np.concatenate([a["x_nm"] for a in again]))
+    np.testing.assert_allclose(np.sort(locs["x_nm"]), found, atol=1e-3)
+    assert np.isfinite(locs["uncertainty_nm"]).all()

@@ -8,17 +8,22 @@ The public API::
     image = render(locs, pixel_nm=10)
     score(locs.columns, truth)          # Jaccard, RMSE against ground truth
     write_export("locs.csv", locs)      # ThunderSTORM CSV, or .hdf5 for Picasso
+    learned = localize_learned(frames, optics, camera)  # dl-smlm: the same table's columns
+    smlm_confidence(learned, optics, info)              # the acquisition vs its training
 
 Modules: :mod:`~.detect` (DoG candidates), :mod:`~.gauss` (PSF model), :mod:`~.fit`
 (batched MLE with Cramér-Rao bounds), :mod:`~.localize`, :mod:`~.calibrate` (astigmatic
 3D), :mod:`~.drift` (RCC), :mod:`~.render`, :mod:`~.match` (scoring), :mod:`~.export`,
-:mod:`~.table` (the localisation table), :mod:`~.method` (the reconstruction's settings).
+:mod:`~.table` (the localisation table), :mod:`~.method` (the reconstruction's settings),
+:mod:`~.net`, :mod:`~.learned` and :mod:`~.confidence` (the learned localiser dl-smlm).
 """
 
 from srlive.recon.smlm.calibrate import calibrate_astigmatism
+from srlive.recon.smlm.confidence import smlm_confidence
 from srlive.recon.smlm.drift import Drift, correct_drift, estimate_drift
 from srlive.recon.smlm.export import write_export, write_picasso_hdf5, write_thunderstorm_csv
 from srlive.recon.smlm.gauss import AstigmaticCalibration, AxisWidth
+from srlive.recon.smlm.learned import LearnedLocalizeSettings, localize_learned
 from srlive.recon.smlm.localize import (
     LocalizeSettings,
     SMLMCamera,
@@ -37,6 +42,7 @@ __all__ = [
     "AstigmaticCalibration",
     "AxisWidth",
     "Drift",
+    "LearnedLocalizeSettings",
     "Localizations",
     "LocalizeSettings",
     "MatchScore",
@@ -48,10 +54,12 @@ __all__ = [
     "correct_drift",
     "estimate_drift",
     "localize",
+    "localize_learned",
     "localize_settings",
     "match_pairs",
     "render",
     "score",
+    "smlm_confidence",
     "smlm_settings",
     "write_export",
     "write_picasso_hdf5",

@@ -128,7 +128,7 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
         "",
         f"- dyes removed (the same burst's background and camera noise only): "
         f"`{json.dumps(signal.get('removed'))}`",
-        "- one emitter moved in 10 nm steps, each frame alone: "
+        "- one emitter moved in 10 nm steps, on for one frame between two without it: "
         f"`{json.dumps(signal.get('shift'))}`",
         "",
         "## Confidence",

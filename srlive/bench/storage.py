@@ -68,7 +68,7 @@ def _fsync_tree(path: Path) -> None:
 def _plain(path: Path, sets: list[np.ndarray], n_sets: int) -> list[float]:
     with open(path / "plain.bin", "wb", buffering=0) as f:
         for i in range(n_sets):
-            f.write(memoryview(sets[i % len(sets)]).cast("B"))
+            f.write(sets[i % len(sets)].data.cast("B"))
         os.fsync(f.fileno())
     return []
 
@@ -208,7 +208,7 @@ def _data(kind: str, shape: tuple[int, int, int, int]) -> list[np.ndarray]:
 def _crc_rates(frames: np.ndarray) -> dict[str, float]:
     """MB/s of the frame checksum: the system zlib's CRC-32 and the one the store uses."""
     rates = {}
-    system_zlib: Callable[[np.ndarray], int] = lambda f: zlib.crc32(np.ascontiguousarray(f))  # noqa: E731
+    system_zlib: Callable[[np.ndarray], int] = lambda f: zlib.crc32(np.ascontiguousarray(f).data)  # noqa: E731
     for name, crc in (("zlib", system_zlib), ("store", frame_crc)):
         start = time.perf_counter()
         for _ in range(5):

@@ -12,9 +12,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from srlive.storage.files import StoreWriteError, fsync_path
+from srlive.storage.files import StoreWriteError, child_group, fsync_path, json_object
 from srlive.storage.ngff import with_time_scale
 from srlive.storage.tables import TABLE_CHUNK
+from srlive.storage.writer_state import WriterState
 
 __all__ = ["Durable"]
 
@@ -27,7 +28,7 @@ class _FlushJob:
     n_sets: int
 
 
-class Durable:
+class Durable(WriterState):
     """Flush, fsync and close of :class:`srlive.storage.store.AcquisitionStore`."""
 
     def _all_node_dirs(self) -> list[Path]:
@@ -131,7 +132,7 @@ class Durable:
         try:
             if self._failed is None:
                 self._flush_locked(wait=True)
-                if complete and getattr(self, "_sorted_tables", False):
+                if complete and self._sorted_tables:
                     self._sort_tables()
             if self._interval_s is None:
                 self._set_time_scale(self._estimate_interval())
@@ -176,7 +177,7 @@ class Durable:
         """Median time between the first frames of consecutive sets, from ``time_s``."""
         if self._frames.length < 2 * self.n_angles * self.n_phases:
             return None
-        col = {k: self._frames.arrays[k][:] for k in ("t", "a", "p", "time_s")}
+        col = {k: np.asarray(self._frames.arrays[k][:]) for k in ("t", "a", "p", "time_s")}
         first = (col["a"] == 0) & (col["p"] == 0)
         t, ts = col["t"][first], col["time_s"][first]
         order = np.argsort(t, kind="stable")
@@ -190,8 +191,9 @@ class Durable:
         for name in ("raw", "sr"):
             if name not in self._root:
                 continue
-            group = self._root[name]
-            group.update_attributes({"ome": with_time_scale(group.attrs["ome"], interval)})
+            group = child_group(self._root, name)
+            ome = json_object(group.attrs.get("ome"), f"{self.path}/{name}: ome")
+            group.update_attributes({"ome": with_time_scale(ome, interval)})
             self._written.add(self.path / name / "zarr.json")
 
     def __enter__(self) -> Self:

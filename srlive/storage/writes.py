@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.files import StoreWriteError, describe, frame_crc
+from srlive.storage.files import frame_crc
+from srlive.storage.writer_state import WriterState
 
 __all__ = ["Writes"]
 
 
-class Writes:
+class Writes(WriterState):
     """The writing methods of :class:`srlive.storage.store.AcquisitionStore`."""
 
     @property
@@ -35,28 +36,6 @@ class Writes:
     def failed(self) -> str | None:
         """Why writing stopped (the first failed write), or None."""
         return self._failed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"store {self.path} is closed")
-        if self._failed is not None:
-            raise StoreWriteError(
-                f"{self.path}: writing stopped after a failed write: {self._failed}"
-            )
-
-    def _fail(self, exc: BaseException, partial: Path | None = None) -> StoreWriteError:
-        """Record the first failed write; the store accepts no more data after it.
-
-        ``partial``: the chunk file the failed write was writing in place (image arrays,
-        zarrs): removed, so a full disk gets its space back for the failure record."""
-        if partial is not None:
-            try:
-                partial.unlink(missing_ok=True)
-            except OSError:
-                pass
-        if self._failed is None:
-            self._failed = describe(exc)
-        return StoreWriteError(f"{self.path}: {self._failed}")
 
     def _ensure_length(self, arr: zarr.Array, t: int) -> None:
         """Grow the time axis to exactly ``t + 1`` (no pre-allocated, blank time points)."""
@@ -116,7 +95,12 @@ class Writes:
         frames: np.ndarray | None,
         crcs: Sequence[int] | None = None,
     ) -> dict[str, list[Any]]:
+        """The rows of set ``t``: its ``frames`` are CRC'd unless their ``crcs`` are given."""
         ap, p = self.n_angles * self.n_phases, self.n_phases
+        if crcs is None:
+            if frames is None:
+                raise ValueError(f"set {t}: neither its frames nor their CRCs")
+            crcs = [frame_crc(f) for f in frames]
         first = self.frames_written
         rows: dict[str, list[Any]] = {}
         if metas:
@@ -129,7 +113,7 @@ class Writes:
             elif name == "p":
                 rows[name] = [i % p for i in range(ap)]
             elif name == "crc32":
-                rows[name] = list(crcs) if crcs is not None else [frame_crc(f) for f in frames]
+                rows[name] = list(crcs)
             elif name == "frame":
                 rows[name] = [m.get("frame", first + i) for i, m in enumerate(metas)] or list(
                     range(first, first + ap)
@@ -164,6 +148,9 @@ class Writes:
         t = int(t)
         if t < 0:
             raise ValueError("t must be >= 0")
+        sr = self._sr
+        if sr is None:
+            raise RuntimeError("this store was created without sr_shape")
         with self._lock:
             self._check_open()
             self._warn_unknown(list(meta), self._sr_cols)
@@ -180,11 +167,11 @@ class Writes:
                 else:
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
-            chunk = self._chunk_file(self._sr, (t, 0, 0)) if img is not None else None
+            chunk = self._chunk_file(sr, (t, 0, 0)) if img is not None else None
             try:
-                self._ensure_length(self._sr, t)
+                self._ensure_length(sr, t)
                 if img is not None:
-                    self._sr[t] = img
+                    sr[t] = img
             except Exception as exc:
                 raise self._fail(exc, chunk) from exc
             if chunk is not None:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
+import zarr
 
 from srlive.storage.files import StoreWriteError, child_group, fsync_path, json_object
 from srlive.storage.ngff import with_time_scale
@@ -26,6 +27,7 @@ class _FlushJob:
     sr: tuple[dict[str, list[np.ndarray]], dict[str, list[str]] | None]
     files: set[Path]
     n_sets: int
+    n_sr_t: int
 
 
 class Durable(WriterState):
@@ -56,10 +58,14 @@ class Durable(WriterState):
             fsync_path(self.path, directory=True)
 
     def _commit(self, job: _FlushJob) -> None:
-        """Tables, then fsync, then the counts in the root attributes (in this order)."""
+        """Tables and the image arrays' time axes, then fsync, then the counts in the root
+        attributes (in this order)."""
         files = set(job.files)
         self._frames.commit(*job.frames, files, self.path)
         self._sr_table.commit(*job.sr, files, self.path)
+        self._grow_time_axis(self._raw, job.n_sets, files)
+        if self._sr is not None:
+            self._grow_time_axis(self._sr, job.n_sr_t, files)
         if self._fsync:
             self._sync_files(files)
         self._write_state(
@@ -69,6 +75,12 @@ class Durable(WriterState):
         )
         self._frames_flushed = self._frames.length
         self._sr_flushed = self._sr_table.length
+
+    def _grow_time_axis(self, arr: zarr.Array, n: int, files: set[Path]) -> None:
+        """``arr``'s ``zarr.json`` counts ``n`` time points, every one of them written."""
+        if n > arr.shape[0]:
+            arr.resize((n, *arr.shape[1:]))
+            files.add(self.path / arr.path / "zarr.json")
 
     def _flush_locked(self, wait: bool) -> None:
         """Commit what was written so far, in the background unless ``wait``."""
@@ -87,6 +99,7 @@ class Durable(WriterState):
             sr=self._sr_table.take(),
             files=self._written,
             n_sets=self._n_sets,
+            n_sr_t=self._n_sr_t,
         )
         self._written = set()
         self._last_flush = time.monotonic()

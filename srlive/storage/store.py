@@ -74,11 +74,11 @@ class AcquisitionStore(Writes, Durable):
         pixel_nm: float,
         n_angles: int,
         n_phases: int,
-        sr_shape: tuple[int, int] | None,
-        sr_pixel_nm: float | None,
-        laser_lines: Sequence[int],
-        profile: dict[str, Any],
-        run: dict[str, Any],
+        sr_shape: tuple[int, int] | None = None,
+        sr_pixel_nm: float | None = None,
+        laser_lines: Sequence[int] = (),
+        profile: dict[str, Any] | None = None,
+        run: dict[str, Any] | None = None,
         sr_method: str | None = None,
         extra_frame_columns: Sequence[str] = (),
         overwrite: bool = False,
@@ -97,6 +97,10 @@ class AcquisitionStore(Writes, Durable):
         The directory is claimed through :func:`srlive.storage.guard.claim_output`:
         ``overwrite`` replaces only an srlive store no other process is writing, and never
         one of ``inputs`` (paths the caller reads from). The lock is held until :meth:`close`.
+
+        A raw-only store needs only the frames' geometry: without ``sr_shape`` it has no SR
+        image, without ``laser_lines`` no power columns, and ``profile`` and ``run`` (the
+        microscope's profile and the run's settings, as recorded) default to empty.
 
         ``interval_s`` is the nominal set interval (time scale); when None it is estimated
         from the frames' ``time_s`` at close. ``flush_interval_s`` auto-flushes on writes
@@ -139,8 +143,8 @@ class AcquisitionStore(Writes, Durable):
                 sr_shape=sr_shape,
                 sr_pixel_nm=sr_pixel_nm,
                 laser_lines=laser_lines,
-                profile=profile,
-                run=run,
+                profile=profile or {},
+                run=run or {},
                 sr_method=sr_method,
                 extra_sr_columns=extra_sr_columns,
                 interval_s=interval_s,
@@ -256,6 +260,7 @@ class AcquisitionStore(Writes, Durable):
         self._fsync = bool(fsync)
         self._interval_s = interval_s
         self._written: set[Path] = set()
+        self._handles = {}
         self._last_flush = time.monotonic()
         self._warned_keys: set[str] = set()
         self._job: Future[None] | None = None

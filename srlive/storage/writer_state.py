@@ -59,6 +59,7 @@ class WriterState:
     _sr_flushed: int
     _n_sets: int  # 1 + largest raw set index written
     _n_sr_t: int  # 1 + largest SR set index written
+    _handles: dict[str, zarr.Array]  # image array path -> its writing handle (Writes._writable)
     _sorted_tables: bool = False  # sort the tables by set at close (sets in any order)
 
     def _check_open(self) -> None:

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.files import frame_crc
+from srlive.storage.files import frame_crc, image_pipeline
 from srlive.storage.writer_state import WriterState
 
-__all__ = ["Writes"]
+__all__ = ["GROW_SETS", "Writes"]
+
+GROW_SETS = 256  # time points a writing handle's time axis grows by, in memory
 
 
 class Writes(WriterState):
@@ -37,11 +39,24 @@ class Writes(WriterState):
         """Why writing stopped (the first failed write), or None."""
         return self._failed
 
-    def _ensure_length(self, arr: zarr.Array, t: int) -> None:
-        """Grow the time axis to exactly ``t + 1`` (no pre-allocated, blank time points)."""
-        if t >= arr.shape[0]:
-            arr.resize((t + 1, *arr.shape[1:]))
-            self._written.add(self.path / arr.path / "zarr.json")
+    def _writable(self, arr: zarr.Array, t: int) -> zarr.Array:
+        """A handle on ``arr`` that takes time point ``t``.
+
+        Past ``arr``'s time axis it is a second handle whose axis is longer in memory only
+        (grown by :data:`GROW_SETS`): ``zarr.json``, what readers see, grows at a flush, to
+        the time points written by then (:meth:`~srlive.storage.durable.Durable._commit`).
+        So it never counts a time point whose chunk was not written (no pre-allocated,
+        blank ones), and a set's write costs no metadata file."""
+        if t < arr.shape[0]:
+            return arr
+        handle = self._handles.get(arr.path)
+        if handle is None or t >= handle.shape[0]:
+            longer = arr.metadata.update_shape((t + GROW_SETS, *arr.shape[1:]))
+            with image_pipeline():
+                async_array = zarr.AsyncArray(longer, arr.store_path, arr.async_array.config)
+            handle = zarr.Array(async_array)
+            self._handles[arr.path] = handle
+        return handle
 
     def _chunk_file(self, arr: zarr.Array, coords: tuple[int, ...]) -> Path:
         return self.path / arr.path / arr.metadata.encode_chunk_key(coords)
@@ -78,8 +93,7 @@ class Writes(WriterState):
             rows = self._frames.convert(self._frame_rows(t, frame_meta, arr.reshape(ap, h, w)))
             chunk = self._chunk_file(self._raw, (t, 0, 0, 0))
             try:
-                self._ensure_length(self._raw, t)
-                self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
+                self._writable(self._raw, t)[t] = arr.reshape(ap, h, w)  # one shard, one file
             except Exception as exc:
                 raise self._fail(exc, chunk) from exc
             self._written.add(chunk)
@@ -169,9 +183,8 @@ class Writes(WriterState):
             rows = self._sr_table.convert(row)
             chunk = self._chunk_file(sr, (t, 0, 0)) if img is not None else None
             try:
-                self._ensure_length(sr, t)
                 if img is not None:
-                    sr[t] = img
+                    self._writable(sr, t)[t] = img
             except Exception as exc:
                 raise self._fail(exc, chunk) from exc
             if chunk is not None:

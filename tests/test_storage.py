@@ -354,3 +354,27 @@ def test_image_chunks_written_past_the_page_cache(tmp_path: Path, monkeypatch, s
         np.testing.assert_array_equal(r.read_set(t), make_set(5, t))
         np.testing.assert_array_equal(r.read_sr(t), t)
     assert not list(path.rglob(".srlive-direct-io-*"))  # the probe leaves nothing behind
+
+
+def test_shard_buffers_reuse_their_pages(tmp_path: Path) -> None:
+    """With O_DIRECT, zarrs assembles each shard in a page-aligned buffer; under glibc that
+    buffer reuses its pages (keep_shard_buffers) instead of faulting every page of every
+    set in anew."""
+    import resource
+
+    from zarr.storage import LocalStore
+
+    from srlive.storage.codec_pipeline import direct_io_works, keep_shard_buffers
+
+    if not (direct_io_works(LocalStore(tmp_path)) and keep_shard_buffers()):
+        pytest.skip("no O_DIRECT here, or not glibc")
+    shape = (A, P, 256, 256)
+    sets = [make_set(9, t, shape) for t in range(4)]
+    with create(tmp_path / "f.zarr", frame_shape=shape[2:], flush_interval_s=None) as store:
+        for t in range(4):  # warm-up: the buffers and zarr's caches
+            store.write_set(t, sets[t], [])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for t in range(4, 24):
+            store.write_set(t, sets[t % 4], [])
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
+    assert faults < 0.25 * sets[0].nbytes / 4096  # a fresh buffer would fault every page

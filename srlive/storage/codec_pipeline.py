@@ -12,6 +12,13 @@ file systems do not: they keep the page cache). Durability is unchanged: the wri
 fsyncs every chunk file (and its directory) before it counts it, which also flushes the
 device's cache and the file's metadata. ``SRLIVE_DIRECT_IO=0`` turns it off.
 
+The page-aligned buffer zarrs assembles a shard in for ``O_DIRECT`` is, under glibc, a fresh
+``mmap`` at every write (an aligned request is always just above glibc's adaptive mmap
+threshold), so every page of every set faulted in anew: ~1,500 page faults and ~3 ms of
+system CPU per 4.7 MB set. :func:`keep_shard_buffers` sets the thresholds that glibc's own
+adaptive rule would have reached (heap below 32 MiB, trim above twice that), so the buffer's
+pages are reused: ~90 faults per set (measured with getrusage, 100 sets of 9 × 512²).
+
 **Renewal.** zarrs' file store (one per array object; zarrs-python makes it with the array's
 pipeline) keeps a lock for every chunk file it has written and never frees one: about 200
 bytes per file, so a writer that lives for hours grows by that for every raw set and SR
@@ -24,6 +31,8 @@ no two writes of a file ever overlap across a renewal.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import mmap
 import os
 import threading
@@ -46,7 +55,13 @@ if TYPE_CHECKING:
     from zarr.core.metadata import ArrayMetadata
     from zarrs._internal import CodecPipelineImpl
 
-__all__ = ["DIRECT_IO_ENV", "RENEW_AFTER_WRITES", "ImageCodecPipeline", "direct_io_works"]
+__all__ = [
+    "DIRECT_IO_ENV",
+    "RENEW_AFTER_WRITES",
+    "ImageCodecPipeline",
+    "direct_io_works",
+    "keep_shard_buffers",
+]
 
 RENEW_AFTER_WRITES = 256  # writes (a set's shard, an SR image) between two fresh stores
 DIRECT_IO_ENV = "SRLIVE_DIRECT_IO"  # "0": write image chunks through the page cache
@@ -89,6 +104,25 @@ def _probe(directory: Path) -> bool:
         page.close()
 
 
+HEAP_BELOW = 32 << 20  # glibc's largest mmap threshold (its adaptive rule's ceiling)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+
+
+@functools.cache
+def keep_shard_buffers() -> bool:
+    """Allocations below :data:`HEAP_BELOW` from glibc's heap, and up to twice that kept free
+    on top of it, so a shard's buffer reuses its pages (the module docstring); False where
+    the C library has no ``mallopt`` (not glibc) or refuses."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, HEAP_BELOW)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, 2 * HEAP_BELOW)
+    )
+
+
 def _rust_impl(metadata: ArrayMetadata, store: Store, direct_io: bool) -> CodecPipelineImpl | None:
     """zarrs' pipeline for ``metadata``, with or without direct I/O whatever the process's
     zarr configuration says at this moment."""
@@ -108,6 +142,8 @@ class ImageCodecPipeline(ZarrsCodecPipeline):
     @classmethod
     def from_array_metadata_and_store(cls, array_metadata: ArrayMetadata, store: Store) -> Self:
         direct_io = direct_io_works(store)
+        if direct_io:
+            keep_shard_buffers()
         strict = bool(config.get("codec_pipeline.strict", False))
         return cls(
             metadata=array_metadata,

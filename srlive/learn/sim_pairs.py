@@ -92,15 +92,15 @@ def microscope_settings(
     resolution = optics.emission_nm / (2 * optics.na)
     psf, freq = resolution / optics.pixel_nm, resolution / optics.nominal.period_nm
     gain = optics.gain_e_per_adu
-    return replace(
+    settings = replace(
         PatternSimSettings(),
         na=(optics.na, optics.na),
         emission_nm=(optics.emission_nm, optics.emission_nm),
         psf_px=(psf * (1 - spread), psf * (1 + spread)),
         frequency=(freq * (1 - spread), freq * (1 + spread)),
         e_per_adu=(gain * 0.8, gain * 1.2),
-        **({"field_sizes": field_sizes} if field_sizes else {}),
     )
+    return replace(settings, field_sizes=field_sizes) if field_sizes else settings
 
 
 def sim_limit_otf(

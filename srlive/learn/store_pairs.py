@@ -118,7 +118,7 @@ def _sim_pair(
         return _crop_pair(_sim_input(task, frames), y, 2, patch, multiple, rng)
     geometry = BandGeometry(pixel_nm, NA, EMISSION_NM, PERIOD_NM)
     features, _ = model_planes(task.inputs, _sim_input(task, frames), geometry)
-    norm = np.float32(max(float(np.percentile(frames.mean(axis=0), 99.5)), 1.0))
+    norm = float(np.float32(max(float(np.percentile(frames.mean(axis=0), 99.5)), 1.0)))
     return _crop(normalise_bands(features, norm), y / norm, 2, 2, patch, multiple, rng)
 
 

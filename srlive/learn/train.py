@@ -402,10 +402,12 @@ def _train(
         optimiser, settings.lr, total_steps=settings.steps, pct_start=0.1
     )
     identity = _identity(task, model, settings, sim, init_from, stores)
-    step, elapsed, losses = 0, 0.0, []
+    step, elapsed = 0, 0.0
+    losses: list[float] = []
     if resume and (ckpt_path.exists() or ckpt_path.is_symlink()):
         step, elapsed, losses = _resume(ckpt_path, identity, model, optimiser, schedule)
     targets_info = None
+    stream: ManyStorePairs | PairStream
     if stores is not None:
         stream, targets_info = _store_stream(
             task,
@@ -435,7 +437,7 @@ def _train(
         unit="step",
         disable=not progress,
     )
-    start = time.perf_counter() - elapsed
+    started = time.perf_counter() - elapsed
     use_bf16 = settings.bf16 and bf16_supported()
     autocast = torch.autocast("cpu", torch.bfloat16, enabled=use_bf16)
     while step < settings.steps:
@@ -455,7 +457,7 @@ def _train(
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - started
             state = {"identity": identity, "step": step, "elapsed": elapsed, "losses": losses}
             save_checkpoint(ckpt_path, model, optimiser, schedule, state)
     bar.close()
@@ -465,7 +467,7 @@ def _train(
         "train": asdict(settings),
         "sim": asdict(sim),
         "steps": step,
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
         "precision": "bfloat16" if use_bf16 else "float32",
         "machine": machine_description(),
         "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),

@@ -42,8 +42,10 @@ def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dic
         "predicted_error_p90": float(np.nanpercentile(errors, 90)),
         "pairs": n_pairs,
     }
+    # Module.to(memory_format=...) is documented; torch's stubs lack that overload
+    contiguous = recon.model.cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     save_weights(
-        recon.model.cpu().to(memory_format=torch.contiguous_format),
+        contiguous,
         recon.task,
         Path(path),
         {**recon.info, "trust": trust},

@@ -13,7 +13,14 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from srlive.storage.files import StoreDamagedError, frame_crc, load_json
+from srlive.storage.files import (
+    StoreDamagedError,
+    child_array,
+    child_group,
+    frame_crc,
+    json_object,
+    load_json,
+)
 from srlive.storage.noise import NoiseRecord
 from srlive.storage.tables import read_table
 
@@ -242,10 +249,10 @@ def open_store(path: str | os.PathLike[str]) -> StoreReader:
     _check_metadata(p)
     try:
         root = zarr.open_group(LocalStore(p, read_only=True), mode="r", zarr_format=3)
-        attrs = dict(root.attrs["srlive"])
-        tables = root["tables"]
-        raw = root["raw/0"]
-        sr = root["sr/0"] if "sr" in root else None
+        attrs = json_object(root.attrs.get("srlive"), f"{p}: the srlive attributes")
+        tables = child_group(root, "tables")
+        raw = child_array(root, "raw/0")
+        sr = child_array(root, "sr/0") if "sr" in root else None
     except StoreDamagedError:
         raise
     except Exception as exc:
@@ -256,6 +263,8 @@ def open_store(path: str | os.PathLike[str]) -> StoreReader:
         attrs=attrs,
         raw=raw,
         sr=sr,
-        frames=read_table(tables["frames"], int(attrs["frames_flushed"]), f"{p}/tables/frames"),
-        sr_table=read_table(tables["sr"], int(attrs["sr_flushed"]), f"{p}/tables/sr"),
+        frames=read_table(
+            child_group(tables, "frames"), int(attrs["frames_flushed"]), f"{p}/tables/frames"
+        ),
+        sr_table=read_table(child_group(tables, "sr"), int(attrs["sr_flushed"]), f"{p}/tables/sr"),
     )

@@ -15,10 +15,19 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.common import JSON
 from zarr.storage import LocalStore
 
 from srlive.storage.durable import Durable
-from srlive.storage.files import compressors, image_pipeline, jsonable, software
+from srlive.storage.files import (
+    child_array,
+    child_group,
+    compressors,
+    image_pipeline,
+    json_object,
+    jsonable,
+    software,
+)
 from srlive.storage.guard import (
     OutputLock,
     StoreBusyError,
@@ -65,11 +74,11 @@ class AcquisitionStore(Writes, Durable):
         pixel_nm: float,
         n_angles: int,
         n_phases: int,
-        sr_shape: tuple[int, int] | None,
-        sr_pixel_nm: float | None,
-        laser_lines: Sequence[int],
-        profile: dict[str, Any],
-        run: dict[str, Any],
+        sr_shape: tuple[int, int] | None = None,
+        sr_pixel_nm: float | None = None,
+        laser_lines: Sequence[int] = (),
+        profile: dict[str, Any] | None = None,
+        run: dict[str, Any] | None = None,
         sr_method: str | None = None,
         extra_frame_columns: Sequence[str] = (),
         overwrite: bool = False,
@@ -88,6 +97,10 @@ class AcquisitionStore(Writes, Durable):
         The directory is claimed through :func:`srlive.storage.guard.claim_output`:
         ``overwrite`` replaces only an srlive store no other process is writing, and never
         one of ``inputs`` (paths the caller reads from). The lock is held until :meth:`close`.
+
+        A raw-only store needs only the frames' geometry: without ``sr_shape`` it has no SR
+        image, without ``laser_lines`` no power columns, and ``profile`` and ``run`` (the
+        microscope's profile and the run's settings, as recorded) default to empty.
 
         ``interval_s`` is the nominal set interval (time scale); when None it is estimated
         from the frames' ``time_s`` at close. ``flush_interval_s`` auto-flushes on writes
@@ -117,7 +130,7 @@ class AcquisitionStore(Writes, Durable):
         if holds_lock(self.path):
             if not only_lock_file(self.path):
                 raise StoreBusyError(f"{self.path} is being written by this process")
-            self._claim: OutputLock | None = None
+            self._claim = None
         else:
             self._claim = claim_output(self.path, overwrite=overwrite, inputs=tuple(inputs))
         try:
@@ -130,8 +143,8 @@ class AcquisitionStore(Writes, Durable):
                 sr_shape=sr_shape,
                 sr_pixel_nm=sr_pixel_nm,
                 laser_lines=laser_lines,
-                profile=profile,
-                run=run,
+                profile=profile or {},
+                run=run or {},
                 sr_method=sr_method,
                 extra_sr_columns=extra_sr_columns,
                 interval_s=interval_s,
@@ -168,7 +181,7 @@ class AcquisitionStore(Writes, Durable):
 
     def _reopen(self) -> None:
         root = zarr.open_group(LocalStore(self.path), mode="r+", zarr_format=3)
-        state = dict(root.attrs["srlive"])
+        state = json_object(root.attrs.get("srlive"), f"{self.path}: the srlive attributes")
         if state.get("complete"):
             raise ValueError(f"{self.path} is complete: nothing to resume")
         if not state.get("presized"):
@@ -183,10 +196,11 @@ class AcquisitionStore(Writes, Durable):
         self.sr_pixel_nm = state.get("sr_pixel_nm")
         self.sr_method = state.get("sr_method")
         with image_pipeline():
-            self._raw = root["raw/0"]
-            self._sr = root["sr/0"] if "sr" in root else None
-        self._frames = Table.reopen(root["tables/frames"], int(state["frames_flushed"]))
-        self._sr_table = Table.reopen(root["tables/sr"], int(state["sr_flushed"]))
+            self._raw = child_array(root, "raw/0")
+            self._sr = child_array(root, "sr/0") if "sr" in root else None
+        tables = child_group(root, "tables")
+        self._frames = Table.reopen(child_group(tables, "frames"), int(state["frames_flushed"]))
+        self._sr_table = Table.reopen(child_group(tables, "sr"), int(state["sr_flushed"]))
         self._frame_cols = list(self._frames.columns)
         self._sr_cols = list(self._sr_table.columns)
         self.frames_written = self._frames.length
@@ -246,6 +260,7 @@ class AcquisitionStore(Writes, Durable):
         self._fsync = bool(fsync)
         self._interval_s = interval_s
         self._written: set[Path] = set()
+        self._handles = {}
         self._last_flush = time.monotonic()
         self._warned_keys: set[str] = set()
         self._job: Future[None] | None = None
@@ -289,7 +304,7 @@ class AcquisitionStore(Writes, Durable):
         self._n_sets = 0  # 1 + largest raw set index written
         self._n_sr_t = 0  # 1 + largest SR set index written
 
-        self._state: dict[str, Any] = {
+        self._state = {
             "layout": LAYOUT_VERSION,
             "complete": False,
             "frames_flushed": 0,
@@ -310,7 +325,7 @@ class AcquisitionStore(Writes, Durable):
         }
         if camera is not None:
             self._state[CAMERA_KEY] = camera.to_attrs()
-        root_attrs = {"ome": collection_ome(), "srlive": dict(self._state)}
+        root_attrs: dict[str, JSON] = {"ome": collection_ome(), "srlive": dict(self._state)}
         # the claimed directory is empty but for its lock file, which mode "w" would delete
         self._root = zarr.open_group(
             LocalStore(self.path), mode="a", zarr_format=3, attributes=root_attrs
@@ -379,7 +394,7 @@ class AcquisitionStore(Writes, Durable):
                 dimension_names=[ax.name for ax in raw_axes()],
                 config={"write_empty_chunks": True},
             )
-            self._sr: zarr.Array | None = None
+            self._sr = None
             if sr_g is not None and sr_shape is not None:
                 h2, w2 = (int(v) for v in sr_shape)
                 self._sr = sr_g.create_array(

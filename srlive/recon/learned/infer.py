@@ -120,7 +120,9 @@ class LearnedReconstructor:
         self.task, self.info = task, info
         self.device = pick_device(device)
         self.dtype = pick_precision(self.device, precision)
-        self.model: SRUNet = model.to(self.device).to(memory_format=torch.channels_last).eval()
+        # Module.to(memory_format=...) is documented; torch's stubs lack that overload
+        channels_last = model.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model: SRUNet = channels_last.eval()
         self.offset_adu = offset_adu
         trust = info.get("trust", {})
         self.e90 = float(trust.get("predicted_error_p90", math.nan))
@@ -213,13 +215,14 @@ class LearnedReconstructor:
     @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         autocast = torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32)
-        if not self._cuda:
+        stream = self._stream
+        if stream is None:  # on the CPU
             with autocast:
                 return self.model(x).float()
-        with torch.cuda.stream(self._stream), autocast:
+        with torch.cuda.stream(stream), autocast:
             y = self.model(x).float()
         out = y.to("cpu", non_blocking=True)
-        self._stream.synchronize()
+        stream.synchronize()
         return out
 
     def __call__(self, frames: np.ndarray, trust: bool = True) -> Result:

@@ -15,10 +15,21 @@ few MB of weights and live-rate inference on a CPU.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+Conv = TypeVar("Conv", nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _zeroed(layer: Conv) -> Conv:
+    """``layer`` with its weights and bias set to zero (it starts by adding nothing)."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 @dataclass(frozen=True)
@@ -75,11 +86,9 @@ class _ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         # zero-initialised residual branch: each block starts as the identity, which keeps
         # early training stable (without it wider models diverged at the learning-rate peak)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        self.conv2 = _zeroed(nn.Conv2d(channels, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.gelu(self.conv1(x)))
@@ -99,14 +108,12 @@ class _ContextBranch(nn.Module):
     def __init__(self, channels: int, levels: int, blocks: int) -> None:
         super().__init__()
         self.down = nn.ModuleList(_stage(channels, channels, blocks) for _ in range(levels))
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(channels, channels, 2, stride=2) for _ in range(levels)
-        )
+        ups = [nn.ConvTranspose2d(channels, channels, 2, stride=2) for _ in range(levels)]
+        _zeroed(ups[0])
+        self.up = nn.ModuleList(ups)
         self.merge = nn.ModuleList(
             _stage(2 * channels, channels, blocks) for _ in range(levels - 1)
         )
-        nn.init.zeros_(self.up[0].weight)
-        nn.init.zeros_(self.up[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [x]
@@ -146,24 +153,21 @@ class SRUNet(nn.Module):
         self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
         self.dec1 = _stage(2 * w, w, b)
         r = config.upscale * s  # output pixels per U-Net pixel, per axis
-        self.head = nn.Sequential(nn.Conv2d(w, r * r, 3, padding=1), nn.PixelShuffle(r))
-        nn.init.zeros_(self.head[0].weight)  # the untrained model returns its base estimate
-        nn.init.zeros_(self.head[0].bias)
+        # zero: the untrained model returns its base estimate
+        self.head = nn.Sequential(_zeroed(nn.Conv2d(w, r * r, 3, padding=1)), nn.PixelShuffle(r))
         # the error head reads the image path's features without training them, so
         # learning where it will be wrong never changes what the model reconstructs
+        # (zero last layer: it starts from one moderate error scale everywhere)
         self.error_head = (
             nn.Sequential(
                 nn.Conv2d(w, w, 3, padding=1),
                 nn.GELU(),
-                nn.Conv2d(w, r * r, 3, padding=1),
+                _zeroed(nn.Conv2d(w, r * r, 3, padding=1)),
                 nn.PixelShuffle(r),
             )
             if config.uncertainty
             else None
         )
-        if self.error_head is not None:  # start from one moderate error scale everywhere
-            nn.init.zeros_(self.error_head[2].weight)
-            nn.init.zeros_(self.error_head[2].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -94,8 +94,11 @@ def test_limits(profile):
     profile.check_power(488, 200.0)
     with pytest.raises(SafetyError, match="outside"):
         profile.check_power(488, 200.1)
-    with pytest.raises(SafetyError):
-        profile.check_power(405, 1.0)
+    with pytest.raises(SafetyError, match="not in profile"):
+        profile.check_power(532, 1.0)
+    profile.check_power(405, 5.0)  # the activation line, 5 mW at most
+    with pytest.raises(SafetyError, match="outside the profile limit 0–5 mW"):
+        profile.check_power(405, 5.1)
     with pytest.raises(SafetyError):
         profile.check_exposure(0.01)
 

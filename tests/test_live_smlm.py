@@ -30,10 +30,8 @@ SMALL = [("SimHub", "FrameSize", "64"), ("SimHub", "Motion", "Off")]
 def _smlm_run(tmp_path, frames: int, set_frames: int, **extra) -> tuple:
     """A headless live SMLM run; the simulated dyes' ground truth kept from the hub."""
     worlds = []
-    settings = RunSettings(
+    settings = RunSettings(  # line and power: the profile's smlm defaults (640 nm, 140 mW)
         modality="smlm",
-        line=640,
-        power_mw=140.0,
         frames=frames,
         set_frames=set_frames,
         properties=SMALL + extra.pop("properties", []),
@@ -90,6 +88,7 @@ def test_live_localisation_stores_every_frame_the_table_and_the_growing_image(tm
     assert reader.sr.shape[-1] == 64 * 6  # 65 nm / 6: the render pixel nearest 10 nm
     # the 405 nm activation line lit with the excitation, as the store and the dyes saw it
     assert np.allclose(reader.frames["power_mw_405"], 0.5)
+    assert np.allclose(reader.frames["power_mw_640"], 140.0)
     assert {a for _, a, _, _ in world.smlm_dyes.log} == {0.5}
     assert summary.smlm["localizations"] == len(locs) and summary.smlm["locs_per_s"] > 0
 

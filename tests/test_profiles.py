@@ -31,6 +31,7 @@ def test_default_profile_loads(profile):
     assert profile.optics.pixel_nm == pytest.approx(65.0)
     assert profile.laser_lines == [405, 488, 561, 640]
     assert profile.smlm.activation_line == 405
+    assert (profile.smlm.line, profile.smlm.power_mw) == (640, 140.0)
     assert profile.sim.grating_period_px(488) == pytest.approx(6.0)
     assert profile.config_path.exists()
 

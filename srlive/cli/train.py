@@ -85,6 +85,20 @@ def add_parser(sub: Any) -> None:
     targets.add_argument(
         "--scheduler", default=None, metavar="tcp://HOST:PORT", help="a running Dask scheduler"
     )
+    burst = train.add_argument_group("burst model (dl-srrf5): its target")
+    burst.add_argument(
+        "--target-factor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="target FWHM = widefield FWHM / F where the dyes fluctuate (default √2)",
+    )
+    burst.add_argument(
+        "--still",
+        choices=["absent", "widefield"],
+        default=None,
+        help="what the target shows of dyes that do not fluctuate (default absent)",
+    )
     microscope = train.add_argument_group(
         "one microscope (dl-sim9): train on the simulator configured as it"
     )
@@ -102,11 +116,33 @@ def add_parser(sub: Any) -> None:
     )
 
 
+def _burst_settings(args: argparse.Namespace, fields: tuple[int, ...] | None) -> Any:
+    """dl-srrf5's pairs: the defaults with the given field sizes and target."""
+    from dataclasses import replace
+
+    from srlive.learn.fluctuation import BurstSimSettings
+
+    burst = BurstSimSettings()
+    if fields:
+        burst = replace(burst, field_sizes=fields)
+    if args.target_factor is not None:
+        if args.target_factor <= 0:
+            raise ValueError(f"--target-factor must be > 0, got {args.target_factor}")
+        burst = replace(burst, sr_factor=args.target_factor)
+    if args.still is not None:
+        burst = replace(burst, still=args.still)
+    return burst
+
+
 def _sim_settings(args: argparse.Namespace) -> Any:
     """What the pairs are drawn from: the defaults, other field sizes, or one microscope."""
     from srlive.learn.data import SimSettings
 
     fields = tuple(args.field_sizes) if args.field_sizes else None
+    if (args.target_factor, args.still) != (None, None) and args.model != "dl-srrf5":
+        raise ValueError("--target-factor and --still set the target of dl-srrf5")
+    if args.model == "dl-srrf5":
+        return _burst_settings(args, fields)
     if args.optics is None and args.profile is None:
         return SimSettings(field_sizes=fields) if fields else SimSettings()
     if args.model != "dl-sim9":

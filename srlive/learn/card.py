@@ -64,8 +64,11 @@ def train_command(
         options.append(f"--context-levels {train['context_levels']}")
     if train.get("ssim_weight"):
         options.append(f"--ssim-weight {train['ssim_weight']}")
+    sim = run.get("sim", {})
+    if "sr_factor" in sim:  # burst models from before the target was an option: the defaults
+        options.append(f"--target-factor {sim['sr_factor']:.10g} --still {sim['still']}")
     # runs from before crops were cut from larger fields simulated each pair at the patch's size
-    fields = run.get("sim", {}).get("field_sizes", [train.get("patch")])
+    fields = sim.get("field_sizes", [train.get("patch")])
     if not run.get("fine_tune_store"):
         options.append(f"--field-sizes {' '.join(str(f) for f in fields)}")
     init_from = init_from or (shown_path(run["init_from"]) if run.get("init_from") else None)

@@ -11,13 +11,19 @@ that a network cannot see for itself:
   at low light;
 * *saturation*: clipped pixels (a pile-up within read noise of the top value)
   break the linear forward model the model was trained on;
+* *fluctuations* (burst models): how clearly the frames fluctuate beyond their noise
+  (:func:`~srlive.recon.fluctuation.sofi.fluctuation_significance`, a z-score ``z``); a
+  burst that does not fluctuate supports no fluctuation super-resolution, as a SIM set
+  without a measured fringe supports none;
 * *optics*: the acquisition's geometry (fringe period and PSF width in camera pixels, from
   the profile and laser line) against what the model was trained on. A model trained for
   the 488 nm pattern is meaningless on a 561 nm pattern of another period. (Estimating the
   period blindly from one low-light frame per angle is unreliable on sparse samples, so
   the acquisition's own description is used.)
 
-``confidence = 1 / (1 + (e/e₉₀)²) · exp(−saturated / 0.2 %) · exp(−(Δ / 2 %)²)``, where
+``confidence = 1 / (1 + (e/e₉₀)²) · exp(−saturated / 0.2 %) · exp(−(Δ / 2 %)²)``, times
+``1 − exp(−(z / 4)²)`` for burst models (0 for identical frames, 0.06 at noise level z = 1,
+0.63 at z = 4, ≈ 1 beyond z = 8), where
 ``e₉₀`` (the 90th percentile of ``e`` on held-in simulated data) is stored with the weights
 and Δ is the relative distance of period and PSF width outside the trained range.
 Training-like data scores about 0.8; 0.5 means "as unsure as the worst tenth of training
@@ -34,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srlive.recon.fluctuation.sofi import fluctuation_significance
 from srlive.recon.learned.geometry import (
     PERIOD_JITTER,
     Geometry,
@@ -48,6 +55,7 @@ from srlive.recon.set_metrics import NoiseModel, saturated_fraction
 
 SATURATION_SCALE = 0.002  # fraction of clipped pixels that divides confidence by e
 GEOMETRY_TOLERANCE = 0.02  # relative mismatch outside the trained range that costs 1/e
+FLUCTUATION_Z = 4.0  # fluctuation significance (noise sd) that costs 1/e of the confidence
 
 __all__ = ["Geometry", "LearnedReconstructor", "Result", "learned", "resolve_weights"]
 
@@ -245,6 +253,10 @@ class LearnedReconstructor:
         sat = saturated_fraction(stack, NoiseModel(offset_adu=self.offset_adu))
         checks["saturated_fraction"] = sat
         factor *= math.exp(-sat / SATURATION_SCALE)
+        if self.task.fluctuation:
+            z = fluctuation_significance(x)
+            checks["fluctuation_z"] = z
+            factor *= -math.expm1(-((max(z, 0.0) / FLUCTUATION_Z) ** 2))
         checks["geometry_mismatch"] = self.mismatch
         factor *= math.exp(-((self.mismatch / GEOMETRY_TOLERANCE) ** 2))
         return Result(image, factor, uncertainty, checks)

@@ -251,3 +251,19 @@ def test_latest_wins_policy_keeps_every_set_offered_with_keep():
     finally:
         worker.stop(drain=True, timeout=10)
     assert done == ["busy", "a", "b", "c", "y"] and skipped == ["x"]
+
+
+def test_run_command_smlm_headless_json(tmp_path, capsys):
+    """``srlive run --modality smlm``: the profile's SMLM line and power, the summary's figures."""
+    import json
+
+    out = tmp_path / "cli.zarr"
+    args = ["run", "--headless", "--json", "--modality", "smlm", "--frames", "2"]
+    args += ["--set-frames", "50", "--activation-mw", "0.5", "--out", str(out)]
+    args += ["--set", "SimHub.FrameSize=64", "--set", "SimHub.Motion=Off"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["raw_frames_stored"] == 100 and summary["sr_images"] == 2
+    assert summary["smlm"]["localizations"] == len(read_localizations(out / "smlm")) > 20
+    frames = open_store(out / "smlm").frames
+    assert np.allclose(frames["power_mw_640"], 140.0) and np.allclose(frames["power_mw_405"], 0.5)

@@ -23,17 +23,15 @@ from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.illumination import IlluminationPattern, illumination_from_slm
 from simulators.imaging import FringeCache, expected_from_cache, render_expected
 from simulators.live_blinking import LiveBlinking, illumination_at
-from simulators.live_smlm import BACKGROUND_PER_MS_MW, LiveSMLM
+from simulators.live_smlm import LiveSMLM, SMLMWorld
 from simulators.optics import Optics, blur, otf_2d
-from simulators.photophysics import bleach_survival, render_points, sample_emitters
+from simulators.photophysics import bleach_survival, render_points
 from simulators.samples import Sample, load_sample_file, make_sample
 
 EMISSION_NM = {405: 450.0, 488: 510.0, 561: 600.0, 640: 670.0}
 UNIFORM = IlluminationPattern(components=(), dc=1.0)
 MOTION_STEP_S = 0.025  # a live sample is moved on at most every 25 ms
-EMITTERS_PER_UNIT_DENSITY = 5.0  # SMLM labelling: ~1 dye per 6 nm of microtubule
 FLUCTUATION_DYES_PER_UM = 50.0  # blinking labelling (simulators.fluctuation's default)
-ACTIVATION_LINES = (405,)  # SMLM: these lines return photoswitching dyes, they image nothing
 MAX_DARK_GAP_MS = 60_000.0  # longer darkness leaves the dyes at their dark equilibrium anyway
 
 
@@ -57,7 +55,7 @@ class _SLMState:
     index: int = 0
 
 
-class SimulatedWorld:
+class SimulatedWorld(SMLMWorld):
     """Sample + optics + photophysics + camera physics behind the simulated devices."""
 
     def __init__(
@@ -422,13 +420,13 @@ class SimulatedWorld:
             smlm = [
                 la
                 for la in lit
-                if la.line not in ACTIVATION_LINES and la.power_mw >= self.smlm_threshold_mw
+                if la.line not in self.activation_lines and la.power_mw >= self.smlm_threshold_mw
             ]
             if smlm:
                 photons += self._smlm_frame(smlm, lit, exposure_ms)
             for laser in lit:
                 scale = laser.power_mw * exposure_ms * self.brightness * survival
-                if smlm and (laser in smlm or laser.line in ACTIVATION_LINES):
+                if smlm and (laser in smlm or laser.line in self.activation_lines):
                     pass  # imaged (or activating) above
                 elif blinks is not None:
                     pattern = self._pattern(image_id, slm_image, laser.line)
@@ -500,52 +498,3 @@ class SimulatedWorld:
         blurred = blur(density, self._otf(line))
         binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
         return binned * np.float32(scale / self.oversample**2)
-
-    def _smlm_frame(
-        self, excitation: list[LaserState], lit: list[LaserState], exposure_ms: float
-    ) -> np.ndarray:
-        """SMLM: the photoswitching dyes on in this exposure, imaged, plus background.
-
-        The dyes (:class:`simulators.live_smlm.LiveSMLM`) are drawn once per sample and field
-        of view (SMLM samples are fixed: a moving sample is not followed) and switch under
-        the excitation lines at or above the threshold and the activation lines
-        (:data:`ACTIVATION_LINES`); ``smlm_drift_nm_per_frame`` moves them along x and y.
-        """
-        key = (id(self.sample), round(self.z_um, 4), self.xy_um, self.frame_shape)
-        if self._smlm is None or key != self._smlm_key:
-            positions = sample_emitters(
-                self._density_in_view(), self.grid_pixel_nm, EMITTERS_PER_UNIT_DENSITY, self._rng
-            )
-            self._smlm, self._smlm_key = LiveSMLM(positions, self._rng), key
-        dyes = self._smlm
-        power = float(sum(la.power_mw for la in excitation))
-        activation = float(sum(la.power_mw for la in lit if la.line in ACTIVATION_LINES))
-        gap_ms = self.frame_interval_ms(exposure_ms) - exposure_ms
-        gated = all(la.gated for la in lit)
-        emitted = dyes.frame(power, activation, exposure_ms, gap_ms, gated, self._rng)
-        on = emitted > 0
-        positions = dyes.positions_nm[on]
-        if self.smlm_drift_nm_per_frame:
-            positions = positions + np.float32(self.smlm_drift_nm_per_frame * dyes.frames)
-        density = render_points(positions, emitted[on], self.grid_shape, self.grid_pixel_nm)
-        blurred = blur(density, self._otf(excitation[0].line))
-        binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
-        return binned + np.float32(BACKGROUND_PER_MS_MW * exposure_ms * power)
-
-    @property
-    def smlm_dyes(self) -> LiveSMLM | None:
-        """The SMLM dyes of the field of view (ground truth; None until SMLM light)."""
-        return self._smlm
-
-    def smlm_state(self) -> dict[str, float]:
-        """The SMLM dyes now: how many, on, and not yet bleached (ground truth)."""
-        with self.lock:
-            dyes = self._smlm
-            if dyes is None:
-                return {"dyes": 0, "on": 0, "surviving": 1.0, "frames": 0}
-            return {
-                "dyes": len(dyes),
-                "on": dyes.on_count(),
-                "surviving": dyes.surviving_fraction(),
-                "frames": dyes.frames,
-            }

@@ -5,6 +5,8 @@ density control loop on the simulated microscope (a real UniMMCore with our devi
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -28,10 +30,8 @@ SMALL = [("SimHub", "FrameSize", "64"), ("SimHub", "Motion", "Off")]
 def _smlm_run(tmp_path, frames: int, set_frames: int, **extra) -> tuple:
     """A headless live SMLM run; the simulated dyes' ground truth kept from the hub."""
     worlds = []
-    settings = RunSettings(
+    settings = RunSettings(  # line and power: the profile's smlm defaults (640 nm, 140 mW)
         modality="smlm",
-        line=640,
-        power_mw=140.0,
         frames=frames,
         set_frames=set_frames,
         properties=SMALL + extra.pop("properties", []),
@@ -88,6 +88,7 @@ def test_live_localisation_stores_every_frame_the_table_and_the_growing_image(tm
     assert reader.sr.shape[-1] == 64 * 6  # 65 nm / 6: the render pixel nearest 10 nm
     # the 405 nm activation line lit with the excitation, as the store and the dyes saw it
     assert np.allclose(reader.frames["power_mw_405"], 0.5)
+    assert np.allclose(reader.frames["power_mw_640"], 140.0)
     assert {a for _, a, _, _ in world.smlm_dyes.log} == {0.5}
     assert summary.smlm["localizations"] == len(locs) and summary.smlm["locs_per_s"] > 0
 
@@ -192,6 +193,80 @@ def test_the_reconstructor_in_a_child_gives_the_parent_its_table():
     assert parent.count == child.count == len(parent.localizations()) > 50
     assert parent.sr_row() == child.sr_row() and parent.frames_seen == 120
     assert image.sum() == pytest.approx(child.count, rel=0.02)
+
+
+def test_stopping_mid_set_turns_the_activation_line_off_too(scope, tmp_path):
+    """The 405 nm line is lit with the excitation in every SMLM frame, and goes off with it
+    when a run is aborted in the middle of a set (the device's state, read back)."""
+    from srlive.pipeline.session import LiveSession, LiveSettings
+
+    scope.core.setProperty("SimHub", "FrameSize", 64)
+    power = {405: 0.8, 488: 0.0, 561: 0.0, 640: 140.0}
+    session = LiveSession(
+        scope, LiveSettings("smlm", 640, 10.0, power), tmp_path / "a.zarr", smlm_frames=200
+    )
+    world = hub_world("SimHub")
+    try:
+        session.start(None)
+        while session.engine.stats.frames_acquired < 20:
+            assert session.wait(0.01) is False
+        assert world.lasers[405].on and world.lasers[640].on
+        session.abort()
+        assert session.wait(10.0)
+        assert not scope.laser_is_on(405) and not scope.laser_is_on(640)
+        assert not world.lasers[405].on and not world.lasers[640].on
+    finally:
+        summary = session.close(complete=False)
+    assert summary.lasers_on_at_end == [] and summary.raw_frames_dropped > 0
+
+
+def test_latest_wins_policy_keeps_every_set_offered_with_keep():
+    """Live runs skip to the newest set, except sets offered with ``keep`` (localisation):
+    those wait their turn, in order, while the worker is busy."""
+    from types import SimpleNamespace
+
+    from srlive.pipeline.worker import InferenceWorker
+
+    gate, done, skipped = threading.Event(), [], []
+    worker = InferenceWorker(
+        lambda slot: gate.wait(10) and slot.name,
+        lambda slot, result: done.append(result),
+        lambda slot: skipped.append(slot.name),
+        lambda slot, exc: None,
+        policy="latest",
+    )
+
+    def slot(name: str) -> SimpleNamespace:
+        return SimpleNamespace(name=name, about=SimpleNamespace(stamps={}, t=0))
+
+    try:
+        worker.offer(slot("busy"), keep=True)
+        while not worker.busy:
+            time.sleep(0.001)
+        for name in ("a", "b", "c"):
+            worker.offer(slot(name), keep=True)
+        worker.offer(slot("x"))  # not kept: replaced by the next one
+        worker.offer(slot("y"))
+        gate.set()
+    finally:
+        worker.stop(drain=True, timeout=10)
+    assert done == ["busy", "a", "b", "c", "y"] and skipped == ["x"]
+
+
+def test_run_command_smlm_headless_json(tmp_path, capsys):
+    """``srlive run --modality smlm``: the profile's SMLM line and power, the summary's figures."""
+    import json
+
+    out = tmp_path / "cli.zarr"
+    args = ["run", "--headless", "--json", "--modality", "smlm", "--frames", "2"]
+    args += ["--set-frames", "50", "--activation-mw", "0.5", "--out", str(out)]
+    args += ["--set", "SimHub.FrameSize=64", "--set", "SimHub.Motion=Off"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["raw_frames_stored"] == 100 and summary["sr_images"] == 2
+    assert summary["smlm"]["localizations"] == len(read_localizations(out / "smlm")) > 20
+    frames = open_store(out / "smlm").frames
+    assert np.allclose(frames["power_mw_640"], 140.0) and np.allclose(frames["power_mw_405"], 0.5)
 
 
 def test_live_localisation_with_the_learned_localiser(tmp_path):

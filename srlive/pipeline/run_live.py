@@ -158,9 +158,15 @@ def _blinking_sample(scope: Microscope, given: list[tuple[str, str, str]]) -> No
 
 
 def _illumination(settings: RunSettings, profile: Profile) -> Illumination:
-    """The run's line, power and exposure: given ones checked, the defaults for the rest."""
+    """The run's line, power and exposure: given ones checked, the defaults for the rest
+    (an SMLM run's: the profile's ``smlm.line`` and ``smlm.power_mw`` where it has them)."""
+    line, power = settings.line, settings.power_mw
+    if settings.modality == "smlm" and profile.smlm.line is not None:
+        line = profile.smlm.line if line is None else line
+        if power is None and line == profile.smlm.line:
+            power = profile.smlm.power_mw
     return resolve_illumination(
-        profile, line=settings.line, power_mw=settings.power_mw, exposure_ms=settings.exposure_ms
+        profile, line=line, power_mw=power, exposure_ms=settings.exposure_ms
     )
 
 

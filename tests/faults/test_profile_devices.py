@@ -83,7 +83,7 @@ def test_a_limit_above_the_device_maximum_gives_way_to_the_device(tmp_path, conn
     assert load_profile(path).limits.max_power_mw[640] == 200
     with caplog.at_level(logging.WARNING, logger="srlive.hardware.microscope"):
         scope = connected(path)
-    assert scope.profile.limits.max_power_mw == {488: 200, 561: 200, 640: 150}
+    assert scope.profile.limits.max_power_mw == {405: 5, 488: 200, 561: 200, 640: 150}
     assert any("640" in r.getMessage() and "150" in r.getMessage() for r in caplog.records)
     scope.set_power(640, 100.0)
     with pytest.raises(SafetyError, match="0–150 mW"):  # refused by srlive, not the device
@@ -120,7 +120,7 @@ def test_a_camera_as_a_laser_role_is_refused(tmp_path):
         ),
         (
             lambda d: d["roles"].update(laser_power_property="Watts"),
-            r"roles\.lasers\.488.*no power property 'Watts'",
+            r"roles\.lasers\.405.*no power property 'Watts'",
         ),
     ],
 )

@@ -91,6 +91,11 @@ def card_text(weights: Path, info: dict[str, Any]) -> str:
             for i, run in enumerate(runs)
         ],
         f"  {len(runs) + 1}. `{info.get('command')}`",
+        *(
+            [f"- these weights: a copy of the last run's `{shown_path(info['out'])}`"]
+            if info.get("out") and shown_path(info["out"]) != shown_path(weights)
+            else []
+        ),
         f"- steps: {train.get('steps')}, wall time {train.get('seconds')} s on "
         f"{info.get('machine', 'this project’s 2-core CPU machine')} (other jobs running)",
         f"- parameters: {info.get('parameters')} ({size_mb:.2f} MB safetensors)",

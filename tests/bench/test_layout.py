@@ -100,5 +100,6 @@ def test_registered_modules_are_the_benchmark_modules() -> None:
     helpers = {"__init__", "run", "common", "live", "esrrf_params", "fluctuation_metrics"}
     helpers |= {"pipeline_fluctuation"}  # srlive bench pipeline --modality fluctuation
     helpers |= {"pipeline_smlm"}  # srlive bench pipeline --modality smlm
+    helpers |= {"smlm_learned"}  # srlive bench smlm's learned localiser
     modules = {p.stem for p in (ROOT / "srlive" / "bench").glob("*.py")} - helpers
     assert modules == {b.module for b in BENCHMARKS.values()}

@@ -64,6 +64,8 @@ def train_command(
         options.append(f"--context-levels {train['context_levels']}")
     if train.get("ssim_weight"):
         options.append(f"--ssim-weight {train['ssim_weight']}")
+    if train.get("error_head_only"):
+        options.append("--error-head-only")
     # runs from before crops were cut from larger fields simulated each pair at the patch's size
     fields = run.get("sim", {}).get("field_sizes", [train.get("patch")])
     if not run.get("fine_tune_store"):

@@ -37,13 +37,8 @@ from simulators.imaging import FringeCache, expected_from_cache
 from simulators.optics import blur, otf_2d
 from simulators.samples import make_sample
 from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA, PERIOD_NM
-from srlive.learn.pattern_input import (
-    BAND_CHANNELS,
-    SINGLE_PHASE_CHANNELS,
-    BandGeometry,
-    model_planes,
-    normalise_bands,
-)
+from srlive.learn.pattern_input import BAND_CHANNELS, BandGeometry, model_planes, normalise_bands
+from srlive.learn.single_phase_input import SINGLE_PHASE_CHANNELS
 
 if TYPE_CHECKING:
     from srlive.learn.fluctuation import BurstSimSettings
@@ -96,7 +91,10 @@ TASKS: dict[str, Task] = {
         "dl-sim3",
         ((0, 0), (1, 0), (2, 0)),
         True,
-        "3 raw SIM frames (one phase per angle) at low light -> SR on the 2x grid",
+        "3 raw SIM frames (one phase per angle) at low light -> each frame demodulated by "
+        "its own measured fringe -> SR on the 2x grid (any microscope in its trained "
+        "geometry range)",
+        inputs="single-phase",
     ),
     "dl-sim9": Task(
         "dl-sim9",
@@ -247,7 +245,7 @@ def field_crops(
     larger one gives (field / patch)² crops at random positions.
     """
     x, y, _ = make_pair(task, field, seed, settings)
-    span = float(y.max() - y.min())
+    span = float(y[0].max() - y[0].min())  # the image target's (a second is the error's)
     if field <= patch:
         return [(x, y, span)]
     up, xup = y.shape[-1] // field, x.shape[-1] // field  # grids of target and input

@@ -143,7 +143,10 @@ class ModelReconstructor:
 
     The weights are loaded on the first call, in the process that makes it: with inference
     in a child process the acquisition process only reads the file's header (its output
-    grid), never the model.
+    grid), never the model. The 3-frame SIM model keeps its series' fringe
+    (:class:`~srlive.learn.single_phase_input.FringeTracker`: measured blind on the first
+    set and every few sets, in between only each set's phases), as Wiener SIM's live
+    reconstructor keeps its pattern estimate.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class ModelReconstructor:
         self._args = (method, device, offset_adu, geometry)
         self.upscale = read_weights_meta(resolve_weights(method)).upscale
         self._model: Any = None
+        self._fringe: Any = None  # the series' FringeTracker (3-frame SIM model), once loaded
         self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
 
     @property
@@ -174,12 +178,16 @@ class ModelReconstructor:
             from srlive.learn.infer import learned
 
             self._model = learned(*self._args)
+            if self._model.task.inputs == "single-phase":
+                from srlive.learn.single_phase_input import FringeTracker
+
+                self._fringe = FringeTracker()
         return self._model
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         model = self.model
         start = time.perf_counter()
-        result = model(frames)
+        result = model(frames, fringe=self._fringe)
         self.times_ms.append((time.perf_counter() - start) * 1000.0)
         return result.image, result.confidence
 

@@ -9,6 +9,7 @@ FRC resolution against the target (1/7 threshold).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Sequence
@@ -54,6 +55,9 @@ class Field:
     wf_target: np.ndarray
     sim9: dict[float, np.ndarray]  # light fraction -> (9, H, W) ADU
     widefield: dict[float, np.ndarray]  # light fraction -> (H, W) ADU
+    # light fraction -> (3, H, W) ADU: three more widefield exposures, the dose of a
+    # one-phase-per-angle set without its pattern (the 3-frame model's ablation input)
+    widefield3: dict[float, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _patterns(rng: np.random.Generator, period_nm: float) -> list[IlluminationPattern]:
@@ -99,10 +103,16 @@ def make_field(
             [camera.expose(expected_from_cache(cache, p, scale), 10.0, rng) for p in patterns]
         )
         widefield[f] = camera.expose(cache.base * np.float32(scale), 10.0, rng)
+    widefield3 = {  # drawn after the others: their noise is as without these
+        f: np.stack(
+            [camera.expose(cache.base * np.float32(DEFAULT_SCALE * f), 10.0, rng) for _ in range(3)]
+        )
+        for f in fractions
+    }
     target_otf = sim_limit_otf(hi, hi_nm, na, emission_nm, period_nm)
     sr_target = blur(density, target_otf) * np.float32(DEFAULT_SCALE * adu)
     wf_target = cache.base * np.float32(DEFAULT_SCALE * adu)
-    return Field(kind, sr_target, wf_target, sim9, widefield)
+    return Field(kind, sr_target, wf_target, sim9, widefield, widefield3)
 
 
 def to_hi_grid(image: np.ndarray) -> np.ndarray:

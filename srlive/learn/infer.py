@@ -1,27 +1,11 @@
 """Running a learned model on raw frames, with a confidence score for every output.
 
-Confidence combines what the model says about itself with physical checks of the input
-that a network cannot see for itself:
-
-* *predicted error*: the model's uncertainty channel gives, per pixel, the scale of the
-  error it expects (a Laplace scale trained by likelihood); its mean over the image relative
-  to the image's dynamic range is the expected error ``e`` (the quantity PSNR and SSIM
-  judge). On held-out simulated fields it tracks the actual error within about 30 % across
-  structure types; it is large where the model meets structure it reconstructs badly, and
-  at low light;
-* *saturation*: clipped pixels (a pile-up within read noise of the top value)
-  break the linear forward model the model was trained on;
-* *optics*: the acquisition's geometry (fringe period and PSF width in camera pixels, from
-  the profile and laser line) against what the model was trained on. A model trained for
-  the 488 nm pattern is meaningless on a 561 nm pattern of another period. (Estimating the
-  period blindly from one low-light frame per angle is unreliable on sparse samples, so
-  the acquisition's own description is used.)
-
-``confidence = 1 / (1 + (e/e₉₀)²) · exp(−saturated / 0.2 %) · exp(−(Δ / 2 %)²)``, where
-``e₉₀`` (the 90th percentile of ``e`` on held-in simulated data) is stored with the weights
-and Δ is the relative distance of period and PSF width outside the trained range.
-Training-like data scores about 0.8; 0.5 means "as unsure as the worst tenth of training
-data".
+Confidence combines what the model says about itself (its predicted per-pixel error) with
+physical checks of the input that a network cannot see for itself (saturation; the
+acquisition's geometry against the range the model was trained on): see
+:mod:`srlive.learn.trust` for how they become one expected error and a confidence. The
+checks and the predicted error are reported with every result, the error also as a map
+(``Result.uncertainty``, image units).
 """
 
 from __future__ import annotations
@@ -38,11 +22,10 @@ from srlive.learn.data import TASKS, SimSettings
 from srlive.learn.geometry import Geometry, geometry_mismatch, range_mismatch
 from srlive.learn.models import SRUNet
 from srlive.learn.pattern_input import BandGeometry, model_planes, normalise_bands
+from srlive.learn.single_phase_input import FringeTracker
 from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
+from srlive.learn.trust import GEOMETRY_ERROR, SINGLE_GEOMETRY_ERROR, confidence, expected_error
 from srlive.optimize.metrics import NoiseModel, saturated_fraction
-
-SATURATION_SCALE = 0.002  # fraction of clipped pixels that divides confidence by e
-GEOMETRY_TOLERANCE = 0.02  # relative mismatch outside the trained range that costs 1/e
 
 __all__ = ["Geometry", "LearnedReconstructor", "Result", "learned", "resolve_weights"]
 
@@ -154,14 +137,24 @@ class LearnedReconstructor:
             return range_mismatch(geometry, ranges["psf_px"], ranges["frequency"])
         return geometry_mismatch(bool(self.task.pattern_frames), self._jitter, geometry)
 
-    def _band_input(self, x: np.ndarray, norm: float) -> tuple[np.ndarray, int]:
-        """Band planes of offset-free frames (pattern measured) and the angles whose fringe
-        was found."""
+    @property
+    def ranged(self) -> bool:
+        """Trained across a range of microscopes (the ranges are in its weights)."""
+        return self.task.pattern_bands and "psf_px" in self.info.get("sim", {})
+
+    def _band_input(
+        self, x: np.ndarray, norm: float, fringe: FringeTracker | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Band planes of offset-free frames (pattern measured; a live series' ``fringe``
+        tracks it across sets) and the angles whose fringe was found."""
         g = self.geometry
         if g.pattern_period_nm is None:
             raise ValueError(f"{self.task.name} needs the pattern's nominal period (geometry)")
         geometry = BandGeometry(g.pixel_nm, g.na, g.emission_nm, g.pattern_period_nm)
-        planes, found = model_planes(self.task.inputs, x, geometry)
+        if fringe is not None and self.task.inputs == "single-phase":
+            planes, found = fringe.features(x, geometry)
+        else:
+            planes, found = model_planes(self.task.inputs, x, geometry)
         return normalise_bands(planes, norm), found
 
     @property
@@ -231,18 +224,22 @@ class LearnedReconstructor:
         self._stream.synchronize()
         return out
 
-    def __call__(self, frames: np.ndarray, trust: bool = True) -> Result:
-        """Reconstruct one set of raw frames (C, H, W) in ADU."""
+    def __call__(
+        self, frames: np.ndarray, trust: bool = True, fringe: FringeTracker | None = None
+    ) -> Result:
+        """Reconstruct one set of raw frames (C, H, W) in ADU.
+
+        ``fringe``: a live series' :class:`FringeTracker` (3-frame model: the fringe measured
+        blind every few sets, in between only the set's phases); without it every set is
+        measured blind.
+        """
         stack = self._stack(frames)
         x = stack.astype(np.float32) - np.float32(self.offset_adu)
         norm = max(float(np.percentile(x.mean(axis=0), 99.5)), 1.0)
         checks: dict[str, float] = {}
-        factor = 1.0
         if self.task.pattern_bands:
-            model_input, found = self._band_input(x, norm)
-            # no fringe measured: the output is widefield-limited, no super-resolution
+            model_input, found = self._band_input(x, norm, fringe)
             checks["pattern_angles_found"] = found
-            factor *= found / 3
         else:
             model_input = x / np.float32(norm)
         y = self._run(self._to_device(self._pad(model_input)))[0]
@@ -252,19 +249,19 @@ class LearnedReconstructor:
         if not trust:
             return Result(image, math.nan)
         uncertainty = None
+        predicted = math.nan
         if self.has_uncertainty:
             scale = error_scale(y[1])
             uncertainty = (scale * norm).numpy()
-            e = float(scale.mean()) / max(dynamic_range(y[0]), 1e-6)
-            checks["predicted_error"] = e
-            if math.isfinite(self.e90):
-                factor /= 1.0 + (e / self.e90) ** 2
+            predicted = float(scale.mean()) / max(dynamic_range(y[0]), 1e-6)
+            checks["predicted_error"] = predicted
         sat = saturated_fraction(stack, NoiseModel(offset_adu=self.offset_adu))
         checks["saturated_fraction"] = sat
-        factor *= math.exp(-sat / SATURATION_SCALE)
         checks["geometry_mismatch"] = self.mismatch
-        factor *= math.exp(-((self.mismatch / GEOMETRY_TOLERANCE) ** 2))
-        return Result(image, factor, uncertainty, checks)
+        geometry_error = GEOMETRY_ERROR if self.ranged else SINGLE_GEOMETRY_ERROR
+        expected = expected_error(predicted, sat, self.mismatch, geometry_error)
+        checks["expected_error"] = expected
+        return Result(image, confidence(expected, self.e90), uncertainty, checks)
 
 
 def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dict[str, float]:

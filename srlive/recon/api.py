@@ -135,11 +135,38 @@ def reconstruct(
         sim.calibrate(stack)
         return sim.reconstruct(stack)
     if method.startswith("dl-") or method.endswith(".safetensors"):
-        from srlive.learn.infer import Geometry, learned
-
-        stack = frames.reshape(-1, *frames.shape[-2:])
-        prof = profile if isinstance(profile, Profile) else load_profile(profile)
-        geometry = Geometry.from_profile(prof)
-        offset = 100.0 if offset_adu is None else offset_adu
-        return learned(method, device, offset, geometry)(stack, trust=False).image
+        return reconstruct_learned(frames, method, profile, device, offset_adu, optics).image
     raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+
+
+def reconstruct_learned(
+    frames: np.ndarray,
+    method: str = "dl-sim9",
+    profile: Profile | str | Path | None = None,
+    device: str = "auto",
+    offset_adu: float | None = None,
+    optics: SIMOptics | None = None,
+) -> Any:
+    """A learned method on one set, with how far to trust it: a
+    :class:`srlive.learn.infer.Result` (``image``, ``confidence``, ``uncertainty``: the
+    expected error per output pixel, ``checks``).
+
+    The optics are those of ``wiener-sim`` (``optics``, else ``profile``; ``offset_adu``
+    overrides the camera offset): pixel, NA, emission and the nominal pattern period give the
+    model the acquisition's geometry, judged against the range it was trained on. ``frames``
+    is the model's own input (3 frames one phase per angle for ``dl-sim3``, one widefield
+    frame) or a whole SIM set in the optics' layout, from which the model's frames are taken
+    as ``srlive reconstruct`` takes them.
+    """
+    from srlive.learn.infer import Geometry, learned
+    from srlive.recon.offline import set_picker
+
+    opt = _optics(optics, profile, offset_adu)
+    period = None if opt.nominal is None else opt.nominal.period_nm
+    geometry = Geometry(opt.pixel_nm, opt.na, opt.emission_nm, period)
+    model = learned(method, device, opt.offset_adu, geometry)
+    stack = np.asarray(frames).reshape(-1, *np.shape(frames)[-2:])
+    if len(stack) != model.frames_per_set and len(stack) == opt.frames_per_set:
+        pick = set_picker((opt.n_angles, opt.n_phases), model.task.name, "the set")
+        stack = pick(opt.to_angle_major(stack))
+    return model(stack)

@@ -54,7 +54,7 @@ from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore
 MAX_LISTED_SETS = 10  # sets named in one "not found" warning
 
 
-def _picker(
+def set_picker(
     layout: tuple[int, int], kind: str, where: str = "the store"
 ) -> Callable[[np.ndarray], np.ndarray]:
     """How to take the frames ``kind`` (a method or a model's task) needs from one set.
@@ -181,7 +181,7 @@ def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMeth
         methods = ", ".join(FLUCTUATION_METHODS)
         raise ValueError(f"{where} holds fluctuation bursts, not SIM sets: use --method {methods}")
     if method == "wiener-sim":
-        pick = _picker(source.layout, method, where)
+        pick = set_picker(source.layout, method, where)
         sets = WienerSets(source.shape, optics)
         return SetMethod(2, pick, sets, patterned=True, wiener=sets)
     from srlive.learn.infer import Geometry, learned
@@ -194,7 +194,7 @@ def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMeth
         result = model(frames)
         return SetResult(result.image, confidence=result.confidence)
 
-    return SetMethod(model.upscale, _picker(source.layout, model.task.name, where), infer, False)
+    return SetMethod(model.upscale, set_picker(source.layout, model.task.name, where), infer, False)
 
 
 def stored_raw(frames: np.ndarray, where: str) -> np.ndarray:

@@ -24,6 +24,7 @@ nothing is found and every plane built from them is zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import permutations
 
 import numpy as np
 from scipy import fft as sfft
@@ -34,7 +35,7 @@ from srlive.recon.otf import frequency_grid, widefield_otf
 PERIOD_SEARCH = 0.05  # relative half-width of the searched annulus around the nominal period
 MIN_SIGNIFICANCE = 6.0  # the candidate peak over the summed residual power's annulus median
 ANGLE_TOLERANCE_DEG = 4.0  # the fringes lie 180°/n_angles apart, within this
-MIN_OWN_RATIO = 1.3  # a frame's own fringe against the others' in its residual (ideally 2)
+MIN_OWN_RATIO = 1.15  # a frame's product at its own fringe against the others' (ideally 2)
 REFINE_STEPS = (0.25, 0.0625)  # sub-bin refinement grid spacing, in Fourier bins
 PERIOD_AGREEMENT = 0.015  # a candidate's period off the others' median by more is a structure
 
@@ -156,8 +157,9 @@ def estimate_single_phase(
     """The fringe of each of the (n_angles, H, W) offset-free frames (one phase each).
 
     The products' summed power gives the strongest fringe orientation; the others lie
-    180°/n from it. Each candidate belongs to the frame whose product is clearly strongest
-    there (its fringe weighs 2/3 in its own residual, −1/3 in the others').
+    180°/n from it. The frames take the candidates in the order that makes their products
+    strongest (a fringe weighs 2/3 in its own residual, −1/3 in the others'), each clearly
+    stronger at its own than every other frame there.
     """
     stack = np.asarray(frames, np.float32)
     optics = (pixel_nm, na, wavelength_nm)
@@ -189,20 +191,21 @@ def estimate_single_phase(
     agree = np.abs(radii / np.median(radii) - 1.0) <= PERIOD_AGREEMENT
     significance = [v if ok else 0.0 for v, ok in zip(significance, agree, strict=True)]
     # strength[a, j]: frame a's product at candidate j. A fringe weighs 2/3 in its own
-    # residual and −1/3 in each other one, whatever the other angles' modulation: each
-    # candidate belongs to the frame strongest there, by a clear margin
+    # residual and −1/3 in each other one, whatever the other angles' modulation: the frames
+    # take the candidates in the order that makes them strongest, each clearly the
+    # strongest at its own
     strength = np.array([[abs(_dft_at(r, *k, pixel_nm)) for k in candidates] for r in products])
-    owner = np.argmax(strength, axis=0)
+    order = max(permutations(range(n)), key=lambda o: sum(strength[a, o[a]] for a in range(n)))
     ranked = np.sort(strength, axis=0)
-    clear = ranked[-1] >= MIN_OWN_RATIO * (ranked[-2] if n > 1 else 0.0)
     bright = float(stack.mean()) > 0
     ks, phases, mods, sig = [], [], [], []
     for a in range(n):
-        mine = [j for j in range(n) if owner[j] == a]
-        j = max(mine, key=lambda j: significance[j]) if mine else a
+        j = order[a]
+        others = ranked[-2, j] if strength[a, j] >= ranked[-1, j] else ranked[-1, j]
+        clear = strength[a, j] >= MIN_OWN_RATIO * (others if n > 1 else 0.0)
         k = candidates[j]
         value = _dft_at(products[a], *k, pixel_nm)
-        found = bool(mine) and significance[j] >= MIN_SIGNIFICANCE and clear[j] and bright
+        found = significance[j] >= MIN_SIGNIFICANCE and clear and bright
         m = _modulation(value, power, k, optics) if found else 0.0
         ks.append(k)
         phases.append(float(np.angle(value)))

@@ -25,7 +25,7 @@ from srlive.learn.pattern_input import BandGeometry, model_planes, normalise_ban
 from srlive.learn.single_phase_input import FringeTracker
 from srlive.learn.train import WEIGHTS_DIR, bf16_supported, error_scale, load_weights
 from srlive.learn.trust import GEOMETRY_ERROR, SINGLE_GEOMETRY_ERROR, confidence, expected_error
-from srlive.optimize.metrics import NoiseModel, saturated_fraction
+from srlive.optimize.metrics import NoiseModel, clipped
 
 __all__ = ["Geometry", "LearnedReconstructor", "Result", "learned", "resolve_weights"]
 
@@ -83,9 +83,12 @@ def pick_precision(device: torch.device, precision: str = "auto") -> torch.dtype
     return torch.bfloat16 if bf16_supported() else torch.float32
 
 
-def dynamic_range(image: torch.Tensor) -> float:
-    """Robust range of an image: 99.9th minus 0.1th percentile (on at most 64k samples)."""
+def dynamic_range(image: torch.Tensor, exclude: torch.Tensor | None = None) -> float:
+    """Robust range of an image: 99.9th minus 0.1th percentile (on at most 64k samples),
+    outside the ``exclude`` mask where it leaves enough of the image."""
     flat = image.reshape(-1)
+    if exclude is not None and int((~exclude).sum()) >= 0.1 * flat.numel():
+        flat = flat[~exclude.reshape(-1)]
     if flat.numel() > 65536:
         flat = flat[:: flat.numel() // 65536]
     low, high = torch.quantile(flat.float(), torch.tensor([0.001, 0.999]))
@@ -250,18 +253,34 @@ class LearnedReconstructor:
             return Result(image, math.nan)
         uncertainty = None
         predicted = math.nan
+        clip = clipped(stack, NoiseModel(offset_adu=self.offset_adu))
+        sat = float(clip.mean())
+        checks["saturated_fraction"] = sat
         if self.has_uncertainty:
             scale = error_scale(y[1])
             uncertainty = (scale * norm).numpy()
-            predicted = float(scale.mean()) / max(dynamic_range(y[0]), 1e-6)
+            # the range the error is judged against: where the camera measured (clipped
+            # plateaus would stretch it and make every error look small)
+            exclude = _clipped_region(clip, image.shape) if sat else None
+            predicted = float(scale.mean()) / max(dynamic_range(y[0], exclude), 1e-6)
             checks["predicted_error"] = predicted
-        sat = saturated_fraction(stack, NoiseModel(offset_adu=self.offset_adu))
-        checks["saturated_fraction"] = sat
         checks["geometry_mismatch"] = self.mismatch
         geometry_error = GEOMETRY_ERROR if self.ranged else SINGLE_GEOMETRY_ERROR
         expected = expected_error(predicted, sat, self.mismatch, geometry_error)
         checks["expected_error"] = expected
         return Result(image, confidence(expected, self.e90), uncertainty, checks)
+
+
+CLIP_MARGIN_PX = 2  # camera pixels around a clipped one whose output the clipping shapes
+
+
+def _clipped_region(clip: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+    """Output pixels near a clipped camera pixel (any frame), on the output's grid."""
+    from scipy import ndimage
+
+    region = ndimage.binary_dilation(clip.any(axis=0), iterations=CLIP_MARGIN_PX)
+    up = shape[0] // region.shape[0]
+    return torch.from_numpy(np.kron(region, np.ones((up, up), bool))[: shape[0], : shape[1]])
 
 
 def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dict[str, float]:

@@ -90,6 +90,7 @@ class SetResult:
 
     image: np.ndarray
     confidence: float = math.nan  # learned methods only
+    error: np.ndarray | None = None  # learned methods: the error expected per SR pixel
     params: SIMParameters | None = None  # wiener-sim: the pattern estimated on this set
     wiener: float | None = None
     recon_ms: float = 0.0
@@ -122,6 +123,7 @@ class SetMethod:
     run: Callable[[np.ndarray, int], SetResult]
     patterned: bool  # estimates the pattern per set (its columns go into the SR table)
     wiener: WienerSets | None = None  # wiener-sim: its reference (set 0's estimate)
+    error_map: bool = False  # its results carry the error expected per SR pixel
 
     def __call__(self, frames: np.ndarray, t: int) -> SetResult:
         """Reconstruct one angle-major set ``(A·P, H, W)``, the input's set ``t``."""
@@ -192,9 +194,10 @@ def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMeth
 
     def infer(frames: np.ndarray, t: int) -> SetResult:
         result = model(frames)
-        return SetResult(result.image, confidence=result.confidence)
+        return SetResult(result.image, result.confidence, result.uncertainty)
 
-    return SetMethod(model.upscale, set_picker(source.layout, model.task.name, where), infer, False)
+    pick = set_picker(source.layout, model.task.name, where)
+    return SetMethod(model.upscale, pick, infer, False, error_map=model.has_uncertainty)
 
 
 def stored_raw(frames: np.ndarray, where: str) -> np.ndarray:
@@ -279,6 +282,7 @@ def create_output(
         extra_sr_columns=DEFAULT_SR_EXTRAS + pattern,
         n_sets=n_sets,
         camera=output_camera(source, optics),
+        sr_error=recon.error_map,
     )
 
 
@@ -299,7 +303,7 @@ def _write_store(
             for t, raw, rows, result in sets:
                 writer.write_set(t, stored_raw(raw, f"{source.source} set {t}"), rows)
                 time_s = rows[-1].get("time_s", math.nan) if rows else math.nan
-                writer.write_sr(t, result.image, result.sr_meta(t, time_s))
+                writer.write_sr(t, result.image, result.sr_meta(t, time_s), result.error)
                 entries.append(result.entry(t))
     except BaseException:
         if not entries:  # nothing of use was written: leave no output behind
@@ -457,16 +461,19 @@ def reconstruct_input(
     )
     if plot is not None:
         summary["plot"] = str(plot)
-    return _finish_summary(summary, out)
+    return _finish_summary(summary, out, recon.error_map)
 
 
-def _finish_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Where the SR images are in ``out``; a TIFF output's summary written beside it."""
+def _finish_summary(summary: dict[str, Any], out: Path, error_map: bool = False) -> dict[str, Any]:
+    """Where the SR images (and their error maps) are in ``out``; a TIFF output's summary
+    written beside it."""
     if is_tiff_output(out):
         summary["summary_path"] = str(sidecar_path(out))
         write_json(sidecar_path(out), summary)
     else:
         summary["sr_path"] = "sr/0"
+        if error_map:
+            summary["sr_error_path"] = "sr_error/0"
     return summary
 
 

@@ -37,6 +37,8 @@ class Durable:
         nodes += [self.path / a.path for a in self._sr_table.arrays.values()]
         if self._sr is not None:
             nodes += [self.path / "sr", self.path / self._sr.path]
+        if self._sr_error is not None:
+            nodes += [self.path / "sr_error", self.path / self._sr_error.path]
         return nodes
 
     def _sync_files(self, files: set[Path]) -> None:
@@ -187,7 +189,7 @@ class Durable:
     def _set_time_scale(self, interval: float | None) -> None:
         if not interval:
             return
-        for name in ("raw", "sr"):
+        for name in ("raw", "sr", "sr_error"):
             if name not in self._root:
                 continue
             group = self._root[name]

@@ -162,7 +162,10 @@ class ModelReconstructor:
         # how to build the same reconstructor elsewhere (the inference process)
         self.spec = (ModelReconstructor, (method, offset_adu, geometry, device))
         self._args = (method, device, offset_adu, geometry)
-        self.upscale = read_weights_meta(resolve_weights(method)).upscale
+        header = read_weights_meta(resolve_weights(method))
+        self.upscale = header.upscale
+        self.error_map = header.uncertainty  # its results carry an error map (last_error)
+        self.last_error: np.ndarray | None = None  # the latest result's expected error map
         self._model: Any = None
         self._fringe: Any = None  # the series' FringeTracker (3-frame SIM model), once loaded
         self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
@@ -189,6 +192,7 @@ class ModelReconstructor:
         start = time.perf_counter()
         result = model(frames, fringe=self._fringe)
         self.times_ms.append((time.perf_counter() - start) * 1000.0)
+        self.last_error = result.uncertainty
         return result.image, result.confidence
 
 
@@ -282,6 +286,7 @@ class SeriesWriter:
             sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
             camera=self.camera,
+            sr_error=isinstance(recon, ModelReconstructor) and recon.error_map,
             extra_frame_columns=EXTRA_FRAME_COLUMNS,
             extra_sr_columns=SR_EXTRA_COLUMNS
             + (
@@ -326,7 +331,8 @@ class SeriesWriter:
                 meta.update(
                     window_first_t=t - state.recon.window_sets + 1, window_frames=len(burst)
                 )
-            self.write_sr(state, t, sr, {**meta, "confidence": confidence})
+            error = getattr(state.recon, "last_error", None)
+            self.write_sr(state, t, sr, {**meta, "confidence": confidence}, error)
         if self.on_result:
             self.on_result(plan, frames, sr, info)
 
@@ -345,11 +351,19 @@ class SeriesWriter:
         state.sets += 1
         state.frames += len(frames)
 
-    def write_sr(self, state: SeriesState, t: int, sr: np.ndarray, meta: dict[str, Any]) -> None:
-        """Store the SR image of set ``t`` and its table row (time_s, recon_ms, pattern...)."""
+    def write_sr(
+        self,
+        state: SeriesState,
+        t: int,
+        sr: np.ndarray,
+        meta: dict[str, Any],
+        error: np.ndarray | None = None,
+    ) -> None:
+        """Store the SR image of set ``t``, its table row (time_s, recon_ms, pattern...) and
+        a learned model's expected error map (``sr_error``)."""
         if isinstance(state.recon, SIMReconstructor) and (params := state.recon.current_params()):
             meta = {**meta, **pattern_row(params)}
-        state.store.write_sr(t, sr, {"t": t, **meta})
+        state.store.write_sr(t, sr, {"t": t, **meta}, error)
         state.sr_images += 1
 
     def write_skipped(self, state: SeriesState, t: int, meta: dict[str, Any]) -> None:

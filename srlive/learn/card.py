@@ -110,6 +110,11 @@ def _command_lines(commands: list[str]) -> list[str]:
 
 
 def _loss_text(train: dict[str, Any]) -> str:
+    if train.get("error_head_only"):
+        return (
+            "0.1 × Laplace negative log-likelihood of the predicted error scale; the error head "
+            "alone trained"
+        )
     ssim = train.get("ssim_weight")
     extra = f" + {ssim:g} × (1 − SSIM)" if ssim else ""
     return (

@@ -68,6 +68,7 @@ class SRResult:
     stamps: dict[str, float]
     latency_ms: dict[str, float]
     raw_sum: np.ndarray | None = None  # widefield sum of the set, when asked for
+    error: np.ndarray | None = None  # a learned model's expected error per SR pixel
 
 
 @dataclass
@@ -106,6 +107,7 @@ class _Job:
     slot: Slot | None = None
     image: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    error: np.ndarray | None = None  # the SR image's expected error map
 
 
 class Pipeline:
@@ -321,23 +323,25 @@ class Pipeline:
             self.latency.record_display(result.stamps)
 
     # --- inference side (worker thread) -------------------------------------------------
-    def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float]:
+    def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """The SR image, its confidence and (learned models) its expected error map."""
         recon = slot.info["state"].recon
         window: list[Slot] | None = slot.info.get("window")
         if self.inference == "thread":
-            return recon(
+            image, confidence = recon(
                 slot.frames if window is None else np.concatenate([s.frames for s in window])
             )
+            return image, confidence, getattr(recon, "last_error", None)
         self.ensure_inference()
         if self._proc is None:
             raise RuntimeError("the inference process is closed")
         slots = slot.index if window is None else [s.index for s in window]
         image, confidence, compute_ms = self._proc.reconstruct(recon, slots, slot.n_frames)
         recon.times_ms.append(compute_ms)
-        return image, confidence
+        return image, confidence, getattr(recon, "last_error", None)
 
-    def _on_result(self, slot: Slot, result: tuple[np.ndarray, float]) -> None:
-        image, confidence = result
+    def _on_result(self, slot: Slot, result: tuple[np.ndarray, float, np.ndarray | None]) -> None:
+        image, confidence, error = result
         state: SeriesState = slot.info["state"]
         t, stamps = slot.info["t"], slot.info["stamps"]
         try:
@@ -356,7 +360,8 @@ class Pipeline:
         }
         if n_window := slot.info.get("window_sets"):
             meta.update(window_first_t=t - n_window + 1, window_frames=n_window * slot.n_frames)
-        self._jobs.put(_Job("sr", state, t, image=np.asarray(image, np.float32), meta=meta))
+        image = np.asarray(image, np.float32)
+        self._jobs.put(_Job("sr", state, t, image=image, meta=meta, error=error))
         sr = SRResult(
             slot.info["series"],
             t,
@@ -367,6 +372,7 @@ class Pipeline:
             stamps,
             latency,
             raw_sum,
+            error,
         )
         self.events.result.emit(sr)
 
@@ -424,7 +430,7 @@ class Pipeline:
             self._emit_metrics(job, slot)
         elif job.kind == "sr":
             assert job.image is not None
-            self.writer.write_sr(job.state, job.t, job.image, job.meta)
+            self.writer.write_sr(job.state, job.t, job.image, job.meta, job.error)
             self._tracker(name).confidence = job.meta["confidence"]
         else:
             if job.state.store.sr_method is not None:

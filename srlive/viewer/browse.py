@@ -18,7 +18,8 @@ import zarr
 from qtpy import QtCore, QtWidgets
 
 from srlive.storage import StoreDamagedError, StoreReader, open_store
-from srlive.viewer.live import RAW_MODES, ImagePanel
+from srlive.viewer.live import RAW_MODES
+from srlive.viewer.panels import ImagePanel
 
 RUN_SERIES = "run"
 

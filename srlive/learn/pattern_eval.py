@@ -112,6 +112,7 @@ def field_rows(
                 result.image,
                 confidence=result.confidence,
                 angles_found=found,
+                expected_error=result.checks.get("expected_error", float("nan")),
             )
     return rows
 
@@ -241,6 +242,9 @@ def _stress_rows(
                     "group": group,
                     **score(result.image, field.sr_target, microscope[1] / 2),
                     "confidence": result.confidence,
+                    "expected_error": result.checks.get("expected_error", float("nan")),
+                    "saturated_fraction": result.checks.get("saturated_fraction", 0.0),
+                    "geometry_mismatch": result.checks.get("geometry_mismatch", 0.0),
                 }
             )
     return rows

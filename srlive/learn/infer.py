@@ -86,12 +86,12 @@ def pick_precision(device: torch.device, precision: str = "auto") -> torch.dtype
 def dynamic_range(image: torch.Tensor, exclude: torch.Tensor | None = None) -> float:
     """Robust range of an image: 99.9th minus 0.1th percentile (on at most 64k samples),
     outside the ``exclude`` mask where it leaves enough of the image."""
-    flat = image.reshape(-1)
-    if exclude is not None and int((~exclude).sum()) >= 0.1 * flat.numel():
-        flat = flat[~exclude.reshape(-1)]
-    if flat.numel() > 65536:
-        flat = flat[:: flat.numel() // 65536]
-    low, high = torch.quantile(flat.float(), torch.tensor([0.001, 0.999]))
+    flat = image.detach().float().numpy().reshape(-1)  # one copy of a channels-last view
+    if exclude is not None and int((~exclude).sum()) >= 0.1 * flat.size:
+        flat = flat[~exclude.numpy().reshape(-1)]
+    if flat.size > 65536:
+        flat = flat[:: flat.size // 65536]
+    low, high = np.percentile(flat, [0.1, 99.9])
     return float(high - low)
 
 
@@ -119,6 +119,7 @@ class LearnedReconstructor:
         self.offset_adu = offset_adu
         trust = info.get("trust", {})
         self.e90 = float(trust.get("predicted_error_p90", math.nan))
+        self.pattern_missing_error = float(trust.get("pattern_missing_error", 0.0))
         self._jitter = float(info.get("sim", {}).get("period_jitter", SimSettings().period_jitter))
         self.geometry = geometry or Geometry()
         self.mismatch = self._mismatch(self.geometry)
@@ -266,7 +267,11 @@ class LearnedReconstructor:
             checks["predicted_error"] = predicted
         checks["geometry_mismatch"] = self.mismatch
         geometry_error = GEOMETRY_ERROR if self.ranged else SINGLE_GEOMETRY_ERROR
-        expected = expected_error(predicted, sat, self.mismatch, geometry_error)
+        missing = 0.0
+        if "pattern_angles_found" in checks:  # resolution no measured fringe gave
+            angles = len(self.task.pattern_frames) if self.task.inputs == "single-phase" else 3
+            missing = (1.0 - checks["pattern_angles_found"] / angles) * self.pattern_missing_error
+        expected = expected_error(predicted, sat, self.mismatch, geometry_error, missing)
         checks["expected_error"] = expected
         return Result(image, confidence(expected, self.e90), uncertainty, checks)
 
@@ -283,8 +288,56 @@ def _clipped_region(clip: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(np.kron(region, np.ones((up, up), bool))[: shape[0], : shape[1]])
 
 
+def _pair_recon(recon: LearnedReconstructor, info: dict) -> LearnedReconstructor:
+    """The model judged against a simulated pair's own microscope (pattern models' pairs
+    come from random microscopes)."""
+    g = info.get("geometry")
+    if g is None:
+        return recon
+    return recon.with_geometry(Geometry(g.pixel_nm, g.na, g.emission_nm, g.period_nm))
+
+
+def _relative_error(result: Result, target: np.ndarray) -> float:
+    """Mean |output − target| over the output's range: the actual counterpart of the
+    predicted error."""
+    image = torch.from_numpy(np.ascontiguousarray(result.image))
+    return float(np.abs(result.image - target).mean()) / max(dynamic_range(image), 1e-6)
+
+
+def pattern_missing_error(recon: LearnedReconstructor, n_pairs: int = 16, size: int = 128) -> float:
+    """How much error a pattern model's own prediction misses when no pattern is measured.
+
+    Held-in pairs are imaged with and without the pattern (the same sample and microscope);
+    over every set whose fringes were all found and every set where none was (no pattern, or
+    too dark or too fine to measure), the actual error (against the microscope's SIM limit)
+    exceeds the predicted one by more where none was found. The root of that difference of
+    mean squares is the error to add for a set with no fringe found
+    (:func:`srlive.learn.trust.expected_error`, pro rata for some angles not found).
+    """
+    from dataclasses import replace
+
+    from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair
+
+    base = PatternSimSettings(**{**recon.info.get("sim", {}), "field_sizes": (size,)})
+    excess: dict[int, list[float]] = {0: [], 3: []}  # angles found -> actual² − predicted²
+    for i in range(n_pairs):
+        for no_pattern in (0.0, 1.0):
+            settings = replace(base, no_pattern_fraction=no_pattern)
+            _, y, info = pattern_pair(size, 710_000_000 + i, settings, recon.task.inputs)
+            result = _pair_recon(recon, info)(info["frames"] + recon.offset_adu)
+            actual = _relative_error(result, y[-1] * info["norm_adu"])
+            predicted = result.checks["predicted_error"]
+            if info["angles_found"] in excess:
+                excess[info["angles_found"]].append(actual**2 - predicted**2)
+    if not excess[0] or not excess[3]:
+        return 0.0
+    return float(np.sqrt(max(float(np.mean(excess[0]) - np.mean(excess[3])), 0.0)))
+
+
 def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dict[str, float]:
-    """Typical predicted error on held-in data (new seeds); stored with the weights."""
+    """Typical predicted error on held-in data (new seeds), judged against each pair's own
+    microscope, and for pattern models the error a missing pattern adds
+    (:func:`pattern_missing_error`); stored with the weights."""
     from srlive.learn.data import make_pair
     from srlive.learn.train import save_weights
 
@@ -293,13 +346,15 @@ def calibrate_trust(path: str | Path, n_pairs: int = 32, size: int = 128) -> dic
     for i in range(n_pairs):
         x, _, info = make_pair(recon.task, size, seed=700_000_000 + i)
         frames = info["frames"] if recon.task.pattern_bands else x * info["norm_adu"]
-        result = recon(frames + recon.offset_adu)
+        result = _pair_recon(recon, info)(frames + recon.offset_adu)
         errors.append(result.checks.get("predicted_error", math.nan))
     trust = {
         "predicted_error_p50": float(np.nanmedian(errors)),
         "predicted_error_p90": float(np.nanpercentile(errors, 90)),
         "pairs": n_pairs,
     }
+    if recon.task.pattern_bands and recon.has_uncertainty:
+        trust["pattern_missing_error"] = pattern_missing_error(recon, size=size)
     save_weights(
         recon.model.cpu().to(memory_format=torch.contiguous_format),
         recon.task,

@@ -13,7 +13,11 @@ output's dynamic range (the scale PSNR and SSIM judge), and the terms add in qua
 * *geometry*: an acquisition ``Δ`` (relative distance) outside the geometry range the model
   was trained on adds ``Δ · GEOMETRY_ERROR`` (a model trained across a range of microscopes
   degrades gracefully beyond it); a model trained on one geometry adds ``Δ ·
-  SINGLE_GEOMETRY_ERROR`` for a distance beyond its small tolerance.
+  SINGLE_GEOMETRY_ERROR`` for a distance beyond its small tolerance;
+* *pattern not measured* (SIM models): each angle whose fringe was not found adds its share
+  of the error a missing pattern causes beyond what the model predicts, calibrated on
+  held-in pairs imaged with and without the pattern (``pattern_missing_error`` in the
+  weights' trust record, :func:`srlive.learn.infer.pattern_missing_error`).
 
 ``confidence = 1 / (1 + (E / e₉₀)²)``, ``E`` the quadrature sum and ``e₉₀`` the 90th
 percentile of ``e`` on held-in simulated data (stored with the weights): 0.5 means "as
@@ -32,10 +36,19 @@ DEFAULT_E90 = 0.05  # the reference error of a model without a trust calibration
 
 
 def expected_error(
-    predicted: float, saturated: float, mismatch: float, geometry_error: float = GEOMETRY_ERROR
+    predicted: float,
+    saturated: float,
+    mismatch: float,
+    geometry_error: float = GEOMETRY_ERROR,
+    missing_pattern: float = 0.0,
 ) -> float:
     """The quadrature sum of the predicted error (NaN: none) and the input checks' terms."""
-    terms = (predicted, saturated * SATURATED_PIXEL_ERROR, mismatch * geometry_error)
+    terms = (
+        predicted,
+        saturated * SATURATED_PIXEL_ERROR,
+        mismatch * geometry_error,
+        missing_pattern,
+    )
     return math.sqrt(sum(t * t for t in terms if math.isfinite(t)))
 
 

@@ -53,7 +53,8 @@ def poisson_by_inversion(lam: np.ndarray, rng: np.random.Generator) -> np.ndarra
             t_cdf += t_term
             beyond = t_u > t_cdf
             flat[tail[beyond]] += 1
-            tail, t_lam, t_term, t_cdf, t_u = (a[beyond] for a in (tail, t_lam, t_term, t_cdf, t_u))
+            tail, t_lam, t_term = tail[beyond], t_lam[beyond], t_term[beyond]
+            t_cdf, t_u = t_cdf[beyond], t_u[beyond]
     return count
 
 

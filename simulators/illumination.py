@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
+from srlive.acquisition.slm_patterns import draw_grating  # what srlive shows on the SLM
+
 MIN_ORDER_POWER = 0.01  # fraction of the SLM's diffracted power
 
 
@@ -73,27 +75,6 @@ def grid_coordinates(shape: tuple[int, int], pixel_nm: float) -> tuple[np.ndarra
     y = (np.arange(shape[0]) - (shape[0] - 1) / 2) * pixel_nm
     x = (np.arange(shape[1]) - (shape[1] - 1) / 2) * pixel_nm
     return y[:, None], x[None, :]
-
-
-def draw_grating(
-    shape_slm: tuple[int, int],
-    period_px: float,
-    angle_rad: float,
-    phase_rad: float,
-    dtype: type = np.uint8,
-) -> np.ndarray:
-    """A binary grating (0/255) whose fringe at the sample has this angle and phase.
-
-    ``period_px`` is the grating period in SLM pixels; the ±1 orders interfere into a fringe
-    of period ``period_px/2`` SLM pixels. Shifting the grating by ``period·φ/(4π)`` shifts the
-    fringe phase by φ.
-    """
-    y, x = grid_coordinates(shape_slm, 1.0)
-    along = x * np.cos(angle_rad) + y * np.sin(angle_rad)
-    # on where cos(2π·along/period + φ/2) > 0, as a half-open interval so that integer
-    # periods keep an exact 50 % duty cycle (no pixel sits on a tie)
-    cycles = np.round(along / period_px + phase_rad / (4 * np.pi) + 0.25, 9) % 1.0
-    return np.where(cycles < 0.5, 255, 0).astype(dtype)
 
 
 def _zoom_dft(field: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:

@@ -234,7 +234,7 @@ class Profile(_Strict):
 
     def check_power(self, line: int, power_mw: float) -> None:
         """Raise :class:`SafetyError` if ``power_mw`` is outside the profile's limits."""
-        from srlive.safety import SafetyError
+        from srlive.errors import SafetyError
 
         if line not in self.limits.max_power_mw:
             raise SafetyError(f"laser line {line} nm is not in profile {self.name!r}")
@@ -246,7 +246,7 @@ class Profile(_Strict):
 
     def check_exposure(self, exposure_ms: float) -> None:
         """Raise :class:`SafetyError` if the exposure is outside the profile's limits."""
-        from srlive.safety import SafetyError
+        from srlive.errors import SafetyError
 
         lo, hi = self.limits.min_exposure_ms, self.limits.max_exposure_ms
         if not (lo <= exposure_ms <= hi):

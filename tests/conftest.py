@@ -37,6 +37,6 @@ def core(scope):
 @pytest.fixture(scope="session")
 def make_sim9_store():
     """``make_sim9_store(path, n_sets, size, seed=0) -> path``: a small simulated sim9 store."""
-    from srlive.recon.bench_distributed import synthetic_sim_store
+    from simulators.stores import synthetic_sim_store
 
     return synthetic_sim_store

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -16,11 +17,11 @@ import pytest
 import yaml
 import zarr
 
-import srlive.acquisition.acquire as acquire_module
-from srlive.acquisition.acquire import acquire
+import srlive.pipeline.run_protocol as acquire_module
 from srlive.acquisition.engine import DoseBudgetExceeded, Engine, SetPlan
 from srlive.acquisition.modalities import MODALITIES, get_modality, slm_images
 from srlive.acquisition.protocol import ProtocolError
+from srlive.pipeline.run_protocol import acquire
 from srlive.storage.omezarr import open_store
 
 SMALL = [("SimHub", "FrameSize", "64"), ("SimHub", "Motion", "Off")]
@@ -59,9 +60,9 @@ def test_each_modality_end_to_end(tmp_path, name):
         },
     )
     summary = acquire(path, out=tmp_path / "out.zarr", properties=SMALL)
-    assert summary["complete"] and summary["lasers_on_at_end"] == []
-    assert summary["raw_frames_acquired"] == summary["raw_frames_stored"] == 2 * frames
-    (series,) = summary["series"]
+    assert summary.complete and summary.lasers_on_at_end == []
+    assert summary.raw_frames_acquired == summary.raw_frames_stored == 2 * frames
+    (series,) = summary.series
     reader = open_store(tmp_path / "out.zarr" / series)
     assert reader.n_sets == 2 and (reader.n_angles, reader.n_phases) == layout
     raw = reader.read_sets()
@@ -85,13 +86,13 @@ def test_protocol_2_positions_3_timepoints_2_channels_exact(tmp_path):
     summary = acquire(
         ROOT / "protocols" / "multiposition_wf_sim.yaml", out=tmp_path / "mp.zarr", properties=SMALL
     )
-    assert summary["sets_planned"] == summary["sets_completed"] == 12
-    assert summary["raw_frames_acquired"] == summary["raw_frames_stored"] == 3 * 2 * (9 + 1)
-    assert set(summary["series"]) == {"p0_c488", "p0_c561", "p1_c488", "p1_c561"}
-    for name, info in summary["series"].items():
+    assert summary.sets_planned == summary.sets_completed == 12
+    assert summary.raw_frames_acquired == summary.raw_frames_stored == 3 * 2 * (9 + 1)
+    assert set(summary.series) == {"p0_c488", "p0_c561", "p1_c488", "p1_c561"}
+    for name, info in summary.series.items():
         reader = open_store(tmp_path / "mp.zarr" / name)
         per_set = 9 if name.endswith("488") else 1
-        assert info["frames"] == reader.n_frames == 3 * per_set
+        assert info.frames == reader.n_frames == 3 * per_set
         table = reader.frames
         assert list(table["t"]) == [t for t in range(3) for _ in range(per_set)]
         expected_x = 0.0 if name.startswith("p0") else 40.0
@@ -123,10 +124,37 @@ def test_a_plain_useq_schema_file_is_a_protocol(tmp_path):
     for source in (path, yaml_path):
         out = tmp_path / f"{source.suffix[1:]}.zarr"
         summary = acquire(source, out=out, properties=SMALL)
-        assert summary["complete"]
-        assert summary["sets_planned"] == summary["sets_completed"] == 6
-        assert set(summary["series"]) == {"p0_c488", "p1_c488"}
-        assert summary["raw_frames_stored"] == 6 * 9  # the default modality: sim9
+        assert summary.complete
+        assert summary.sets_planned == summary.sets_completed == 6
+        assert set(summary.series) == {"p0_c488", "p1_c488"}
+        assert summary.raw_frames_stored == 6 * 9  # the default modality: sim9
+
+
+def test_a_protocol_reconstructs_every_set_off_the_acquisition_thread(tmp_path):
+    """Protocols run through the same runner as live runs: engine -> ring -> writer thread and
+    inference worker; every set is reconstructed (none skipped), never on the acquiring one."""
+    path = _protocol(
+        tmp_path,
+        {
+            "mda": {"time_plan": {"interval": 0, "loops": 4}, "channels": [{"config": "488"}]},
+            "srlive": {"channels": {"488": {"modality": "sim9", "exposure_ms": 1}}},
+        },
+    )
+    acquiring = threading.current_thread()
+    seen: list[tuple[int, str]] = []
+    summary = acquire(
+        path,
+        out=tmp_path / "off.zarr",
+        properties=SMALL,
+        on_result=lambda r: seen.append((r.t, threading.current_thread().name)),
+    )
+    assert summary.complete and summary.sr_images == 4 and summary.sr_skipped == 0
+    assert sorted(t for t, _ in seen) == [0, 1, 2, 3]
+    threads = {name for _, name in seen}
+    assert acquiring.name not in threads and threads == {"srlive-inference"}
+    assert summary.pipeline["inference"] == "process"  # the model ran in a child process
+    reader = open_store(tmp_path / "off.zarr" / "p0_c488")
+    assert reader.sr_status() == {t: "reconstructed" for t in range(4)}
 
 
 def test_store_validates_as_ome_zarr_05(tmp_path):
@@ -168,7 +196,7 @@ def test_invalid_protocol_touches_no_device(tmp_path, monkeypatch):
                 "mda": {"channels": [{"config": "488"}]},
                 "srlive": {"channels": {"488": {"reconstruction": "localization"}}},
             },
-            "not available",
+            "unknown reconstruction method 'localization'",
         ),
         ({"srlive": {}}, "'mda' section"),
     ]
@@ -341,8 +369,8 @@ def test_kill_9_leaves_every_flushed_frame_intact(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "protocols").glob("*.yaml")), ids=lambda p: p.stem)
 def test_example_protocols_validate(path):
-    from srlive.acquisition.acquire import validate
     from srlive.acquisition.plan import build_plans
+    from srlive.pipeline.run_protocol import validate
 
     protocol, profile = validate(path, None)
     plans, channels = build_plans(protocol, profile, (1536, 2048))

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import zarr
 
+from simulators.stores import synthetic_sim_store
 from srlive.cli import main
-from srlive.recon.bench_distributed import synthetic_sim_store
 from srlive.recon.distributed import reconstruct_distributed
 from srlive.recon.offline import reconstruct_input
 from srlive.storage import open_store

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 
 from simulators.sim_fields import SIM_PRIOR_FREE_KINDS, prior_free_density
-from srlive.learn.evaluate import _patterns, make_field
-from srlive.learn.geometry import Geometry
-from srlive.learn.infer import LearnedReconstructor
+from srlive.io.real_sim import DEFAULT_REAL_INPUT
+from srlive.learn.eval_fields import _patterns, make_field
 from srlive.learn.pattern_eval import evaluate_pattern_use
-from srlive.learn.pattern_input import BandGeometry
 from srlive.learn.real_eval import real_data_agreement
 from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair, sim_limit_otf
-from srlive.learn.single_phase_input import (
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.learned.infer import LearnedReconstructor
+from srlive.recon.learned.pattern_input import BandGeometry
+from srlive.recon.learned.single_phase_input import (
     DEMODULATED,
     FringeTracker,
     demodulated_planes,
     single_phase_features,
 )
-from srlive.recon.bench import DEFAULT_REAL_INPUT
 from srlive.recon.single_phase import estimate_single_phase, measure_at
 
 DEFAULT = BandGeometry(65.0, 1.49, 510.0, 195.0)

@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 
 from simulators.sim_fields import SIM_PRIOR_FREE_KINDS, prior_free_density
-from srlive.learn.evaluate import make_field
-from srlive.learn.geometry import Geometry
-from srlive.learn.infer import LearnedReconstructor
+from srlive.io.real_sim import DEFAULT_REAL_INPUT
+from srlive.learn.eval_fields import make_field
 from srlive.learn.pattern_eval import evaluate_pattern_use
-from srlive.learn.pattern_input import SIDE_BANDS, BandGeometry, band_features, remove_pattern
 from srlive.learn.real_eval import real_data_agreement
 from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair
-from srlive.recon.bench import DEFAULT_REAL_INPUT
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.learned.infer import LearnedReconstructor
+from srlive.recon.learned.pattern_input import (
+    SIDE_BANDS,
+    BandGeometry,
+    band_features,
+    remove_pattern,
+)
 from srlive.recon.optics import NominalPattern
 from srlive.recon.wiener_sim import WienerSIM
 
@@ -123,7 +128,7 @@ def test_dl_sim9_agrees_with_a_third_partys_sim_on_real_data(sim9) -> None:
 
 
 def test_the_fringe_of_one_phase_per_angle_sets_is_measured_in_the_frames() -> None:
-    from srlive.learn.evaluate import _patterns
+    from srlive.learn.eval_fields import _patterns
     from srlive.recon.single_phase import estimate_single_phase
 
     density = prior_free_density("texture", (256, 256), 32.5, seed=2)

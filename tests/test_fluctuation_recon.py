@@ -16,7 +16,7 @@ from srlive.recon.fluctuation.esrrf import (
     magnify,
     radial_gradient_convergence,
 )
-from srlive.recon.fluctuation.sweep import normalised_resolution
+from srlive.recon.fluctuation.sweep import GRID_LIMIT_FRACTION, normalised_resolution
 
 # the package exports the function esrrf, which hides its module of the same name
 esrrf_module = importlib.import_module("srlive.recon.fluctuation.esrrf")
@@ -307,3 +307,17 @@ def test_normalised_resolution_logistic():
     assert normalised_resolution(200, (50, 200)) == pytest.approx(0.075)
     assert normalised_resolution(125, (50, 200)) == pytest.approx(0.5)
     assert normalised_resolution(float("inf"), (50, 200)) == 0.0
+
+
+def test_sweep_does_not_pick_a_resolution_at_the_grid_limit():
+    """Decorrelation peaks at the 5x grid's edge for r=1 (41.7 nm on a 20 nm grid, the limit
+    being 40 nm); the sweep used to pick that set for its 'resolution'."""
+    rng = np.random.default_rng(0)
+    points = [tuple(p) for p in rng.uniform(4, 28, (12, 2))]
+    burst = blinking_burst(points, (32, 32), 40, seed=0)
+    result = sweep_esrrf(burst, (5,), (1.0, 2.0), (1, 4), pixel_nm=100.0)
+    limit = 2 * 100.0 / 5 / GRID_LIMIT_FRACTION
+    flagged = [r for r in result.rows if r.at_grid_limit]
+    assert flagged and all(r.resolution_nm <= limit and r.qnr == 0 for r in flagged)
+    assert not result.best.at_grid_limit and result.best.resolution_nm > limit
+    assert result.best.qnr == max(r.qnr for r in result.rows) > 0

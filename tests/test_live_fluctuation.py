@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srlive.acquisition.live import _blinking_sample
-from srlive.acquisition.session import LiveSession, LiveSettings
 from srlive.cli import main
-from srlive.cli_fluctuation import HELP_DEFAULTS
+from srlive.pipeline.run_live import _blinking_sample
+from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.recon.fluctuation.method import (
     FluctuationSettings,
     RollingWindow,
     fluctuation_settings,
 )
+from srlive.recon.fluctuation.options import HELP_DEFAULTS
 from srlive.storage.omezarr import open_store
 
 
@@ -52,9 +52,9 @@ def test_windows_are_the_last_sets_in_order_and_every_frame_is_stored(
     finally:
         summary = session.close()
     assert ring.free_count() == ring.n_slots  # no window kept a slot after the run
-    assert summary["raw_frames_acquired"] == summary["raw_frames_stored"] == 36
-    assert summary["sr_images"] + summary["sr_skipped"] == 9
-    assert summary["sr_skipped"] - session.pipeline.worker.skipped == 2  # filling the window
+    assert summary.raw_frames_acquired == summary.raw_frames_stored == 36
+    assert summary.sr_images + summary.sr_skipped == 9
+    assert summary.sr_skipped - session.pipeline.worker.skipped == 2  # filling the window
     store = open_store(tmp_path / "f.zarr")
     status = store.sr_status()
     assert status[0] == status[1] == "skipped"  # no full window before the third set
@@ -86,7 +86,7 @@ def test_a_second_run_starts_a_new_window(scope, tmp_path) -> None:
     assert status[0] == status[3] == "skipped"
     # sets 0 and 3 open a window: the gap between the runs is not bridged (the other skips
     # are latest-wins skips of the worker)
-    assert summary["sr_skipped"] - worker.skipped == 2
+    assert summary.sr_skipped - worker.skipped == 2
 
 
 def test_a_fluctuation_run_makes_the_simulated_dyes_blink_unless_told_not_to(scope) -> None:

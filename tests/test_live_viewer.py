@@ -16,10 +16,12 @@ import pytest
 pytest.importorskip("pytestqt")
 from qtpy import QtGui
 
-from srlive.acquisition.session import LiveSession, LiveSettings
-from srlive.safety import SafetyError
+from srlive.errors import SafetyError
+from srlive.optimize.decision import Decision
+from srlive.pipeline.session import LiveSession, LiveSettings
+from srlive.recon.set_metrics import SetMetrics
 from srlive.viewer.attach import attach_session
-from srlive.viewer.live import LiveViewer
+from srlive.viewer.window import LiveViewer
 
 
 class StepOptimizer:
@@ -28,13 +30,17 @@ class StepOptimizer:
     def __init__(self) -> None:
         self.n = 0
 
-    def observe(self, metrics: dict) -> None:
+    def warm_up(self) -> None:
         pass
 
-    def propose(self) -> dict | None:
+    def observe(self, metrics: SetMetrics, sr: object = None) -> None:
+        pass
+
+    def propose(self, metrics: SetMetrics) -> Decision:
         self.n += 1
         power = 20.0 if self.n % 2 else 12.0
-        return {"power_mw": power, "exposure_ms": 1.0 + 0.5 * (self.n % 3), "reason": "demo"}
+        exposure = 1.0 + 0.5 * (self.n % 3)
+        return Decision(metrics.t + 1, metrics.series, power, exposure, None, "demo")
 
 
 @pytest.fixture
@@ -155,7 +161,7 @@ def test_snap_start_stop_and_screenshot(qtbot, live, scope, tmp_path) -> None:
     assert not any(scope.laser_is_on(line) for line in scope.profile.laser_lines)
     # the store kept every raw frame; the plots saw real signal and bleaching
     summary = session.close()
-    assert summary["raw_frames_stored"] == summary["raw_frames_acquired"] > 0
+    assert summary.raw_frames_stored == summary.raw_frames_acquired > 0
     panel = viewer.optimizer_panel
     signal = np.array(panel.signal.y_left)
     surviving = np.array(panel.signal.y_right)
@@ -180,8 +186,8 @@ def test_device_errors_reach_the_status_line(qtbot, live) -> None:
 def test_srlive_run_window_stays_open_for_snap_and_closes_cleanly(qtbot, tmp_path) -> None:
     from qtpy import QtCore, QtWidgets
 
-    from srlive.acquisition.live import RunSettings
-    from srlive.cli import _run_with_window
+    from srlive.cli.run import _run_with_window
+    from srlive.pipeline.run_live import RunSettings
 
     settings = RunSettings(
         modality="sim9",

@@ -13,17 +13,19 @@ import yaml
 from simulators.camera_model import CameraModel
 from simulators.devices import SimCamera
 from simulators.world import SimulatedWorld
-from srlive.acquisition.acquire import acquire
-from srlive.optimize.metrics import (
+from srlive.optimize.advisors import SeriesAdvisor
+from srlive.optimize.decision import Decision
+from srlive.optimize.optimizer import Optimizer, SearchSpace
+from srlive.optimize.prior import load_prior
+from srlive.optimize.store import read_records, read_table
+from srlive.pipeline.run_protocol import acquire
+from srlive.recon.set_metrics import (
     NoiseModel,
     fit_bleaching,
     motion_px,
     set_metrics,
     snr,
 )
-from srlive.optimize.optimizer import Optimizer, SearchSpace
-from srlive.optimize.prior import load_prior
-from srlive.optimize.store import read_records, read_table
 
 SMALL = [("SimHub", "FrameSize", "64"), ("SimHub", "Motion", "Off")]
 
@@ -227,31 +229,31 @@ def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
         loops=10,
         budget=6.0,
     )
-    seen: list[tuple[dict, str]] = []
+    seen: list[tuple[Decision, str]] = []
     summary = acquire(
         path,
         out=tmp_path / "out.zarr",
         properties=[*SMALL, ("SimHub", "BrightnessPhotonsPerMWms", "0.05")],
         on_decision=lambda d: seen.append((d, threading.current_thread().name)),
     )
-    assert summary["lasers_on_at_end"] == []
+    assert summary.lasers_on_at_end == []
     limits = profile.limits
     assert received["power"] and received["exposure"]
     assert max(received["power"]) <= min(60.0, limits.max_power_mw[488]) + 1e-9
     assert max(received["power"]) > 30.0  # it did explore up towards its cap
     if policy == "steady":  # one setting from timepoint 4 on (none reaches the target)
-        assert any(d.get("reason", "").startswith("steady:") for d, _ in seen)
+        assert any(d.reason.startswith("steady:") for d, _ in seen)
     assert min(received["exposure"]) >= limits.min_exposure_ms
     assert max(received["exposure"]) <= limits.max_exposure_ms
-    assert summary["dose_mj"]["0"] <= 6.0 + 1e-9  # the budget is never exceeded
+    assert summary.dose_mj["0"] <= 6.0 + 1e-9  # the budget is never exceeded
     # decisions were made on the optimizer's worker, not on the acquisition (this) thread
-    worker_decisions = [d for d, _ in seen if "decision_ms" in d]
+    worker_decisions = [d for d, _ in seen if d.decision_ms is not None]
     assert worker_decisions
-    assert all(name.startswith("srlive-optimizer") for d, name in seen if "decision_ms" in d)
-    assert threading.current_thread().name not in {d["thread"] for d in worker_decisions}
+    assert all(name.startswith("srlive-optimizer") for d, name in seen if d.decision_ms)
+    assert threading.current_thread().name not in {d.details["thread"] for d in worker_decisions}
     # ... and stored with the data, readable
     table = read_table(tmp_path / "out.zarr" / "p0_c488")
-    sets = summary["series"]["p0_c488"]["sets"]
+    sets = summary.series["p0_c488"].sets
     assert len(table["t"]) == sets and list(table["t"]) == list(range(sets))
     assert table["reason"][0].startswith("initial")
     assert np.all(table["applied_power_mw"] <= 60.0 + 1e-9)
@@ -259,24 +261,22 @@ def test_optimized_acquisition_stays_in_limits_stores_decisions_off_thread(
     assert records[1]["observed"]["t"] == 0 and "snr" in records[1]["observed"]
     metrics = read_table(tmp_path / "out.zarr" / "p0_c488", "optimizer_metrics")
     assert len(metrics["snr"]) >= sets - 1 and np.isfinite(metrics["signal_e"]).all()
-    assert summary["optimizer"]["p0_c488"]["errors"] == []
+    assert summary.optimizer["p0_c488"]["errors"] == []
 
 
 def test_decision_late_keeps_previous_setting(tmp_path, monkeypatch):
     """A decision that misses its deadline: the previous setting is kept and logged late."""
-    from srlive.optimize import control
+    original = SeriesAdvisor.observe
 
-    original = control.DecisionWorker._process
-
-    def slow(self, job):
+    def slow(self, metrics, sr):
         threading.Event().wait(0.5)
-        return original(self, job)
+        return original(self, metrics, sr)
 
-    monkeypatch.setattr(control.DecisionWorker, "_process", slow)
+    monkeypatch.setattr(SeriesAdvisor, "observe", slow)
     path = _protocol(tmp_path, {"goal": "min-dose-at-quality", "decision_timeout_s": 0.0}, loops=3)
     summary = acquire(path, out=tmp_path / "late.zarr", properties=SMALL)
     table = read_table(tmp_path / "late.zarr" / "p0_c488")
-    assert summary["optimizer"]["p0_c488"]["late"] >= 1
+    assert summary.optimizer["p0_c488"]["late"] >= 1
     late = np.nonzero(table["late"] == 1)[0]
     assert late.size and late.min() >= 1
     power, exposure = table["applied_power_mw"], table["applied_exposure_ms"]
@@ -304,7 +304,7 @@ def test_live_run_with_the_optimizer_stays_in_limits_and_stores_its_decisions(
     for label, prop, value in SMALL:
         args += ["--set", f"{label}.{prop}={value}"]
     assert main(args) == 0
-    records = read_records(out)
+    records = read_records(out / "sim9")  # the series the decisions were made for
     assert records, "the optimizer made no decision in 25 sets"
     # the default 20 mW is far more light than this bright sample needs at the default
     # target: the optimizer turned the power down, within the profile's limits
@@ -312,4 +312,4 @@ def test_live_run_with_the_optimizer_stays_in_limits_and_stores_its_decisions(
     assert max(received["power"]) <= profile.limits.max_power_mw[488]
     assert all(0 < r["power_mw"] <= profile.limits.max_power_mw[488] for r in records)
     assert all(r["reason"] for r in records)
-    assert np.array_equal(read_table(out)["t"], [r["t"] for r in records])
+    assert np.array_equal(read_table(out / "sim9")["t"], [r["t"] for r in records])

@@ -18,9 +18,8 @@ from simulators.camera_model import CameraModel
 from srlive.acquisition.engine import Engine
 from srlive.acquisition.modalities import get_modality, slm_images
 from srlive.acquisition.plan import repeated_sets
-from srlive.acquisition.session import LiveSession, LiveSettings
-from srlive.acquisition.writer import ModelReconstructor
-from srlive.optimize.metrics import NoiseModel
+from srlive.errors import SafetyError
+from srlive.optimize.decision import Decision
 from srlive.pipeline.cpus import (
     allowed,
     lower_current_thread_priority,
@@ -28,10 +27,12 @@ from srlive.pipeline.cpus import (
     pin_current_thread,
 )
 from srlive.pipeline.latency import STAGES, LatencyTracker, intervals_ms, ordered
-from srlive.pipeline.metrics import SignalTracker
 from srlive.pipeline.process import InferenceProcess
 from srlive.pipeline.ring import SetRing
-from srlive.safety import SafetyError
+from srlive.pipeline.session import LiveSession, LiveSettings
+from srlive.pipeline.signal_tracker import SignalTracker
+from srlive.recon.set_metrics import NoiseModel, SetMetrics
+from srlive.recon.streaming import ModelReconstructor
 from srlive.storage import open_store
 
 
@@ -119,15 +120,15 @@ def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path
             session.mark_displayed(r)
     finally:
         summary = session.close()
-    assert summary["raw_frames_acquired"] == 120
-    assert summary["raw_frames_stored"] == 120 and summary["raw_frames_dropped"] == 0
-    assert summary["sr_skipped"] > 0  # the model is slower than 3 frames at 0.1 ms
-    assert summary["sr_images"] + summary["sr_skipped"] == 40
-    assert summary["lasers_on_at_end"] == []
+    assert summary.raw_frames_acquired == 120
+    assert summary.raw_frames_stored == 120 and summary.raw_frames_dropped == 0
+    assert summary.sr_skipped > 0  # the model is slower than 3 frames at 0.1 ms
+    assert summary.sr_images + summary.sr_skipped == 40
+    assert summary.lasers_on_at_end == []
     store = open_store(tmp_path / "live.zarr")
     status = store.sr_status()
     assert sorted(status) == list(range(40)) and status[39] == "reconstructed"
-    assert list(status.values()).count("skipped") == summary["sr_skipped"]
+    assert list(status.values()).count("skipped") == summary.sr_skipped
     for t, state in status.items():
         assert np.isnan(store.read_sr(t)).all() == (state == "skipped")
     # every stored raw frame is the frame the camera made
@@ -142,22 +143,22 @@ def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path
     assert all("displayed" in r.stamps for r in results[:3])
     assert np.all(store.frames["exposure_end_s"] <= store.frames["time_s"])
     assert np.all(np.diff(store.frames["exposure_end_s"]) > 0)
-    lat = summary["pipeline"]["latency_ms"]
+    lat = summary.pipeline["latency_ms"]
     assert lat["to_result"]["n"] == len(results) and lat["to_display"]["n"] == 3
 
 
 def test_the_model_is_loaded_only_in_the_inference_process(scope, tmp_path) -> None:
-    from srlive.learn import infer
+    from srlive.recon.learned import infer
 
     cached = set(infer._CACHE)  # models earlier tests loaded in this process
     session = _session(scope, tmp_path, threads=1)  # inference="process", the default
     try:
         session.start(3)
         assert session.wait(300)
-        recon = session.writer.series["run"].recon
+        recon = session.writer.series["sim3"].recon
     finally:
         summary = session.close()
-    assert summary["sr_images"] >= 1
+    assert summary.sr_images >= 1
     assert isinstance(recon, ModelReconstructor) and recon.upscale == 2
     assert not recon.loaded  # the parent read the weights' header only
     assert set(infer._CACHE) == cached  # nor did anything else here load a model
@@ -231,19 +232,23 @@ def test_session_settings_pass_limits_and_reach_the_core(scope, tmp_path) -> Non
 
 
 class StepOptimizer:
-    """A stand-in for issue 6's optimizer: proposes a fixed list of powers, one per set."""
+    """A stand-in advisor: proposes a fixed list of powers, one per set."""
 
     def __init__(self, powers: list[float]) -> None:
         self.powers = list(powers)
-        self.observed: list[dict] = []
+        self.observed: list[SetMetrics] = []
 
-    def observe(self, metrics: dict) -> None:
+    def warm_up(self) -> None:
+        pass
+
+    def observe(self, metrics: SetMetrics, sr: object = None) -> None:
         self.observed.append(metrics)
 
-    def propose(self) -> dict | None:
+    def propose(self, metrics: SetMetrics) -> Decision | None:
         if not self.powers:
             return None
-        return {"power_mw": self.powers.pop(0), "exposure_ms": 2.0, "reason": "test step"}
+        power = self.powers.pop(0)
+        return Decision(metrics.t + 1, metrics.series, power, 2.0, None, "test step")
 
 
 def test_optimizer_decisions_are_applied_within_limits(scope, tmp_path) -> None:
@@ -259,15 +264,16 @@ def test_optimizer_decisions_are_applied_within_limits(scope, tmp_path) -> None:
         assert session.wait(60)
     finally:
         session.close()
-    assert [d["power_mw"] for d in decisions] == [10.0, 15.0]
-    assert all("t" in d and d["reason"] == "test step" for d in decisions)
+    assert [d.power_mw for d in decisions] == [10.0, 15.0]
+    assert all(d.t is not None and d.reason == "test step" for d in decisions)
     assert any("900" in e and "refused" in e for e in errors)
     powers = set(np.unique(open_store(tmp_path / "live.zarr").frames["power_mw_488"]))
     assert powers <= {20.0, 10.0, 15.0} and 900.0 not in powers
-    assert opt.observed and {"signal", "surviving_fraction", "snr"} <= set(opt.observed[0])
+    first = opt.observed[0]
+    assert first.series == "widefield" and first.signal > 0 and first.surviving_fraction == 1.0
 
 
-def test_modality_change_opens_a_sub_series(scope, tmp_path) -> None:
+def test_each_modality_is_a_series_of_the_run_store(scope, tmp_path) -> None:
     session = _session(scope, tmp_path, modality="widefield", exposure_ms=1.0)
     try:
         session.snap()
@@ -277,10 +283,11 @@ def test_modality_change_opens_a_sub_series(scope, tmp_path) -> None:
         assert session.wait(60)
     finally:
         summary = session.close()
-    assert summary["raw_frames_stored"] == summary["raw_frames_acquired"] == 10
+    assert summary.raw_frames_stored == summary.raw_frames_acquired == 10
     root = zarr.open_group(str(tmp_path / "live.zarr"), mode="r")
-    assert root["raw/0"].shape[:2] == (1, 1) and root["sim9/raw/0"].shape[:2] == (1, 9)
+    assert root["widefield/raw/0"].shape[:2] == (1, 1) and root["sim9/raw/0"].shape[:2] == (1, 9)
     assert open_store(tmp_path / "live.zarr" / "sim9").sr_status() == {0: "reconstructed"}
+    assert summary.complete and root.attrs["srlive"]["series"] == ["sim9", "widefield"]
 
 
 def test_signal_tracker_follows_brightness_and_bleaching() -> None:
@@ -293,15 +300,16 @@ def test_signal_tracker_follows_brightness_and_bleaching() -> None:
         return np.stack([camera.expose(structure * light * left, 10.0, rng) for _ in range(3)])
 
     tracker = SignalTracker(noise)
-    first = tracker.update(0, 0.0, frames(200.0, 1.0), power_mw=20.0, exposure_ms=10.0)
-    assert first["signal"] == pytest.approx(camera.qe * 200.0, rel=0.05)
-    assert first["surviving_fraction"] == pytest.approx(1.0)
-    assert first["snr"] == pytest.approx(160.0 / math.sqrt(160.0 + 1.6**2), rel=0.1)
+    first = tracker.update("s", "sim3", 0, 0.0, frames(200.0, 1.0), 20.0, 10.0)
+    assert first.signal == pytest.approx(camera.qe * 200.0, rel=0.05)
+    assert first.surviving_fraction == pytest.approx(1.0)
+    assert first.snr == pytest.approx(160.0 / math.sqrt(160.0 + 1.6**2), rel=0.1)
     # half the power x exposure and 80% of the fluorophores left: 0.4 x the signal
-    later = tracker.update(1, 1.0, frames(100.0, 0.8), power_mw=10.0, exposure_ms=10.0)
-    assert later["signal"] == pytest.approx(0.4 * first["signal"], rel=0.05)
-    assert later["surviving_fraction"] == pytest.approx(0.8, abs=0.03)
-    assert later["bleaching"] == pytest.approx(0.2, abs=0.03)
+    later = tracker.update("s", "sim3", 1, 1.0, frames(100.0, 0.8), 10.0, 10.0)
+    assert later.signal == pytest.approx(0.4 * first.signal, rel=0.05)
+    assert later.surviving_fraction == pytest.approx(0.8, abs=0.03)
+    assert later.bleaching == pytest.approx(0.2, abs=0.03)
+    assert later.to_dict()["bleaching"] == later.bleaching
 
 
 def test_latency_tracker_percentiles_and_order() -> None:

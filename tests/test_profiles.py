@@ -7,9 +7,9 @@ import shutil
 import pytest
 import yaml
 
+from srlive.errors import SafetyError
 from srlive.hardware.connect import connect
 from srlive.profiles import PROFILE_DIR, ProfileError, load_profile
-from srlive.safety import SafetyError
 
 
 def _copy_profile(tmp_path, mutate=None, cfg_text=None):

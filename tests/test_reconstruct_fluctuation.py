@@ -191,7 +191,7 @@ def test_bad_input_one_line_no_output(
 
 def test_offline_windows_match_a_live_run(scope, tmp_path, capsys) -> None:
     """The live pipeline and `srlive reconstruct` cut the same windows of a stored run."""
-    from srlive.acquisition.session import LiveSession, LiveSettings
+    from srlive.pipeline.session import LiveSession, LiveSettings
 
     settings = fluctuation_settings("esrrf", window=8, step=4, magnification=2)
     scope.core.setProperty("SimHub", "FrameSize", 32)

@@ -37,3 +37,22 @@ def test_decorrelation_tracks_blur():
         img = ndimage.gaussian_filter(points, sigma) + rng.normal(0, 0.05, points.shape)
         values.append(decorrelation_resolution_nm(img, 10.0))
     assert values[0] < values[1] < values[2]
+
+
+def test_frc_beyond_a_band_limit_is_empty_not_one():
+    """Two noise-free images of one band-limited field: beyond the optical cutoff the window
+    leaks copies of their in-band structure, which the old floor (1e-9 of the largest ring
+    sum, windowed) read as FRC 1: 132 nm for a 171 nm band limit, 88 nm on the 2x grid."""
+    from simulators.optics import blur, otf_2d
+    from srlive.recon.wiener_sim import fourier_upsample
+
+    rng = np.random.default_rng(0)
+    points = np.zeros((128, 128), np.float32)
+    points[rng.integers(0, 128, 200), rng.integers(0, 128, 200)] = 1.0
+    image = blur(points, otf_2d(points.shape, 65.0, 1.49, 510.0))  # cutoff 2NA/λ
+    band_limit_nm = 510.0 / (2 * 1.49)
+    for img, pixel in ((image, 65.0), (fourier_upsample(image), 32.5)):
+        freq, frc = frc_curve(img, img.copy(), pixel)
+        assert np.all(frc[freq > 1.05 / band_limit_nm] == 0.0)
+        assert np.all(frc[(freq > 0) & (freq < 0.8 / band_limit_nm)] > 0.99)
+        assert frc_resolution_nm(img, img.copy(), pixel) > 0.95 * band_limit_nm

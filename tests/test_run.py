@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import zarr
 
-from srlive.acquisition.live import RunSettings, run_live
 from srlive.cli import main
+from srlive.pipeline.run_live import RunSettings, run_live
 from srlive.storage import open_store
 
 SMALL = ["--set", "SimHub.FrameSize=128", "--set", "SimHub.Motion=Off"]
@@ -50,8 +50,10 @@ def test_run_headless_json_writes_a_store_that_opens(tmp_path):
     assert summary["sequencing"] == "hardware"
     assert summary["lasers_on_at_end"] == []
     root = zarr.open_group(str(out), mode="r")
-    raw = root[summary["raw_path"]]
-    sr = root[summary["sr_path"]]
+    series = summary["series"]["sim9"]  # one series per modality: <out>/sim9
+    assert series["path"] == str(out / "sim9") and summary["modality"] == "sim9"
+    raw = root[series["raw_path"]]
+    sr = root[series["sr_path"]]
     assert raw.shape == (5, 9, 128, 128)
     assert sr.shape == (5, 256, 256)
     status = open_store(out).sr_status()
@@ -69,7 +71,7 @@ def test_run_headless_json_writes_a_store_that_opens(tmp_path):
     assert [entry["found"] for entry in pattern] == [True, True, True]
     assert [round(entry["angle_deg"]) % 180 for entry in pattern] == [0, 60, 120]
     assert all(abs(entry["period_nm"] - 195.0) < 2.0 for entry in pattern)
-    table = root["tables/sr"]
+    table = root["sim9/tables/sr"]
     rows = [status[int(t)] == "reconstructed" for t in table["t"][:]]  # rows in written order
     for a in range(3):
         assert (table[f"pattern_a{a}_found"][:][np.array(rows)] == 1).all()
@@ -81,7 +83,7 @@ def test_widefield_run(tmp_path):
         ["run", "--headless", "--modality", "widefield", "--frames", "4", "--out", str(out), *SMALL]
     )
     assert code == 0
-    raw = zarr.open_group(str(out), mode="r")["raw/0"]
+    raw = zarr.open_group(str(out), mode="r")["widefield/raw/0"]
     assert raw.shape == (4, 1, 128, 128)
     assert raw[:].mean() > 110  # lit: above the 100 ADU offset
 
@@ -104,7 +106,7 @@ def test_set_applies_any_property_before_acquiring(tmp_path):
         ]
     )
     assert code == 0
-    raw = zarr.open_group(str(out), mode="r")["raw/0"][:]
+    raw = zarr.open_group(str(out), mode="r")["widefield/raw/0"][:]
     assert abs(raw.mean() - 100) < 2  # no fluorescence: offset and read noise only
 
 
@@ -139,7 +141,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_readable_store(tmp_path):
     while time.time() < deadline:
         time.sleep(0.5)
         try:
-            if zarr.open_group(str(out), mode="r").attrs["srlive"]["frames_flushed"] >= 18:
+            if zarr.open_group(str(out / "sim9"), mode="r").attrs["srlive"]["frames_flushed"] >= 18:
                 break
         except Exception:
             continue
@@ -152,7 +154,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_readable_store(tmp_path):
     root = zarr.open_group(str(out), mode="r")
     n = summary["raw_frames_stored"] // 9
     assert n >= 2
-    raw = root["raw/0"][:n]
+    raw = root["sim9/raw/0"][:n]
     assert (raw.reshape(n * 9, -1).mean(axis=1) > 100).all()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -18,7 +17,6 @@ import pytest
 import zarr
 
 from srlive.storage import AcquisitionStore, open_store
-from srlive.storage.bench import bench_storage
 
 H, W = 32, 48
 A, P = 3, 3
@@ -329,12 +327,3 @@ def test_sigkill_mid_write_leaves_readable_store(tmp_path: Path) -> None:
         f["time_s"], (np.arange(n_sets)[:, None] + np.arange(A * P)[None] / 100).ravel()
     )
     zarr.open_group(path, mode="r")  # plain zarr opens it too
-
-
-def test_bench_storage_small(tmp_path: Path) -> None:
-    res = bench_storage(tmp_path, n_sets=8, frame_shape=(64, 64), n_frames_per_set=9)
-    json.dumps(res)
-    assert res["n_angles"] == 3 and res["n_phases"] == 3
-    assert res["store_MBps"] > 0 and res["plain_MBps"] > 0
-    assert math.isclose(res["data_MB"], 8 * 9 * 64 * 64 * 2 / 1e6, rel_tol=1e-2)
-    assert not any(tmp_path.glob("srlive_bench_*"))  # cleaned up

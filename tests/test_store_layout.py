@@ -15,8 +15,8 @@ import zarr
 from simulators.imaging import default_sim_patterns, simulate_sim_stack
 from simulators.samples import make_sample
 from srlive import reconstruct
-from srlive.acquisition.acquire import acquire
-from srlive.acquisition.session import LiveSession, LiveSettings
+from srlive.pipeline.run_protocol import acquire
+from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.profiles import load_profile
 from srlive.recon.offline import reconstruct_store
 from srlive.recon.offline_fluctuation import reconstruct_bursts
@@ -46,7 +46,8 @@ def _validate_all(root: Path) -> list[str]:
     return listed
 
 
-def test_live_run_store_with_a_sub_series_validates(scope, tmp_path) -> None:
+def test_live_run_store_one_series_per_modality_validates(scope, tmp_path) -> None:
+    """One layout for live runs and protocols: a root collection, one series store each."""
     out = tmp_path / "live.zarr"
     session = LiveSession(scope, LiveSettings("widefield", 488, 1.0, {488: 20.0}), out)
     try:
@@ -58,14 +59,16 @@ def test_live_run_store_with_a_sub_series_validates(scope, tmp_path) -> None:
     finally:
         session.close()
     listed = _validate_all(out)
-    assert listed[:1] == ["raw"] and {"sim9/raw", "sim9/sr"} <= set(listed)
-    assert zarr.open_group(str(out), mode="r").attrs["ome"]["bioformats2raw.layout"] == 3
-    # every reader path still works: the first series at the root, the sub-series in it
-    assert open_store(out).n_sets == 1 and open_store(out / "sim9").sr_status() == {
-        0: "reconstructed"
-    }
+    assert sorted(listed) == ["sim9/raw", "sim9/sr", "widefield/raw"]
+    root = zarr.open_group(str(out), mode="r")
+    assert root.attrs["ome"]["bioformats2raw.layout"] == 3
+    assert root.attrs["srlive"]["complete"] is True and root.attrs["srlive"]["live"] is True
+    assert open_store(out / "widefield").n_sets == 1
+    assert open_store(out / "sim9").sr_status() == {0: "reconstructed"}
+    with pytest.raises(ValueError, match="holds 2 series"):  # a run of several: name one
+        open_store(out)
     # the simulated camera's noise model, read from its properties, is recorded in each series
-    for series in (out, out / "sim9"):
+    for series in (out / "widefield", out / "sim9"):
         camera = open_store(series).camera
         assert camera is not None and camera.source == "camera", camera
         assert camera.offset_adu == scope.camera_noise.offset_adu
@@ -92,7 +95,7 @@ def test_protocol_store_validates(tmp_path) -> None:
     )
     out = tmp_path / "proto.zarr"
     summary = acquire(protocol, out=out, properties=SMALL)
-    assert summary["complete"]
+    assert summary.complete
     listed = _validate_all(out)
     assert sorted(listed) == ["p0_c488/raw", "p0_c488/sr", "p0_c561/raw"]
     root = zarr.open_group(str(out), mode="r")
@@ -173,8 +176,8 @@ def test_a_learned_reconstruction_stores_its_error_map_beside_sr(tmp_path) -> No
     """The error a learned model expects per pixel is an NGFF image, ``sr_error``, beside
     ``sr`` (same grid, units and time axis), listed in the collection and validated like it;
     one process or a distributed job writes the same."""
-    from srlive.learn.infer import learned
     from srlive.recon.distributed import reconstruct_distributed
+    from srlive.recon.learned.infer import learned
 
     camera = NoiseRecord(100.0, e_per_adu=0.5, read_noise_e=1.3, source="camera")
     store = _sim_store(tmp_path / "acq.zarr", camera, 100.0)

@@ -37,10 +37,8 @@ def watch() -> None:
             text = f"{args.exc_value}" + (f" ({type(cause).__name__})" if cause else "")
             with _lock:
                 _errors.append(text)
-            log.debug(
-                "camera sequence thread failed",
-                exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
-            )
+            if args.exc_value is not None:
+                log.debug("camera sequence thread failed", exc_info=args.exc_value)
 
         threading.excepthook = hook
         _installed = True

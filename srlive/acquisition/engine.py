@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,10 +109,10 @@ class EngineEvents(SignalGroup):
     it, so a subscriber that keeps frames beyond its call copies them.
     """
 
-    frame_ready = Signal(object)  # FrameRecord
-    set_complete = Signal(object, object, object)  # SetPlan, frames (n, H, W), list[meta]
-    finished = Signal(object)  # EngineStats
-    error = Signal(object)  # the exception
+    frame_ready = Signal(FrameRecord)
+    set_complete = Signal(SetPlan, np.ndarray, list)  # the plan, frames (n, H, W), metadata
+    finished = Signal(EngineStats)
+    error = Signal(Exception)
 
 
 class Engine:
@@ -190,7 +190,7 @@ class Engine:
 
     def elapsed_s(self) -> float:
         """Seconds since :meth:`run` started (the clock of ``SetPlan.min_start_s``)."""
-        return time.perf_counter() - self._t0
+        return time.perf_counter() - self.t0
 
     def uses_hardware_sequencing(self, plan: SetPlan) -> bool:
         """Camera sequence (and SLM sequence for patterns) for this plan?"""
@@ -380,7 +380,7 @@ class Engine:
 
     def _sequenced_frames(
         self, plan: SetPlan, n_frames: int, stop: threading.Event
-    ) -> Iterator[tuple[np.ndarray, Any]]:
+    ) -> Generator[tuple[np.ndarray, Any], None, None]:
         """SLM image sequence + camera sequence acquisition; laser gated by the exposure."""
         scope, core = self.scope, self.core
         structured = plan.modality.structured and len(plan.slm_images) > 1
@@ -427,7 +427,7 @@ class Engine:
 
     def _software_frames(
         self, plan: SetPlan, n_frames: int, stop: threading.Event
-    ) -> Iterator[tuple[np.ndarray, Any]]:
+    ) -> Generator[tuple[np.ndarray, Any], None, None]:
         """Show each SLM image, snap, repeat: software timing."""
         scope, core = self.scope, self.core
         for k in range(n_frames):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulators.illumination import draw_grating
+from srlive.acquisition.slm_patterns import draw_grating
 from srlive.profiles import Profile
 
 
@@ -110,8 +110,7 @@ MODALITIES: dict[str, Modality] = {
         500,
         1,
         500,
-        reconstruction="localization",
-        high_power=True,
+        high_power=True,  # raw only: no localisation method yet (see srlive.recon.methods)
     ),
 }
 

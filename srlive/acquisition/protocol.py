@@ -40,20 +40,10 @@ from srlive.acquisition.mda import (
 )
 from srlive.acquisition.modalities import MODALITIES, Modality, get_modality
 from srlive.acquisition.settings import resolve_illumination
+from srlive.errors import SafetyError
 from srlive.profiles import Profile
-from srlive.recon.fluctuation.method import FLUCTUATION_METHODS
-from srlive.safety import SafetyError
+from srlive.recon.methods import METHODS, get_method, is_weights_file, unknown
 
-RECONSTRUCTIONS = (
-    "none",
-    "wiener-sim",
-    "dl-sim3",
-    "dl-sim9",
-    "dl-denoise",
-    "dl-wf2sr",
-    *FLUCTUATION_METHODS,
-    "localization",
-)
 # The most raw frames one protocol may plan (≈ 28 h of back-to-back 10 ms exposures, 80 GB
 # at 64 px, 5 TB at 512 px); the plan is counted arithmetically and refused past it.
 MAX_PROTOCOL_FRAMES = 10_000_000
@@ -89,11 +79,10 @@ class ChannelSettings(_Strict):
             raise ValueError(
                 f"unknown modality {self.modality!r} (choose from {', '.join(MODALITIES)})"
             )
-        if self.reconstruction is not None and self.reconstruction not in RECONSTRUCTIONS:
-            known = ", ".join(RECONSTRUCTIONS)
-            raise ValueError(
-                f"unknown reconstruction {self.reconstruction!r} (choose from {known})"
-            )
+        recon = self.reconstruction
+        listed = recon is None or recon == "none" or recon in METHODS
+        if recon is not None and not listed and not is_weights_file(recon):
+            raise unknown(recon)
         return self
 
 
@@ -206,8 +195,10 @@ def load_protocol(path: str | Path) -> Protocol:
         protocol = Protocol.model_validate({**data, "source": path})
     except ValidationError as exc:
         raise ProtocolError(_format(exc, path)) from None
-    if (loc := unknown_field(data["mda"], protocol.mda, ("mda",))) is not None:
-        raise ProtocolError(f"{path}: field '{_field(loc)}': unknown field (not in useq-schema)")
+    if (mda_loc := unknown_field(data["mda"], protocol.mda, ("mda",))) is not None:
+        raise ProtocolError(
+            f"{path}: field '{_field(mda_loc)}': unknown field (not in useq-schema)"
+        )
     try:
         check_supported(protocol.mda)
     except PlanError as exc:
@@ -262,6 +253,14 @@ def _resolve(protocol: Protocol, profile: Profile, index: int, channel: Any) -> 
             f"{where}: {modality.name} needs an SLM and profile {profile.name!r} has none"
         )
     recon = modality.reconstruction if settings.reconstruction is None else settings.reconstruction
+    recon = None if recon == "none" else recon
+    if recon is not None:
+        try:  # it takes these sets and has what it needs (a model's weights)
+            method = get_method(recon)
+            method.picker((modality.n_angles, modality.n_phases), modality.structured)
+            method.check()
+        except (ValueError, FileNotFoundError) as exc:
+            raise ProtocolError(f"{where}: reconstruction {recon!r}: {exc}") from None
     return ChannelPlan(
         index=index,
         config=channel.config,
@@ -269,7 +268,7 @@ def _resolve(protocol: Protocol, profile: Profile, index: int, channel: Any) -> 
         modality=modality,
         power_mw=light.power_mw,
         exposure_ms=light.exposure_ms,
-        reconstruction=None if recon == "none" else recon,
+        reconstruction=recon,
     )
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from srlive.errors import SafetyError
 from srlive.profiles import Profile
-from srlive.safety import SafetyError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from pymmcore_plus import DeviceType
 
+from srlive.errors import SafetyError
 from srlive.profiles import Profile, ProfileError
-from srlive.safety import SafetyError
 from srlive.storage.noise import NoiseRecord
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,14 @@ class Microscope:
     @property
     def pixel_nm(self) -> float:
         return self.profile.optics.pixel_nm
+
+    @property
+    def readout_ms(self) -> float:
+        """The camera's readout time per frame, ms (its ``ReadoutTime``; 0 if it has none)."""
+        cam = self.roles.camera
+        if self.core.hasProperty(cam, "ReadoutTime"):
+            return float(self.core.getProperty(cam, "ReadoutTime"))
+        return 0.0
 
     @property
     def camera_offset_adu(self) -> float:

@@ -166,6 +166,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, float | None, str]:
         raise
     except Exception as exc:  # whatever tifffile raises on a damaged file
         raise RawFileError(f"{path}: cannot read the TIFF: {_one_line(exc)}") from None
+    if data is None:  # pragma: no cover - one of the branches above read it
+        raise RawFileError(f"{path}: no image data")
     return data, fmt, pixel_nm, axes
 
 
@@ -202,7 +204,7 @@ class _TiffLog(logging.Handler):
         for record in self.records:
             message = record.getMessage()
             if record.levelno >= logging.ERROR and any(w in message for w in _TIFF_DAMAGE):
-                detail = _one_line(re.sub(r"^<[^>]*>\s*", "", message))
+                detail = " ".join(re.sub(r"^<[^>]*>\s*", "", message).split())
                 raise RawFileError(f"{self.path}: damaged or truncated TIFF: {detail}")
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from srlive.learn.train import load_weights
+from srlive.recon.learned.weights import load_weights
 
 
 def _table(results: dict[str, Any], methods: list[str], column: str = "data") -> list[str]:
@@ -66,8 +66,11 @@ def train_command(
         options.append(f"--ssim-weight {train['ssim_weight']}")
     if train.get("error_head_only"):
         options.append("--error-head-only")
+    sim = run.get("sim", {})
+    if "sr_factor" in sim:  # burst models from before the target was an option: the defaults
+        options.append(f"--target-factor {sim['sr_factor']:.10g} --still {sim['still']}")
     # runs from before crops were cut from larger fields simulated each pair at the patch's size
-    fields = run.get("sim", {}).get("field_sizes", [train.get("patch")])
+    fields = sim.get("field_sizes", [train.get("patch")])
     if not run.get("fine_tune_store"):
         options.append(f"--field-sizes {' '.join(str(f) for f in fields)}")
     init_from = init_from or (shown_path(run["init_from"]) if run.get("init_from") else None)

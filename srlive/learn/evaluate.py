@@ -9,32 +9,26 @@ FRC resolution against the target (1/7 threshold).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from simulators.camera_model import CameraModel
-from simulators.illumination import IlluminationPattern
-from simulators.imaging import FringeCache, expected_from_cache
-from simulators.optics import blur, otf_2d
-from simulators.samples import make_sample
-from srlive.learn.data import EMISSION_NM, HELD_OUT_STRUCTURES, HI_NM, NA, PERIOD_NM
-from srlive.learn.infer import LearnedReconstructor
-from srlive.learn.sim_pairs import sim_limit_otf
+from srlive.learn.data import EMISSION_NM, HELD_OUT_STRUCTURES, HI_NM, NA
+from srlive.learn.eval_fields import (
+    EVAL_STRUCTURES,
+    Field,
+    make_field,
+    score,
+    to_hi_grid,
+)
+from srlive.learn.pattern_eval import evaluate_pattern_use
 from srlive.learn.train import machine_description
-from srlive.recon.metrics import psnr, ssim
-from srlive.recon.resolution import frc_resolution_nm
+from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
-
-DEFAULT_SCALE = 20.0 * 10.0 * 20.0  # photons per unit density per camera pixel at 100 %
-EVAL_STRUCTURES = ("microtubules", "vesicles", "mitochondria", *HELD_OUT_STRUCTURES)
-EVAL_SEED_BASE = 900_000_000  # far from every training stream
 
 # light levels each model is scored at: the must-show levels, and dl-wf2sr also at the SIM
 # models' 10 %, so a widefield-only estimate is compared with them at the same light
@@ -44,95 +38,6 @@ MODEL_LIGHT = {
     "dl-denoise": (0.05,),
     "dl-wf2sr": (1.0, 0.1),
 }
-
-
-@dataclass
-class Field:
-    """One held-out field: raw data at several light levels and its targets."""
-
-    kind: str
-    sr_target: np.ndarray
-    wf_target: np.ndarray
-    sim9: dict[float, np.ndarray]  # light fraction -> (9, H, W) ADU
-    widefield: dict[float, np.ndarray]  # light fraction -> (H, W) ADU
-    # light fraction -> (3, H, W) ADU: three more widefield exposures, the dose of a
-    # one-phase-per-angle set without its pattern (the 3-frame model's ablation input)
-    widefield3: dict[float, np.ndarray] = dataclasses.field(default_factory=dict)
-
-
-def _patterns(rng: np.random.Generator, period_nm: float) -> list[IlluminationPattern]:
-    offset = rng.uniform(0, np.pi)
-    patterns = []
-    for a in range(3):
-        angle = offset + a * np.pi / 3
-        k = (np.sin(angle) / period_nm, np.cos(angle) / period_nm)
-        for p in range(3):
-            patterns.append(IlluminationPattern(((k[0], k[1], 0.8, 2 * np.pi * p / 3 + a),), 1.0))
-    return patterns
-
-
-def make_field(
-    kind: str,
-    size: int,
-    seed: int,
-    fractions: Sequence[float],
-    camera: CameraModel = CameraModel(),
-    period_nm: float = PERIOD_NM,
-    density: np.ndarray | None = None,
-    optics: tuple[float, float, float] = (2 * HI_NM, NA, EMISSION_NM),
-) -> Field:
-    """A held-out field imaged at several light levels (fractions of the default).
-
-    ``density`` (on the 2× grid) replaces the simulator's ``kind`` structure; ``optics``
-    (camera pixel nm, NA, emission nm) and ``period_nm`` describe another microscope.
-    """
-    pixel_nm, na, emission_nm = optics
-    hi_nm = pixel_nm / 2
-    rng = np.random.default_rng(EVAL_SEED_BASE + seed)
-    hi = (2 * size, 2 * size)
-    if density is None:
-        density = make_sample(kind, hi, hi_nm, seed=EVAL_SEED_BASE + seed, motion=False).density()
-    otf = otf_2d(hi, hi_nm, na, emission_nm)
-    cache = FringeCache(density, otf, 2, hi_nm)
-    patterns = _patterns(rng, period_nm)
-    adu = camera.qe / camera.e_per_adu
-    sim9, widefield = {}, {}
-    for f in fractions:
-        scale = DEFAULT_SCALE * f
-        sim9[f] = np.stack(
-            [camera.expose(expected_from_cache(cache, p, scale), 10.0, rng) for p in patterns]
-        )
-        widefield[f] = camera.expose(cache.base * np.float32(scale), 10.0, rng)
-    widefield3 = {  # drawn after the others: their noise is as without these
-        f: np.stack(
-            [camera.expose(cache.base * np.float32(DEFAULT_SCALE * f), 10.0, rng) for _ in range(3)]
-        )
-        for f in fractions
-    }
-    target_otf = sim_limit_otf(hi, hi_nm, na, emission_nm, period_nm)
-    sr_target = blur(density, target_otf) * np.float32(DEFAULT_SCALE * adu)
-    wf_target = cache.base * np.float32(DEFAULT_SCALE * adu)
-    return Field(kind, sr_target, wf_target, sim9, widefield, widefield3)
-
-
-def to_hi_grid(image: np.ndarray) -> np.ndarray:
-    """Register a Fourier-upsampled camera-grid image onto the simulation's 2× grid.
-
-    A camera pixel's centre lies half a fine pixel from the fine grid's pixel 2k.
-    """
-    spectrum = ndimage.fourier_shift(np.fft.fft2(image), (0.5, 0.5))
-    return np.fft.ifft2(spectrum).real.astype(np.float32)
-
-
-def score(output: np.ndarray, target: np.ndarray, pixel_nm: float) -> dict[str, float]:
-    margin = output.shape[0] // 16  # ignore borders (edge tapering, padding)
-    o = output[margin:-margin, margin:-margin]
-    t = target[margin:-margin, margin:-margin]
-    return {
-        "psnr": psnr(o, t),
-        "ssim": ssim(o, t),
-        "resolution_nm": frc_resolution_nm(o, t, pixel_nm),
-    }
 
 
 STRESS_PERIOD_NM = 260.0  # a pattern the SIM models never saw (the 640 nm line's period)
@@ -187,7 +92,6 @@ def evaluate(
     }
     sim_models = {n: m for n, m in models.items() if m.task.pattern_frames}
     if sim_models:  # prior-free fields, two microscopes, with the pattern and without it
-        from srlive.learn.pattern_eval import evaluate_pattern_use
 
         use = evaluate_pattern_use(
             sim_models, size=min(size, 96), fields_per_kind=fields_per_structure, progress=progress

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from srlive.recon.metrics import ssim
+from srlive.recon.similarity import ssim
 from srlive.storage.omezarr import open_store
 
 REFERENCE = "wiener-sim"
@@ -69,7 +69,7 @@ def _score_store(method_out: Path, reference_out: Path) -> dict[str, Any]:
 
 def _is_burst_model(method: str) -> bool:
     """A shipped fluctuation model (dl-srrf5): it takes bursts, not the stores' SIM sets."""
-    from srlive.learn.data import TASKS
+    from srlive.recon.learned.tasks import TASKS
 
     task = TASKS.get(str(method))
     return task is not None and task.fluctuation

@@ -8,18 +8,23 @@ rings, stars; spirals are held out). Brightness, on-fraction and switching rates
 power and thermal return rate), background, read noise and PSF width (emission wavelength)
 are drawn per pair.
 
-Target: the ground truth blurred to what the data's statistics support, never a
-reconstruction. Dyes that blink contribute their photons averaged over the five frames,
-blurred by a Gaussian of FWHM = widefield FWHM / √2 — the PSF of the second-order statistics
-every fluctuation method builds on (SOFI 2, eSRRF's VAR/TAC2); a dye that never switched on
-during the set is absent, as it is from the data. Dyes that do not blink (``static`` pairs,
-and one of two structures in ``mixed`` pairs) contribute their widefield image: without
-fluctuations the frames support widefield resolution only, and anything sharper would be a
-prior. ``frozen`` pairs carry no temporal information at all (five copies of their frames'
-mean, the limit of a static set) and have the same widefield target. So the network may
-sharpen only what fluctuates, locally, not map widefield to SR whatever the fluctuations.
-eSRRF of a long burst was not used as the target: its intensity is non-linear in the dye
-density (sensitivity power, RGC weighting), so a network trained on it learns those artefacts.
+Target: the image of what fluctuates, never a reconstruction. Dyes that blink contribute
+their photons averaged over the five frames, blurred by a Gaussian of FWHM = widefield FWHM
+/ ``sr_factor`` (1.25 by default: the width at which a perfect 5-frame image best matches
+the structure, measured on validation bursts, as the model card says; √2, the squared PSF's
+width that second-order statistics reach with every dye seen, leaves holes where dyes stayed
+dark); a dye that never switched on during the set is absent, as it is from the data. Dyes
+whose frames do not fluctuate are absent too (``still="absent"``, the default), as they are
+from a SOFI cumulant or a TAC2 image: ``static`` dyes (one of two structures in ``mixed``
+pairs) whose frames carry shot noise but no fluctuation, and the blinking dyes of ``frozen``
+pairs, whose five frames are replaced by their mean (the must-show ablation's kind of input;
+blinking dyes so that the mean's uneven brightness is no cue). The camera background stays
+in the target. So whatever the network shows must come from what fluctuates.
+``still="widefield"`` gives those dyes their widefield image instead (the first design: the
+network learnt to denoise and deconvolve widefield and kept 92 % of its gain without
+fluctuations; the model card gives the measured comparison). eSRRF of a long burst was not
+used as the target: its intensity is non-linear in the dye density (sensitivity power, RGC
+weighting), so a network trained on it learns those artefacts.
 """
 
 from __future__ import annotations
@@ -35,10 +40,11 @@ from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.fluctuation import FWHM_PER_SIGMA, Emitters, histogram_points, structure_emitters
 from simulators.fluctuation_fields import prior_free_emitters
 from simulators.optics import blur, otf_2d, widefield_fwhm_nm
-from srlive.learn.geometry import CAMERA_NM, EMISSION_NM, NA
+from srlive.recon.learned.geometry import CAMERA_NM, EMISSION_NM, NA
 
 FRAMES = 5
-SR_FACTOR = float(np.sqrt(2.0))  # target FWHM = widefield FWHM / this
+SR_FACTOR = 1.25  # target FWHM = widefield FWHM / this (dyes that fluctuate; see the card)
+STILL_TARGETS = ("absent", "widefield")  # what the target shows of dyes that do not fluctuate
 HI_NM = CAMERA_NM / 2
 EXPOSURE_MS = 10.0
 TRAIN_BIO = ("microtubules", "vesicles", "mitochondria", "beads")
@@ -63,15 +69,19 @@ class BurstSimSettings:
     background_photons: tuple[float, float] = (0.0, 40.0)  # per camera pixel and frame
     read_noise_e: tuple[float, float] = (1.0, 3.0)
     emission_nm: tuple[float, float] = (470.0, 560.0)  # PSF width range (±9 % around 510)
+    sr_factor: float = SR_FACTOR  # widefield FWHM / target FWHM where the dyes fluctuate
+    still: str = "absent"  # dyes that do not fluctuate: absent, or their widefield image
     static_fraction: float = 0.15  # pairs whose dyes do not blink (target: widefield)
-    frozen_fraction: float = 0.1  # pairs given as 5 copies of their mean (target: widefield)
+    frozen_fraction: float = 0.1  # blinking pairs given as 5 copies of their mean (widefield)
     mixed_fraction: float = 0.2  # pairs with a blinking and a static structure side by side
     field_sizes: tuple[int, ...] = (64, 128)
 
 
-def sr_fwhm_nm(emission_nm: float = EMISSION_NM, na: float = NA) -> float:
-    """FWHM of the target's blur: the widefield FWHM over √2."""
-    return widefield_fwhm_nm(na, emission_nm) / SR_FACTOR
+def sr_fwhm_nm(
+    emission_nm: float = EMISSION_NM, na: float = NA, factor: float = SR_FACTOR
+) -> float:
+    """FWHM of the target's blur where dyes fluctuate: the widefield FWHM over ``factor``."""
+    return widefield_fwhm_nm(na, emission_nm) / factor
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -141,7 +151,7 @@ def _dyes(
     if u < s.static_fraction:
         return emitters, np.zeros(len(emitters), bool), "static"
     if u < s.static_fraction + s.frozen_fraction:
-        return emitters, np.zeros(len(emitters), bool), "frozen"
+        return emitters, np.ones(len(emitters), bool), "frozen"  # averaged after imaging
     if u < s.static_fraction + s.frozen_fraction + s.mixed_fraction:
         pool = s.prior_free + s.structures
         other = _structure(str(rng.choice(pool)), size, seed + 1, rng, s)
@@ -162,7 +172,7 @@ def fluctuation_pair(
     """One (input (T, size, size), target (1, 2·size, 2·size), info) pair, float32.
 
     Inputs are offset-subtracted frames divided by the 99.5th percentile of their mean (as
-    :class:`~srlive.learn.infer.LearnedReconstructor` normalises); the target is in the same
+    :class:`~srlive.recon.learned.infer.LearnedReconstructor` normalises); the target is in the same
     units (ADU per camera-pixel area, background included). ``peak_photons`` fixes the
     photons of a dye on for a whole frame instead of drawing them.
     """
@@ -188,9 +198,14 @@ def fluctuation_pair(
         frames[:] = frames.mean(axis=0)
     mean = photons.mean(axis=0)
     positions = emitters.positions_nm
-    target = blurred_truth(positions[blinks], mean[blinks], size, sr_fwhm_nm(emission))
-    if (~blinks).any():
-        static = histogram_points(positions[~blinks], mean[~blinks], target.shape, HI_NM)
+    fluctuates = blinks & (regime != "frozen")
+    fwhm = sr_fwhm_nm(emission, NA, s.sr_factor)
+    target = blurred_truth(positions[fluctuates], mean[fluctuates], size, fwhm)
+    if s.still not in STILL_TARGETS:
+        raise ValueError(f"still must be one of {STILL_TARGETS}, got {s.still!r}")
+    if s.still == "widefield" and (~fluctuates).any():
+        still = ~fluctuates
+        static = histogram_points(positions[still], mean[still], target.shape, HI_NM)
         target += blur(static, otf_2d(target.shape, HI_NM, NA, emission))
     adu = camera.qe / camera.e_per_adu
     target = (4 * target + np.float32(background)) * np.float32(adu)  # per camera-pixel area

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from srlive.learn.geometry import Geometry
-from srlive.learn.infer import LearnedReconstructor
-from srlive.recon.bench import (
+from srlive.io.real_sim import (
     DEFAULT_REAL_INPUT,
     RealOptics,
     default_reference,
     load_agreement,
     load_reference,
 )
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
 
 REAL_PERIOD_PX = 2.69  # measured on this data (see its README)

@@ -2,7 +2,7 @@
 
 Each pair simulates a 9-frame SIM set of a random microscope and sample, measures its pattern
 blind with the classical estimator (as on real data) and gives the model the band components
-of :mod:`srlive.learn.pattern_input`. What is randomised, and why:
+of :mod:`srlive.recon.learned.pattern_input`. What is randomised, and why:
 
 * **samples**: 60 % prior-free (:mod:`simulators.sim_fields`: random arcs, points and
   clusters, rings and discs of any size, stars, power-law textures; spirals held out), the
@@ -44,8 +44,13 @@ from simulators.imaging import FringeCache, expected_from_cache
 from simulators.optics import blur, otf_2d
 from simulators.samples import make_sample
 from simulators.sim_fields import SIM_TRAIN_PRIOR_FREE, prior_free_density
-from srlive.learn.pattern_input import BandGeometry, band_features, normalise_bands, remove_pattern
-from srlive.learn.single_phase_input import single_phase_features
+from srlive.recon.learned.pattern_input import (
+    BandGeometry,
+    band_features,
+    normalise_bands,
+    remove_pattern,
+)
+from srlive.recon.learned.single_phase_input import single_phase_features
 
 if TYPE_CHECKING:
     from srlive.recon.optics import SIMOptics

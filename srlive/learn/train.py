@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -29,20 +29,18 @@ from srlive.learn.checkpoint import (
     save_checkpoint,
     write_atomic,
 )
-from srlive.learn.data import (
-    TASKS,
-    ManyStorePairs,
-    PairStream,
-    SimSettings,
-    Task,
-    fine_tune_stores,
-)
+from srlive.learn.data import PairStream, SimSettings
 from srlive.learn.fluctuation import BurstSimSettings
-from srlive.learn.models import ModelConfig, SRUNet, count_parameters
 from srlive.learn.sim_pairs import PatternSimSettings
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MIN_ERROR_SCALE = 1e-3  # of the input's brightness scale: below any error worth predicting
+from srlive.learn.store_pairs import ManyStorePairs, fine_tune_stores
+from srlive.recon.learned.models import (
+    ModelConfig,
+    SRUNet,
+    count_parameters,
+    error_scale,
+)
+from srlive.recon.learned.tasks import TASKS, Task
+from srlive.recon.learned.weights import bf16_supported, cpu_flags, load_weights
 
 
 @dataclass(frozen=True)
@@ -67,15 +65,6 @@ class TrainSettings:
     error_head_only: bool = False
 
 
-def bf16_supported() -> bool:
-    """True where this CPU has native bfloat16 matrix units (AVX-512 BF16 or AMX)."""
-    from torch.backends import cpu
-
-    return cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX") and _cpu_flags() >= {
-        "avx512_bf16"
-    }
-
-
 def machine_description() -> str:
     """CPU model, cores and vector units: what a training run's wall time was measured on."""
     from torch.backends import cpu
@@ -91,20 +80,9 @@ def machine_description() -> str:
     units = [
         u
         for flag, u in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
-        if flag in _cpu_flags()
+        if flag in cpu_flags()
     ]
     return ", ".join([name, f"{os.cpu_count()} cores", cpu.get_cpu_capability(), *units])
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def build_model(
@@ -145,7 +123,7 @@ def _image_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(pred, target) + 0.5 * (F.l1_loss(py, ty) + F.l1_loss(px, tx))
 
 
-SSIM_SIGMA = 1.5  # Gaussian window of the SSIM the evaluation reports (srlive.recon.metrics)
+SSIM_SIGMA = 1.5  # Gaussian window of the SSIM the evaluation reports (srlive.recon.similarity)
 
 
 def ssim_loss(
@@ -156,7 +134,7 @@ def ssim_loss(
 ) -> torch.Tensor:
     """1 − SSIM (Wang et al. 2004, Gaussian window) over ``span`` (default: each target's range).
 
-    The same definition as :func:`srlive.recon.metrics.ssim` without the affine fit, so the
+    The same definition as :func:`srlive.recon.similarity.ssim` without the affine fit, so the
     network is pushed toward what the evaluation scores: local structure and local mean in
     dim regions that L1 under-weights (sparse puncta on a dark background). A crop of a
     larger field passes the field's range as ``span`` (one value per image), as the
@@ -187,11 +165,6 @@ def ssim_loss(
     return 1.0 - value.mean()
 
 
-def error_scale(raw: torch.Tensor) -> torch.Tensor:
-    """Per-pixel error scale from the uncertainty channel: positive, smooth, never stuck."""
-    return F.softplus(raw) + MIN_ERROR_SCALE
-
-
 def _loss(
     output: torch.Tensor,
     target: torch.Tensor,
@@ -205,8 +178,8 @@ def _loss(
     against (the same with one channel; pattern-conditioned SIM pairs give the microscope's
     SIM limit there, see :func:`srlive.learn.sim_pairs.pattern_pair`). The likelihood sees the
     image detached and the error head reads detached features (see
-    :class:`~srlive.learn.models.SRUNet`), so learning the error scale never trades image
-    quality for a smaller predicted error: the image is trained exactly as without it.
+    :class:`~srlive.recon.learned.models.SRUNet`), so learning the error scale never trades
+    image quality for a smaller predicted error: the image is trained exactly as without it.
     ``image_terms=False`` leaves only the likelihood (the error head trained alone).
     """
     image = output[:, :1]
@@ -233,25 +206,6 @@ def save_weights(model: SRUNet, task: Task, path: Path, metadata: dict[str, Any]
     }
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_atomic(path, save(tensors, metadata=meta))  # a crash mid-save keeps the old file
-
-
-def load_weights(path: str | Path) -> tuple[SRUNet, Task, dict[str, Any]]:
-    """Rebuild a model from a safetensors file written by :func:`save_weights`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = handle.metadata() or {}
-        task = TASKS[meta["task"]]
-        config = ModelConfig(**json.loads(meta["config"]))
-        model = SRUNet(config)
-        model.load_state_dict(load_file(str(path)))
-    except Exception as exc:
-        raise ValueError(f"{path}: not a valid srlive model checkpoint ({exc})") from None
-    return model.eval(), task, json.loads(meta.get("info", "{}"))
 
 
 def _load_start(model: SRUNet, start: SRUNet) -> None:
@@ -355,7 +309,7 @@ def train_model(
     """Train (or resume, or fine-tune from ``init_from``) a model; returns its metadata.
 
     With ``fine_tune_store`` (one store or several) the pairs come from a user's OME-Zarr
-    acquisitions instead of the simulator (see :class:`~srlive.learn.data.ManyStorePairs`);
+    acquisitions instead of the simulator (see :class:`~srlive.learn.store_pairs.ManyStorePairs`);
     for the SIM tasks their ``wiener-sim`` targets are first reconstructed into
     ``OUT.targets`` on a Dask cluster, a LocalCluster of ``cluster_workers`` processes
     (default 1) or the one at ``scheduler`` (see :mod:`srlive.learn.targets`), or reused.
@@ -447,10 +401,8 @@ def _train(
         if start_task.name != task.name:
             raise ValueError(f"{init_from}: weights of {start_task.name}, not {task.name}")
         start, built = start_model.config, model.config
-        if (start.width, start.stem) != (built.width, built.stem) or start.context_levels not in (
-            0,
-            built.context_levels,
-        ):
+        other_shape = (start.width, start.stem) != (built.width, built.stem)
+        if other_shape or start.context_levels not in (0, built.context_levels):
             raise ValueError(
                 f"{init_from}: a width-{start.width}, stem-{start.stem} model with "
                 f"{start.context_levels} context levels; train it with --width {start.width} "

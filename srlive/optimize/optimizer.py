@@ -4,7 +4,7 @@ For one sample (one stage position and channel) it learns online
 
 * **brightness and bleaching**: the peak signal per unit light (e⁻ per mW·ms) measured in
   every set, fitted as ``b0·exp(−k·dose)`` against the dose the sample had received
-  (:func:`srlive.optimize.metrics.fit_bleaching`), with the fit's standard errors;
+  (:func:`srlive.recon.set_metrics.fit_bleaching`), with the fit's standard errors;
 * **quality**: a Gaussian process (BoTorch ``SingleTaskGP``) of the measured quality proxy
   (expected SR SSIM from the set's SNR through the prior's quality curve) over
   ``(log10 delivered signal, log10 power, log10 exposure)`` per modality. Its prior mean is
@@ -57,108 +57,29 @@ from typing import Any
 
 import numpy as np
 
+from srlive.optimize.goals import DEFAULT_TARGET_QUALITY, choose
 from srlive.optimize.prior import Prior
+from srlive.optimize.search_space import (  # re-exported: the optimizer's vocabulary
+    Observation,
+    OptimizerError,
+    SearchSpace,
+)
 
 GOALS = ("quality-within-budget", "min-dose-at-quality", "max-rate-at-quality")
 POLICIES = ("adaptive", "steady")
 DEFAULT_STEADY_AFTER = 15  # learning timepoints before a steady policy fixes its setting
 STEADY_HORIZON = 100  # timepoints planned for when the timelapse length is unknown
 STEADY_NEAR = 0.98  # candidates within 2 % of the most good timepoints count as equals
-DEFAULT_TARGET_QUALITY = 0.75
 WINDOW = 80  # most recent observations the GP is conditioned on (bounded decision time)
-N_POWERS = 96
-N_EXPOSURES = 9
 EXPLORE_SETS = 10  # Thompson sampling for this many sets, then the lower confidence bound
 LCB_SDS = 1.0
-STEADY_PER_OCTAVE = 0.15  # dose-equivalent cost of moving the exposure from the protocol's
 MIN_FIT_SNR = 2.0  # sets below this peak SNR measure the noise floor, not the brightness
 DEFAULT_FLUORESCENCE_RESERVE = 0.1  # of the initial brightness, kept to the last timepoint
 
-
-class OptimizerError(ValueError):
-    """Bad optimizer settings (goal, limits)."""
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """What the optimizer may choose from: always inside the profile's hard limits."""
-
-    line: int
-    min_power_mw: float
-    max_power_mw: float
-    min_exposure_ms: float
-    max_exposure_ms: float
-    reference_exposure_ms: float
-    frames: dict[str, int]  # modality -> frames per set
-    readout_ms: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_power_mw <= self.max_power_mw:
-            raise OptimizerError(
-                f"power range {self.min_power_mw:g}–{self.max_power_mw:g} mW is empty"
-            )
-        if not 0 < self.min_exposure_ms <= self.max_exposure_ms:
-            raise OptimizerError(
-                f"exposure range {self.min_exposure_ms:g}–{self.max_exposure_ms:g} ms is empty"
-            )
-        if not self.frames:
-            raise OptimizerError("no modality to choose from")
-
-    def contains(self, power_mw: float, exposure_ms: float, modality: str) -> bool:
-        tol = 1e-9
-        return (
-            modality in self.frames
-            and self.min_power_mw - tol <= power_mw <= self.max_power_mw + tol
-            and self.min_exposure_ms - tol <= exposure_ms <= self.max_exposure_ms + tol
-        )
-
-    def candidates(self) -> dict[str, np.ndarray]:
-        """Grid of (power, exposure, modality index) within the limits (log-spaced)."""
-        powers = np.geomspace(self.min_power_mw, self.max_power_mw, N_POWERS)
-        exposures = np.unique(
-            np.concatenate(
-                [
-                    np.geomspace(self.min_exposure_ms, self.max_exposure_ms, N_EXPOSURES),
-                    [
-                        np.clip(
-                            self.reference_exposure_ms, self.min_exposure_ms, self.max_exposure_ms
-                        )
-                    ],
-                ]
-            )
-        )
-        names = list(self.frames)
-        p, e, m = np.meshgrid(powers, exposures, np.arange(len(names)), indexing="ij")
-        p, e, m = p.ravel(), e.ravel(), m.ravel()
-        n_frames = np.array([self.frames[names[i]] for i in m], np.float64)
-        dose = p * e * n_frames / 1000.0
-        # ties on dose go to the protocol's exposure: equal dose, steadier settings
-        off_reference = np.abs(np.log2(e / self.reference_exposure_ms))
-        return {
-            "power": p,
-            "exposure": e,
-            "modality": m,
-            "dose": dose,
-            "cost": dose * (1.0 + STEADY_PER_OCTAVE * off_reference),
-            "duration_ms": n_frames * (e + self.readout_ms),
-        }
-
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.frames)
-
-
-@dataclass
-class Observation:
-    """One acquired set as the optimizer saw it."""
-
-    t: int
-    power_mw: float
-    exposure_ms: float
-    modality: str
-    dose_before_mj: float
-    metrics: dict[str, Any]
-    quality: float
+__all__ = [
+    "DEFAULT_TARGET_QUALITY",
+    "GOALS",
+    "POLICIES", "Observation", "Optimizer", "OptimizerError", "SearchSpace"]
 
 
 @dataclass
@@ -384,8 +305,9 @@ class Optimizer:
             mean[sel] = mu0 + r_mean
             sd[sel] = r_sd
         score = sampled if exploring else mean - LCB_SDS * sd
-        choice, reason = self._choose(idx, score, per_timepoint, pace_cap)
-        greedy, _ = self._choose(idx, mean - LCB_SDS * sd, per_timepoint, pace_cap)
+        goal = (self._grid, self.goal, self.target_quality)
+        choice, reason = choose(*goal, idx, score, per_timepoint, pace_cap)
+        greedy, _ = choose(*goal, idx, mean - LCB_SDS * sd, per_timepoint, pace_cap)
         reason += " (Thompson sample)" if exploring else " (lower confidence bound)"
         if capped:
             reason += f"; light capped to keep {self.fluorescence_reserve:.0%} of the fluorescence"
@@ -519,47 +441,6 @@ class Optimizer:
             return 0.0, 0.0
         step = headroom / k
         return step, None if remaining is None else step / max(1, remaining)
-
-    def _choose(
-        self,
-        idx: np.ndarray,
-        quality: np.ndarray,
-        per_timepoint: float | None,
-        pace_cap: float | None = None,
-    ) -> tuple[int, str]:
-        grid = self._grid
-        dose = grid["dose"][idx]
-        paced = np.ones(len(idx), bool)
-        if pace_cap is not None and (dose <= pace_cap + 1e-12).any():
-            paced = dose <= pace_cap + 1e-12  # the dose the reserve allows every timepoint
-        cost = grid["cost"][idx]
-        target = float(self.target_quality or DEFAULT_TARGET_QUALITY)
-        if self.goal == "quality-within-budget":
-            best = quality[paced].max()
-            near = np.nonzero(paced & (quality >= best - 0.01))[0]
-            j = near[np.argmin(cost[near])]
-            why = (
-                "quality-within-budget: best sampled quality within the per-timepoint share "
-                "of the remaining budget"
-                if per_timepoint is not None
-                else "quality-within-budget: best sampled quality (no budget), least dose"
-            )
-            return int(j), why
-        ok = np.nonzero(quality >= target)[0]
-        if ok.size == 0:  # hold what the reserve allows for the rest of the timelapse
-            near = np.nonzero(paced & (quality >= quality[paced].max() - 0.02))[0]
-            j = near[np.argmin(cost[near])]
-            return int(j), (
-                f"{self.goal}: target not reachable: least dose near the best quality"
-                + ("" if paced.all() else " the fluorescence reserve allows per timepoint")
-            )
-        if self.goal == "max-rate-at-quality":
-            duration = grid["duration_ms"][idx][ok]
-            fastest = ok[duration <= duration.min() * 1.001]
-            j = fastest[np.argmin(dose[fastest])]
-            return int(j), "max-rate-at-quality: shortest set whose sampled quality reaches target"
-        j = ok[np.argmin(cost[ok])]
-        return int(j), "min-dose-at-quality: least dose whose sampled quality reaches target"
 
     def _record(
         self,

@@ -9,7 +9,7 @@ copied or pickled on its way to the model; only the SR image comes back (through
 shared block, copied out once).
 
 The child builds each reconstructor from its ``spec`` (``(factory, args)``, see
-:mod:`srlive.acquisition.writer`) the first time a series needs it, with ``threads``
+:mod:`srlive.recon.streaming`) the first time a series needs it, with ``threads``
 intra-op threads.
 """
 
@@ -42,7 +42,7 @@ def attach(name: str) -> shared_memory.SharedMemory:
     return shared_memory.SharedMemory(name=name)
 
 
-def context() -> mp.context.BaseContext:
+def context() -> Any:
     """forkserver where available (children start fast and clean), else spawn.
 
     The fork server preloads torch and srlive's model code once per session, so every
@@ -51,7 +51,7 @@ def context() -> mp.context.BaseContext:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["srlive.pipeline.process", "srlive.learn.infer"])
+    ctx.set_forkserver_preload(["srlive.pipeline.process", "srlive.recon.learned.infer"])
     return ctx
 
 

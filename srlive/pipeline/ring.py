@@ -16,9 +16,13 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from srlive.acquisition.engine import SetPlan
+    from srlive.acquisition.writer import SeriesState
 
 _LINGERING: list[shared_memory.SharedMemory] = []  # closed rings whose views are still held
 
@@ -36,6 +40,19 @@ class RingClosed(RuntimeError):
 
 
 @dataclass
+class SlotInfo:
+    """Where a set in the ring belongs and what happened to it so far."""
+
+    series: str
+    t: int  # its time point in the series
+    state: SeriesState  # the series' store and reconstructor
+    stamps: dict[str, float]  # latency stamps (perf_counter): exposure_end, set_complete, ...
+    dose: tuple[float, float | None] = (float("nan"), None)  # before the set, budget left
+    window: list[Slot] | None = None  # a window of sets (oldest first) ending with this one
+    window_sets: int = 0
+
+
+@dataclass
 class Slot:
     """One set in the ring: its frames (a view into the block) and what travels with it."""
 
@@ -43,9 +60,16 @@ class Slot:
     block: np.ndarray  # (max_frames, H, W), allocated once
     n_frames: int = 0
     refs: int = 0
-    plan: Any = None
+    plan: SetPlan | None = None
     metas: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)  # series, t, latency stamps...
+    info: SlotInfo | None = None  # set when the set completes
+
+    @property
+    def about(self) -> SlotInfo:
+        """The set's :class:`SlotInfo` (a completed set has one)."""
+        if self.info is None:
+            raise RuntimeError(f"slot {self.index} holds no completed set")
+        return self.info
 
     @property
     def frames(self) -> np.ndarray:
@@ -127,7 +151,7 @@ class SetRing:
                 raise RingClosed("the ring is closed")
             slot = self.slots[self._free.pop()]
             slot.n_frames, slot.refs = int(n_frames), 1
-            slot.plan, slot.metas, slot.info = None, [], {}
+            slot.plan, slot.metas, slot.info = None, [], None
             self.claims += 1
             return slot
 

@@ -1,47 +1,48 @@
-"""The live pipeline: engine → ring buffer → (raw writer thread, inference worker) → subscribers.
+"""The pipeline: engine → ring buffer → (store writer thread, inference worker) → subscribers.
 
 * The engine fills ring slots directly (the pipeline is its :class:`FrameSink`).
-* Every complete set goes to the **store writer thread** through a FIFO (lossless: a set
+* Every complete set goes to the **store writer thread**
+  (:class:`~srlive.pipeline.store_writer.StoreWriterThread`) through a FIFO (lossless: a set
   holds its slot until it is stored; if the writer falls behind, the engine waits for a slot
   while the camera keeps filling the core's buffer). The same thread stores SR images and
-  "skipped" rows, and computes the signal / bleaching metrics of each set.
-* Sets with a reconstruction go to the **inference worker** (latest wins); its results are
-  published on :attr:`Pipeline.events` (``result``), skipped sets on ``skipped``. By default
-  the model runs in a child process on the set in shared memory (:mod:`.process`: no GIL
-  shared with the camera, engine, writer and GUI); ``inference="thread"`` keeps it in-process.
-* The newest set is also kept as the **display preview**: a GUI pulls it at its own rate
-  with :meth:`Pipeline.preview`, so the camera rate never reaches the GUI thread.
+  "skipped" rows, and measures each set (signal, bleaching, SNR: :attr:`PipelineEvents.metrics`).
+* Sets with a reconstruction go to the **inference worker**: for a live run the newest set
+  wins (``policy="latest"``: skipped sets are recorded), for a protocol every set is
+  reconstructed in turn (``policy="every"``). Results are published on
+  :attr:`Pipeline.events` (``result``). By default the model runs in a child process on the
+  set in shared memory (:mod:`.process`: no GIL shared with the camera, engine, writer and
+  GUI); ``inference="thread"`` keeps it in-process.
+* The newest set is also kept as the **display preview**: a GUI pulls its own copy at its
+  own rate with :meth:`Pipeline.preview`, so the camera rate never reaches the GUI thread.
 * A reconstruction of a **window** of sets (fluctuation methods: ``recon.window_sets`` > 1)
   keeps the series' last ``window_sets`` sets held in the ring; each new set completes a
-  window, which the worker takes whole (latest wins, as for single sets). The first sets of
-  a series, before a window is full, are recorded as not reconstructed.
+  window, which the worker takes whole. The first sets of a series, before a window is
+  full, are recorded as not reconstructed.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import queue
 import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
 
 from srlive.acquisition.engine import SetPlan
-from srlive.acquisition.writer import SeriesState, SeriesWriter
-from srlive.optimize.metrics import NoiseModel
-from srlive.pipeline.cpus import pin_current_thread
+from srlive.acquisition.writer import SeriesWriter
 from srlive.pipeline.latency import LatencyTracker
-from srlive.pipeline.metrics import SignalTracker
 from srlive.pipeline.process import InferenceProcess
-from srlive.pipeline.ring import SetRing, Slot
-from srlive.pipeline.worker import InferenceWorker, default_threads
+from srlive.pipeline.ring import SetRing, Slot, SlotInfo
+from srlive.pipeline.store_writer import StoredSet, StoreWriterThread, WriteJob
+from srlive.pipeline.worker import InferenceWorker, Policy, default_threads
+from srlive.recon.set_metrics import NoiseModel, SetMetrics
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def shm_fits(nbytes: int) -> bool:
 
 @dataclass
 class SRResult:
-    """One reconstruction, as published to subscribers (viewer, callbacks)."""
+    """One reconstruction, as published to subscribers (viewer, optimizer, callbacks)."""
 
     series: str
     t: int
@@ -69,6 +70,24 @@ class SRResult:
     latency_ms: dict[str, float]
     raw_sum: np.ndarray | None = None  # widefield sum of the set, when asked for
     error: np.ndarray | None = None  # a learned model's expected error per SR pixel
+
+
+@dataclass
+class SkippedSet:
+    """A set the inference did not reconstruct (it fell behind, or the window was filling)."""
+
+    series: str
+    t: int
+
+
+@dataclass
+class Preview:
+    """The display's own copy of the newest set, rendered, and where it came from."""
+
+    image: np.ndarray
+    series: str
+    t: int
+    plan: SetPlan
 
 
 @dataclass
@@ -91,23 +110,12 @@ class PipelineStats:
 class PipelineEvents(SignalGroup):
     """Signals of the pipeline (emitted from its worker threads)."""
 
-    result = Signal(object)  # SRResult
-    skipped = Signal(object)  # {"series", "t"}
-    stored = Signal(object)  # {"series", "t", "frames"}
-    metrics = Signal(object)  # dict, see srlive.pipeline.metrics
+    result = Signal(SRResult)
+    skipped = Signal(SkippedSet)
+    stored = Signal(StoredSet)
+    metrics = Signal(SetMetrics)
     error = Signal(str)  # one line
     write_failed = Signal(str)  # the first failed store write (one line): stop acquiring
-
-
-@dataclass
-class _Job:
-    kind: str  # "raw" | "sr" | "skip"
-    state: SeriesState
-    t: int
-    slot: Slot | None = None
-    image: np.ndarray | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    error: np.ndarray | None = None  # the SR image's expected error map
 
 
 class Pipeline:
@@ -125,7 +133,9 @@ class Pipeline:
         window: int = 200,
         keep_raw_sum: bool = False,
         inference: str = "process",
+        policy: Policy = "latest",
         metrics_interval_s: float = 0.25,
+        metrics_for: Callable[[str], object] | None = None,
         pin_cpus: bool = False,
         noise: NoiseModel | None = None,
     ) -> None:
@@ -144,9 +154,6 @@ class Pipeline:
         # threads that share one GIL must not be split (a GIL holder preempted on a busy
         # core would stall the other side)
         self.pin_cpus = pin_cpus and inference == "process"
-        self.metrics_interval_s = metrics_interval_s
-        self.noise = noise or NoiseModel(offset_adu=writer.offset_adu)
-        self._last_metrics = -math.inf
         self.ring = SetRing(slots, max_frames, frame_shape, shared=inference == "process")
         self.ring_mb = round(self.ring.nbytes / 2**20, 2)
         self.clock_origin = clock_origin
@@ -155,18 +162,24 @@ class Pipeline:
         self.stats = PipelineStats()
         self.latency = LatencyTracker(window)
         self.threads = default_threads() if threads is None else threads
-        self._trackers: dict[str, SignalTracker] = {}
         self._filling: Slot | None = None
         self._windows: dict[str, deque[Slot]] = {}  # series -> its last sets (held)
         self._windows_lock = threading.Lock()
         self._preview: Slot | None = None
         self._preview_lock = threading.Lock()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.write_error: str | None = None  # the first failed store write
-        self._writer_thread = threading.Thread(
-            target=self._write_loop, name="srlive-store-writer", daemon=True
+        self.metrics_for = metrics_for  # series measured (None: all) while someone listens
+        self.store = StoreWriterThread(
+            writer,
+            self.ring,
+            self.stats,
+            noise or NoiseModel(offset_adu=writer.offset_adu),
+            on_stored=self.events.stored.emit,
+            on_metrics=self.events.metrics.emit,
+            wants_metrics=self._wants_metrics,
+            on_failed=self._write_failed,
+            metrics_interval_s=metrics_interval_s,
+            pin=self.pin_cpus,
         )
-        self._writer_thread.start()
         self._proc: InferenceProcess | None = None
         self._proc_lock = threading.Lock()
         self._proc_closed = False
@@ -176,8 +189,31 @@ class Pipeline:
             self._on_skipped,
             self._on_error,
             threads=self.threads if inference == "thread" else None,
+            policy=policy,
         )
         self._closed = False
+
+    @property
+    def metrics_interval_s(self) -> float:
+        """Sets measured at most this often (0: every set)."""
+        return self.store.metrics_interval_s
+
+    @metrics_interval_s.setter
+    def metrics_interval_s(self, value: float) -> None:
+        self.store.metrics_interval_s = value
+
+    def _wants_metrics(self, series: str) -> bool:
+        listening = bool(len(self.events.metrics))
+        return listening and (self.metrics_for is None or self.metrics_for(series) is not None)
+
+    @property
+    def write_error(self) -> str | None:
+        """The first failed store write (None: every write so far succeeded)."""
+        return self.store.error
+
+    def _write_failed(self, message: str) -> None:
+        self.events.error.emit(message)
+        self.events.write_failed.emit(message)
 
     def ensure_inference(self) -> None:
         """Start the inference process now (else the first set to reconstruct starts it)."""
@@ -221,7 +257,7 @@ class Pipeline:
         self._filling = None
         return slot
 
-    # --- the engine's set_complete subscriber ----------------------------------------
+    # --- the runner's set_complete subscriber ----------------------------------------
     def on_set_complete(
         self,
         plan: SetPlan,
@@ -229,6 +265,7 @@ class Pipeline:
         metas: list[dict[str, Any]],
         series: str,
         reconstruction: str | None,
+        dose: tuple[float, float | None] = (math.nan, None),
     ) -> None:
         """Hand a complete set (in its ring slot) to the writer, inference and preview."""
         now = time.perf_counter()
@@ -242,14 +279,14 @@ class Pipeline:
             stamps["exposure_end"] = min(self.clock_origin() + float(exposure_end), now)
         stamps["set_complete"] = now
         slot.plan, slot.metas = plan, metas
-        slot.info = {"series": series, "t": t, "state": state, "stamps": stamps}
+        slot.info = SlotInfo(series, t, state, stamps, dose)
         self.stats.sets_in += 1
         self.stats.frames_in += len(frames)
         reconstruct = state.recon is not None
         window_sets = int(getattr(state.recon, "window_sets", 1))
         # writer, preview, (inference), (the series' window)
         self.ring.retain(slot, 2 + int(reconstruct) + int(window_sets > 1))
-        self._jobs.put(_Job("raw", state, t, slot=slot))
+        self.store.put(WriteJob("raw", state, t, slot=slot))
         self._set_preview(slot)
         self.ring.release(slot)  # the producer's hold
         if not reconstruct:
@@ -259,7 +296,7 @@ class Pipeline:
             if window is None:
                 self._on_skipped(slot)  # no full window yet
                 return
-            slot.info["window"], slot.info["window_sets"] = window, len(window)
+            slot.info.window, slot.info.window_sets = window, len(window)
         self.worker.offer(slot)
 
     # --- windows of sets (fluctuation) --------------------------------------------------
@@ -283,7 +320,9 @@ class Pipeline:
 
     def _release_window(self, slot: Slot) -> None:
         """The inference's holds on the older sets of ``slot``'s window."""
-        for older in slot.info.pop("window", [])[:-1]:
+        info = slot.about
+        window, info.window = info.window or [], None
+        for older in window[:-1]:
             self.ring.release(older)
 
     def reset_windows(self) -> None:
@@ -301,20 +340,22 @@ class Pipeline:
         if old is not None:
             self.ring.release(old)
 
-    def preview(
-        self, render: Callable[[np.ndarray], np.ndarray]
-    ) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """``render(frames)`` of the newest set not yet previewed, or None (any thread)."""
+    def preview(self, render: Callable[[np.ndarray], np.ndarray]) -> Preview | None:
+        """``render(frames)`` of the newest set not yet previewed, or None (any thread).
+
+        ``render`` must return its own array (a copy): the slot is released right after.
+        """
         with self._preview_lock:
             slot, self._preview = self._preview, None
         if slot is None:
             return None
         try:
             image = render(slot.frames)
-            info = {"series": slot.info["series"], "t": slot.info["t"], "plan": slot.plan}
+            assert slot.plan is not None
+            shown = Preview(image, slot.about.series, slot.about.t, slot.plan)
         finally:
             self.ring.release(slot)
-        return image, info
+        return shown
 
     def mark_displayed(self, result: SRResult) -> None:
         """The viewer showed ``result``: adds the display stage to the latency figures."""
@@ -325,8 +366,10 @@ class Pipeline:
     # --- inference side (worker thread) -------------------------------------------------
     def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float, np.ndarray | None]:
         """The SR image, its confidence and (learned models) its expected error map."""
-        recon = slot.info["state"].recon
-        window: list[Slot] | None = slot.info.get("window")
+        info = slot.about
+        recon = info.state.recon
+        assert recon is not None
+        window = info.window
         if self.inference == "thread":
             image, confidence = recon(
                 slot.frames if window is None else np.concatenate([s.frames for s in window])
@@ -342,8 +385,8 @@ class Pipeline:
 
     def _on_result(self, slot: Slot, result: tuple[np.ndarray, float, np.ndarray | None]) -> None:
         image, confidence, error = result
-        state: SeriesState = slot.info["state"]
-        t, stamps = slot.info["t"], slot.info["stamps"]
+        info = slot.about
+        t, stamps, n_window = info.t, info.stamps, info.window_sets
         try:
             raw_sum = slot.frames.sum(axis=0, dtype=np.float32) if self.keep_raw_sum else None
         finally:
@@ -358,109 +401,43 @@ class Pipeline:
             "confidence": float(confidence),
             "latency_ms": latency.get("to_result", math.nan),
         }
-        if n_window := slot.info.get("window_sets"):
+        if n_window:
             meta.update(window_first_t=t - n_window + 1, window_frames=n_window * slot.n_frames)
         image = np.asarray(image, np.float32)
-        self._jobs.put(_Job("sr", state, t, image=image, meta=meta, error=error))
-        sr = SRResult(
-            slot.info["series"],
-            t,
-            slot.plan,
-            image,
-            float(confidence),
-            recon_ms,
-            stamps,
-            latency,
-            raw_sum,
-            error,
+        self.store.put(WriteJob("sr", info.state, t, image=image, meta=meta, error=error))
+        assert slot.plan is not None
+        self.events.result.emit(
+            SRResult(
+                info.series,
+                t,
+                slot.plan,
+                image,
+                float(confidence),
+                recon_ms,
+                stamps,
+                latency,
+                raw_sum,
+                error,
+            )
         )
-        self.events.result.emit(sr)
 
     def _on_skipped(self, slot: Slot) -> None:
-        state: SeriesState = slot.info["state"]
-        t = slot.info["t"]
+        info = slot.about
         meta = {"time_s": slot.metas[-1].get("time_s") if slot.metas else None}
         self._release_window(slot)
         self.ring.release(slot)
         self.stats.sr_skipped += 1
-        self._jobs.put(_Job("skip", state, t, meta=meta))
-        self.events.skipped.emit({"series": slot.info["series"], "t": t})
+        self.store.put(WriteJob("skip", info.state, info.t, meta=meta))
+        self.events.skipped.emit(SkippedSet(info.series, info.t))
 
     def _on_error(self, slot: Slot, exc: BaseException) -> None:
         self.stats.sr_errors += 1
         self._on_skipped(slot)  # recorded as not reconstructed
         self.events.error.emit(f"reconstruction failed: {exc}")
 
-    # --- store side (writer thread) -----------------------------------------------------
-    def _write_loop(self) -> None:
-        if self.pin_cpus:
-            pin_current_thread("acquisition")
-        while (job := self._jobs.get()) is not None:
-            try:
-                if self.write_error is None:
-                    self._write(job)
-                elif job.kind == "raw":  # after a failed write nothing more is stored
-                    self.stats.raw_write_errors += 1
-            except Exception as exc:
-                if job.kind == "raw":
-                    self.stats.raw_write_errors += 1
-                self._write_failed(exc)
-            finally:
-                if job.slot is not None:
-                    self.ring.release(job.slot)
-
-    def _write_failed(self, exc: Exception) -> None:
-        """The first failed write ends storing; the session stops acquiring on the signal."""
-        if self.write_error is not None:
-            return
-        self.write_error = f"store write failed: {exc}"
-        log.info("%s", self.write_error, exc_info=exc)  # the command reports it in one line
-        self.events.error.emit(self.write_error)
-        self.events.write_failed.emit(self.write_error)
-
-    def _write(self, job: _Job) -> None:
-        name = job.state.name
-        if job.kind == "raw":
-            slot = job.slot
-            assert slot is not None
-            self.writer.write_raw(job.state, job.t, slot.plan, slot.frames, slot.metas)
-            self.stats.raw_sets_stored += 1
-            self.stats.raw_frames_stored += slot.n_frames
-            self.events.stored.emit({"series": name, "t": job.t, "frames": slot.n_frames})
-            self._emit_metrics(job, slot)
-        elif job.kind == "sr":
-            assert job.image is not None
-            self.writer.write_sr(job.state, job.t, job.image, job.meta, job.error)
-            self._tracker(name).confidence = job.meta["confidence"]
-        else:
-            if job.state.store.sr_method is not None:
-                self.writer.write_skipped(job.state, job.t, job.meta)
-
-    def _tracker(self, series: str) -> SignalTracker:
-        if series not in self._trackers:
-            self._trackers[series] = SignalTracker(self.noise)
-        return self._trackers[series]
-
-    def _emit_metrics(self, job: _Job, slot: Slot) -> None:
-        now = time.perf_counter()
-        if not len(self.events.metrics) or now - self._last_metrics < self.metrics_interval_s:
-            return  # nobody listens, or a display-rate worth of sets was already measured
-        self._last_metrics = now
-        plan = slot.plan
-        metrics = self._tracker(job.state.name).update(
-            job.t,
-            float(slot.metas[-1].get("time_s", math.nan)),
-            slot.frames,
-            plan.power_mw,
-            plan.exposure_ms,
-        )
-        metrics["series"] = job.state.name
-        metrics["modality"] = plan.modality.name
-        self.events.metrics.emit(metrics)
-
     # --- shutdown -----------------------------------------------------------------------
     def close(self, drain: bool = True) -> None:
-        """Finish inference (``drain``: the waiting set too), store everything, free threads."""
+        """Finish inference (``drain``: the waiting sets too), store everything, free threads."""
         if self._closed:
             return
         self._closed = True
@@ -474,8 +451,7 @@ class Pipeline:
         if old is not None:
             self.ring.release(old)
         self.reset_windows()
-        self._jobs.put(None)
-        self._writer_thread.join()
+        self.store.close()
         self.ring.close()
 
     def summary(self) -> dict[str, Any]:

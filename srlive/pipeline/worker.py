@@ -1,9 +1,12 @@
-"""The inference worker: reconstructs the newest complete set on its own thread.
+"""The inference worker: reconstructs complete sets on its own thread.
 
-:meth:`InferenceWorker.offer` puts a set in a one-place mailbox. When the worker is still
-busy with an earlier set, a newer offer replaces the waiting one (latest wins: the display
-and the SR stream stay current when inference is slower than the camera) and the replaced
-set is handed to ``on_skipped``, so every skipped set is counted and recorded.
+Two policies. ``"latest"`` (live runs): :meth:`InferenceWorker.offer` puts a set in a
+one-place mailbox; when the worker is still busy with an earlier set, a newer offer replaces
+the waiting one (latest wins: the display and the SR stream stay current when inference is
+slower than the camera) and the replaced set is handed to ``on_skipped``, so every skipped
+set is counted and recorded. ``"every"`` (protocols): every offered set waits its turn
+(first in, first out), each holding its ring slot, so a camera faster than the
+reconstruction waits for a free slot instead of losing SR images.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from srlive.pipeline.ring import Slot
 
 log = logging.getLogger(__name__)
 
 Reconstruct = Callable[[Slot], Any]
+Policy = Literal["latest", "every"]
 
 
 def default_threads() -> int:
@@ -50,14 +55,18 @@ class InferenceWorker:
         *,
         threads: int | None = None,
         name: str = "srlive-inference",
+        policy: Policy = "latest",
     ) -> None:
+        if policy not in ("latest", "every"):
+            raise ValueError(f"inference policy must be 'latest' or 'every', got {policy!r}")
+        self.policy = policy
         self._reconstruct = reconstruct
         self._on_result = on_result
         self._on_skipped = on_skipped
         self._on_error = on_error
         self.threads = threads
         self._cond = threading.Condition()
-        self._pending: Slot | None = None
+        self._pending: deque[Slot] = deque()
         self._stopping = False
         self._drain = True
         self.busy = False
@@ -68,12 +77,16 @@ class InferenceWorker:
         self._thread.start()
 
     def offer(self, slot: Slot) -> None:
-        """Queue ``slot`` (held once for the worker); a set still waiting is skipped."""
+        """Queue ``slot`` (held once for the worker); with the ``latest`` policy a set still
+        waiting is skipped."""
+        replaced: Slot | None = None
         with self._cond:
             if self._stopping:
-                replaced, slot = slot, None
+                replaced = slot
             else:
-                replaced, self._pending = self._pending, slot
+                if self.policy == "latest" and self._pending:
+                    replaced = self._pending.popleft()
+                self._pending.append(slot)
                 self._cond.notify()
         if replaced is not None:
             self.skipped += 1
@@ -88,8 +101,8 @@ class InferenceWorker:
 
     @property
     def pending(self) -> bool:
-        """A set is waiting in the mailbox."""
-        return self._pending is not None
+        """A set is waiting for the worker."""
+        return bool(self._pending)
 
     @property
     def alive(self) -> bool:
@@ -97,16 +110,17 @@ class InferenceWorker:
 
     def _take(self) -> Slot | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._pending is not None or self._stopping)
-            slot, self._pending = self._pending, None
-            if slot is not None and self._stopping and not self._drain:
-                self.skipped += 1
-                skipped, slot = slot, None
+            self._cond.wait_for(lambda: bool(self._pending) or self._stopping)
+            skipped: list[Slot] = []
+            if self._stopping and not self._drain:
+                skipped, slot = list(self._pending), None
+                self._pending.clear()
             else:
-                skipped = None
+                slot = self._pending.popleft() if self._pending else None
             self.busy = slot is not None
-        if skipped is not None:
-            self._on_skipped(skipped)
+        self.skipped += len(skipped)
+        for each in skipped:
+            self._on_skipped(each)
         return slot
 
     def _run(self) -> None:
@@ -116,15 +130,16 @@ class InferenceWorker:
                 slot = self._take()
                 if slot is None:
                     return
-                slot.info["stamps"]["inference_start"] = time.perf_counter()
+                stamps = slot.about.stamps
+                stamps["inference_start"] = time.perf_counter()
                 try:
                     result = self._reconstruct(slot)
                 except Exception as exc:  # report and go on with the next set
                     self.errors += 1
-                    log.exception("reconstruction of set %s failed", slot.info.get("t"))
+                    log.exception("reconstruction of set %s failed", slot.about.t)
                     self._on_error(slot, exc)
                 else:
-                    slot.info["stamps"]["result_ready"] = time.perf_counter()
+                    stamps["result_ready"] = time.perf_counter()
                     self.done += 1
                     self._on_result(slot, result)
                 finally:

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 
 from srlive.profiles import Profile, load_profile
-from srlive.recon.fluctuation.method import FLUCTUATION_METHODS, fluctuation_settings
+from srlive.recon.fluctuation.method import fluctuation_settings
+from srlive.recon.learned.geometry import Geometry
+from srlive.recon.methods import get_method
+from srlive.recon.offline_methods import estimate_set_pattern
 from srlive.recon.optics import SIMOptics
-from srlive.recon.sim_params import SIMParameters, estimate_sim_parameters
+from srlive.recon.sim_params import SIMParameters
 from srlive.recon.wiener_sim import WienerSIM
-
-METHODS = ("wiener-sim", "dl-sim3", "dl-sim9", "dl-denoise", "dl-wf2sr", *FLUCTUATION_METHODS)
 
 
 def _optics(
@@ -50,17 +51,7 @@ def estimate_pattern(
     ``found``, ``significance``, ``source`` and the phases.
     """
     optics = _optics(optics, profile, None)
-    stack = _angle_major(frames, optics)
-    return estimate_sim_parameters(
-        stack,
-        optics.pixel_nm,
-        optics.na,
-        optics.emission_nm,
-        optics.n_angles,
-        optics.n_phases,
-        optics.offset_adu,
-        nominal=optics.nominal,
-    )
+    return estimate_set_pattern(_angle_major(frames, optics), optics)
 
 
 def reconstruct_burst(
@@ -123,20 +114,20 @@ def reconstruct(
     (``esrrf``, ``sofi2``-``sofi4``) take a burst ``(T, H, W)`` and the keywords of
     :func:`reconstruct_burst` (``window``, ``step``, ``magnification``, ...).
     """
-    if method in FLUCTUATION_METHODS:
+    recon = get_method(method)
+    if recon.burst:
         return reconstruct_burst(frames, method, profile, offset_adu, optics, **fluctuation)
     if fluctuation:
         raise ValueError(f"{', '.join(fluctuation)}: not options of {method}")
     frames = np.asarray(frames)
-    if method == "wiener-sim":
+    if not recon.learned:  # wiener-sim
         opt = _optics(optics, profile, offset_adu)
         stack = _angle_major(frames, opt)
         sim = WienerSIM.from_optics(stack.shape[-2:], opt)
         sim.calibrate(stack)
         return sim.reconstruct(stack)
-    if method.startswith("dl-") or method.endswith(".safetensors"):
-        return reconstruct_learned(frames, method, profile, device, offset_adu, optics).image
-    raise ValueError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    result = reconstruct_learned(frames, method, profile, device, offset_adu, optics, trust=False)
+    return result.image
 
 
 def reconstruct_learned(
@@ -146,10 +137,11 @@ def reconstruct_learned(
     device: str = "auto",
     offset_adu: float | None = None,
     optics: SIMOptics | None = None,
+    trust: bool = True,
 ) -> Any:
     """A learned method on one set, with how far to trust it: a
-    :class:`srlive.learn.infer.Result` (``image``, ``confidence``, ``uncertainty``: the
-    expected error per output pixel, ``checks``).
+    :class:`srlive.recon.learned.infer.Result` (``image``, ``confidence``, ``uncertainty``:
+    the expected error per output pixel, ``checks``; ``trust=False``: the image only).
 
     The optics are those of ``wiener-sim`` (``optics``, else ``profile``; ``offset_adu``
     overrides the camera offset): pixel, NA, emission and the nominal pattern period give the
@@ -158,15 +150,12 @@ def reconstruct_learned(
     frame) or a whole SIM set in the optics' layout, from which the model's frames are taken
     as ``srlive reconstruct`` takes them.
     """
-    from srlive.learn.infer import Geometry, learned
-    from srlive.recon.offline import set_picker
+    from srlive.recon.learned.infer import learned
 
+    recon = get_method(method)
     opt = _optics(optics, profile, offset_adu)
-    period = None if opt.nominal is None else opt.nominal.period_nm
-    geometry = Geometry(opt.pixel_nm, opt.na, opt.emission_nm, period)
-    model = learned(method, device, opt.offset_adu, geometry)
+    model = learned(recon.weights or method, device, opt.offset_adu, Geometry.from_optics(opt))
     stack = np.asarray(frames).reshape(-1, *np.shape(frames)[-2:])
     if len(stack) != model.frames_per_set and len(stack) == opt.frames_per_set:
-        pick = set_picker((opt.n_angles, opt.n_phases), model.task.name, "the set")
-        stack = pick(opt.to_angle_major(stack))
-    return model(stack)
+        stack = recon.picker((opt.n_angles, opt.n_phases))(opt.to_angle_major(stack))
+    return model(stack, trust=trust)

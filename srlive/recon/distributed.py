@@ -34,14 +34,9 @@ import numpy as np
 
 from srlive.process_env import HEAP_REUSE, child_environ
 from srlive.recon.file_input import SetSource, open_input
-from srlive.recon.offline import (
-    SetMethod,
-    create_output,
-    finite_json,
-    not_found_warnings,
-    resolve_method,
-    stored_raw,
-)
+from srlive.recon.methods import get_method
+from srlive.recon.offline import create_output, finite_json, not_found_warnings
+from srlive.recon.offline_methods import SetMethod, resolve_method, stored_raw
 from srlive.recon.sim_params import SIMParameters
 from srlive.storage.guard import check_output, srlive_attrs
 from srlive.storage.omezarr import AcquisitionStore, write_set_chunks
@@ -70,7 +65,7 @@ def _worker_job(spec: JobSpec) -> tuple[SetSource, SetMethod]:
     if job is None:
         source, optics = open_input(spec.input, spec.optics_file, spec.overrides)
         method = resolve_method(spec.method, source, optics)
-        if method.wiener is not None and spec.reference is not None:
+        if method.wiener is not None and spec.reference is not None and spec.wiener is not None:
             method.wiener.use_reference(spec.reference, float(spec.wiener))
         job = _WORKER_JOBS[spec.key] = (source, method)
         WORKER_LOADS[spec.key] = WORKER_LOADS.get(spec.key, 0) + 1
@@ -150,6 +145,8 @@ def _open_job(
     overwrite: bool,
 ) -> _InputJob:
     """Check, resolve and reconstruct set 0 of ``input``; create or resume its output."""
+    if not get_method(method).distributed:
+        raise ValueError(f"--workers/--scheduler: not supported yet for {method}")
     resume = not overwrite and reconstruction_state(out, input, method) == "interrupted"
     if not resume:
         check_output(out, overwrite=overwrite, inputs=[input])

@@ -155,7 +155,7 @@ def stored_sets(
     return SetSource(
         source=str(path),
         format=STORE_FORMAT,
-        shape=tuple(int(v) for v in attrs["frame_shape"]),
+        shape=(int(attrs["frame_shape"][0]), int(attrs["frame_shape"][1])),
         layout=(reader.n_angles, reader.n_phases),
         n_sets=reader.n_sets,
         pixel_nm=pixel_nm,

@@ -27,18 +27,23 @@ from __future__ import annotations
 import math
 import shutil
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srlive.recon.file_input import SetSource, open_input
-from srlive.recon.fluctuation.method import FLUCTUATION_METHODS
+from srlive.recon.methods import get_method
+from srlive.recon.offline_methods import (
+    SetMethod,
+    SetResult,
+    estimate_set_pattern,
+    resolve_method,
+    stored_raw,
+)
 from srlive.recon.optics import SIMOptics
-from srlive.recon.sim_params import SIMParameters, pattern_columns, pattern_row
+from srlive.recon.sim_params import SIMParameters, pattern_columns
 from srlive.recon.tiff_output import (
     check_file_output,
     check_tiff_output,
@@ -52,167 +57,6 @@ from srlive.storage.noise import NoiseRecord
 from srlive.storage.omezarr import DEFAULT_SR_EXTRAS, AcquisitionStore
 
 MAX_LISTED_SETS = 10  # sets named in one "not found" warning
-
-
-def set_picker(
-    layout: tuple[int, int], kind: str, where: str = "the store"
-) -> Callable[[np.ndarray], np.ndarray]:
-    """How to take the frames ``kind`` (a method or a model's task) needs from one set.
-
-    ValueError when the input's sets (``layout``: angles x phases) cannot give them.
-    """
-    n_angles, n_phases = layout
-    if kind == "wiener-sim":
-        if n_phases < 3:
-            raise ValueError(
-                f"wiener-sim needs SIM sets of 3 or more phases per angle; {where} has "
-                f"{n_angles}x{n_phases}"
-            )
-        return lambda frames: frames
-    if kind == "dl-sim9":
-        if layout != (3, 3):
-            raise ValueError(f"{kind} needs 3x3 SIM sets; {where} has {n_angles}x{n_phases}")
-        return lambda frames: frames
-    if kind == "dl-sim3":
-        if layout == (3, 3):
-            return lambda frames: frames[[0, 3, 6]]
-        if layout == (3, 1):
-            return lambda frames: frames
-        raise ValueError(f"dl-sim3 needs sim3 or sim9 sets; {where} has {n_angles}x{n_phases}")
-    if kind in ("dl-denoise", "dl-wf2sr"):
-        return lambda frames: frames.mean(axis=0, keepdims=True) if len(frames) > 1 else frames
-    raise ValueError(f"unknown method {kind!r}")
-
-
-@dataclass
-class SetResult:
-    """One set's SR image and what its reconstruction found."""
-
-    image: np.ndarray
-    confidence: float = math.nan  # learned methods only
-    error: np.ndarray | None = None  # learned methods: the error expected per SR pixel
-    params: SIMParameters | None = None  # wiener-sim: the pattern estimated on this set
-    wiener: float | None = None
-    recon_ms: float = 0.0
-
-    def sr_meta(self, t: int, time_s: float) -> dict[str, Any]:
-        """The set's row of the store's SR table."""
-        meta = {"t": t, "time_s": time_s, "recon_ms": self.recon_ms, "confidence": self.confidence}
-        return meta | (pattern_row(self.params) if self.params is not None else {})
-
-    def entry(self, t: int) -> dict[str, Any]:
-        """The set's entry in the JSON summary."""
-        entry: dict[str, Any] = {
-            "t": t,
-            "pattern": None if self.params is None else self.params.report(),
-            "summary": None if self.params is None else self.params.summary(),
-            "wiener": self.wiener,
-            "recon_ms": round(self.recon_ms, 2),
-        }
-        if not math.isnan(self.confidence):
-            entry["confidence"] = self.confidence
-        return entry
-
-
-@dataclass
-class SetMethod:
-    """A reconstruction resolved and checked against an input (before any output exists)."""
-
-    upscale: int
-    pick: Callable[[np.ndarray], np.ndarray]
-    run: Callable[[np.ndarray, int], SetResult]
-    patterned: bool  # estimates the pattern per set (its columns go into the SR table)
-    wiener: WienerSets | None = None  # wiener-sim: its reference (set 0's estimate)
-    error_map: bool = False  # its results carry the error expected per SR pixel
-
-    def __call__(self, frames: np.ndarray, t: int) -> SetResult:
-        """Reconstruct one angle-major set ``(A·P, H, W)``, the input's set ``t``."""
-        start = time.perf_counter()
-        result = self.run(self.pick(frames), t)
-        result.recon_ms = (time.perf_counter() - start) * 1e3
-        return result
-
-
-class WienerSets:
-    """``wiener-sim`` over the sets of one input: set 0 blind, every other set next to it."""
-
-    def __init__(self, shape: tuple[int, int], optics: SIMOptics) -> None:
-        from srlive.recon.wiener_sim import WienerSIM
-
-        self.optics = optics
-        self.sim = WienerSIM.from_optics(shape, optics)
-        self.reference: SIMParameters | None = None
-
-    def use_reference(self, reference: SIMParameters, wiener: float) -> None:
-        """Take set 0's estimate and Wiener parameter (computed by another process)."""
-        self.reference = reference
-        self.sim.wiener_w = wiener
-
-    def __call__(self, frames: np.ndarray, t: int) -> SetResult:
-        from srlive.recon.sim_params import refine_sim_parameters
-
-        if self.reference is None:  # set 0 first: blind calibration, w from its noise
-            if t != 0:
-                raise RuntimeError("wiener-sim: set 0 must be calibrated first")
-            self.reference = self.sim.calibrate(frames)
-        opt = self.optics
-        if t == 0:
-            params = self.reference
-        else:
-            params = refine_sim_parameters(
-                frames,
-                self.reference,
-                opt.pixel_nm,
-                opt.na,
-                opt.emission_nm,
-                opt.offset_adu,
-                nominal=opt.nominal,
-            )
-        self.sim.set_parameters(params)
-        return SetResult(self.sim.reconstruct(frames), params=params, wiener=self.sim.wiener_w)
-
-
-def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMethod:
-    """``wiener-sim``, a shipped model name or a .safetensors path, fitted to ``source``.
-
-    Raises (ValueError, FileNotFoundError) for an unknown method, missing or invalid weights,
-    or sets the method cannot take.
-    """
-    where = "the store" if source.format == "srlive-store" else source.source
-    if source.run.get("modality") == "fluctuation" and not method.startswith("dl-"):
-        methods = ", ".join(FLUCTUATION_METHODS)
-        raise ValueError(f"{where} holds fluctuation bursts, not SIM sets: use --method {methods}")
-    if method == "wiener-sim":
-        pick = set_picker(source.layout, method, where)
-        sets = WienerSets(source.shape, optics)
-        return SetMethod(2, pick, sets, patterned=True, wiener=sets)
-    from srlive.learn.infer import Geometry, learned
-
-    period = None if optics.nominal is None else optics.nominal.period_nm
-    geometry = Geometry(optics.pixel_nm, optics.na, optics.emission_nm, period)
-    model = learned(method, "auto", optics.offset_adu, geometry)
-
-    def infer(frames: np.ndarray, t: int) -> SetResult:
-        result = model(frames)
-        return SetResult(result.image, result.confidence, result.uncertainty)
-
-    pick = set_picker(source.layout, model.task.name, where)
-    return SetMethod(model.upscale, pick, infer, False, error_map=model.has_uncertainty)
-
-
-def stored_raw(frames: np.ndarray, where: str) -> np.ndarray:
-    """Frames as the store's uint16 raw (floats rounded); ValueError when they do not fit."""
-    if frames.dtype == np.uint16:
-        return frames
-    low, high = float(frames.min()), float(frames.max())
-    if low < 0 or high > 65535:
-        raise ValueError(
-            f"{where}: pixel values {low:g}..{high:g} do not fit a store's uint16 raw frames; "
-            "write the SR images to a .tif instead (--out X.tif)"
-        )
-    return np.rint(frames).astype(np.uint16) if frames.dtype.kind == "f" else frames.astype("u2")
-
-
 _First = tuple[np.ndarray, list[dict[str, Any]], SetResult]
 
 
@@ -383,9 +227,7 @@ def _plot_params(
         return first.params
     if source.layout[1] < 3:
         raise ValueError(f"--plot needs SIM sets of 3 or more phases; {source.source} has none")
-    from srlive.recon.api import estimate_pattern
-
-    return estimate_pattern(raw, optics.with_overrides(order="angle-major"))
+    return estimate_set_pattern(raw, optics)
 
 
 def reconstruct_input(
@@ -413,7 +255,7 @@ def reconstruct_input(
     """
     input, out = Path(input), Path(out)
     plot = None if plot is None else Path(plot)
-    if method in FLUCTUATION_METHODS:
+    if get_method(method).burst:
         if plot is not None or optics_file is not None:
             raise ValueError(f"--plot and --optics are for the SIM methods, not {method}")
         _check_outputs(input, out, None, overwrite)
@@ -440,7 +282,7 @@ def reconstruct_input(
     else:
         stored_raw(raw, f"{source.source} set 0")  # refused before the store exists
         entries = _write_store(out, source, method, optics, recon, sets, overwrite)
-    if plot is not None:
+    if plot is not None and plot_params is not None:
         from srlive.recon.plot import plot_pattern
 
         plot_pattern(plot, raw, plot_params, optics)

@@ -38,12 +38,12 @@ from srlive.recon.file_input import (
     stored_sets,
 )
 from srlive.recon.fluctuation.method import (
-    FLUCTUATION_METHODS,
     FluctuationSettings,
     RollingWindow,
     fluctuation_settings,
 )
-from srlive.recon.offline import stored_raw
+from srlive.recon.methods import describe, get_method
+from srlive.recon.offline_methods import stored_raw
 from srlive.recon.optics import SIMOptics
 from srlive.recon.tiff_output import is_tiff_output, write_sr_tiff
 from srlive.storage.noise import NoiseRecord
@@ -62,8 +62,8 @@ def _flag(name: str) -> str:
 
 def check_method_fields(method: str, given: Mapping[str, Any]) -> None:
     """Refuse parameters ``method`` would ignore (eSRRF's with SOFI, SOFI's with eSRRF)."""
-    if method not in FLUCTUATION_METHODS:
-        raise ValueError(f"unknown fluctuation method {method!r}")
+    if not get_method(method).burst:
+        raise ValueError(f"{method} is not a fluctuation method ({describe(burst=True)})")
     other = SOFI_ONLY if method == "esrrf" else ESRRF_ONLY
     unused = [_flag(k) for k in other if given.get(k) is not None]
     if unused:
@@ -397,7 +397,7 @@ def reconstruct_bursts(
     if (fluctuation or {}).get("window") is None and live_window not in (None, settings.window):
         notes.append(
             f"{input} was reconstructed live with windows of {live_window} frames (step "
-            f"{bursts.live.get('step')}); pass --window {live_window} to match it"
+            f"{(bursts.live or {}).get('step')}); pass --window {live_window} to match it"
         )
     head, rest = _with_first(bursts, settings)  # fails here, before any output exists
 

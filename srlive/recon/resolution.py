@@ -8,6 +8,10 @@ from scipy import ndimage
 
 from srlive.recon.fft_threads import FFT_WORKERS
 
+# power per pixel of a ring, relative to the strongest ring, below which it holds only
+# rounding (float32 rounding sits near 1e-14; any measured image's noise far above 1e-10)
+EMPTY_RING_FLOOR = 1e-10
+
 
 def _window(shape: tuple[int, int]) -> np.ndarray:
     """Tukey-like soft edge (1 inside, cos² roll-off over 1/8 of each side)."""
@@ -28,6 +32,16 @@ def _prepare(img: np.ndarray) -> np.ndarray:
     return (img - img.mean()) * _window(img.shape)
 
 
+def _empty_rings(img: np.ndarray, ring: np.ndarray, n_bins: int) -> np.ndarray:
+    """Rings where the image's own (unwindowed) spectrum has numerically no power per pixel:
+    beyond the band limit of an image that is band-limited on its periodic grid (Fourier
+    upsampled, or blurred through an OTF), where only rounding is left."""
+    spectrum = sfft.fft2(np.asarray(img, np.float64) - np.mean(img), workers=FFT_WORKERS)
+    power = np.bincount(ring.ravel(), (np.abs(spectrum) ** 2).ravel(), n_bins + 1)
+    per_pixel = power / np.maximum(np.bincount(ring.ravel(), None, n_bins + 1), 1)
+    return per_pixel <= EMPTY_RING_FLOOR * per_pixel.max()
+
+
 def frc_curve(
     img1: np.ndarray, img2: np.ndarray, pixel_nm: float, n_bins: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +60,10 @@ def frc_curve(
     p1 = np.bincount(ring.ravel(), (np.abs(f1) ** 2).ravel(), n_bins + 1)
     p2 = np.bincount(ring.ravel(), (np.abs(f2) ** 2).ravel(), n_bins + 1)
     frc = num / np.sqrt(p1 * p2 + 1e-30)
-    # rings where either image has (numerically) no power carry no correlation
-    empty = (p1 < 1e-9 * p1.max()) | (p2 < 1e-9 * p2.max())
+    # rings where either image itself has (numerically) no power carry no correlation; judged
+    # before the window, whose leakage fills a band-limited image's empty rings with copies
+    # of its in-band structure (FRC 1 beyond the band limit for two noise-free images)
+    empty = _empty_rings(img1, ring, n_bins) | _empty_rings(img2, ring, n_bins)
     frc[empty] = 0.0
     freq = np.arange(n_bins + 1) / (min(h, w) * pixel_nm)
     return freq[:n_bins], frc[:n_bins]

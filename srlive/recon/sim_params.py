@@ -31,16 +31,28 @@ Coordinates: r is measured from pixel (0, 0), the FFT's origin; k in cycles/nm; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
 
 from srlive.recon.fft_threads import FFT_WORKERS
 from srlive.recon.optics import NominalPattern
+from srlive.recon.sim_frames import (  # re-exported: the frame preparation SIM shares
+    EDGE_PX,
+    edge_taper,
+    equal_phases,
+    prepare_frames,
+    separation_matrix,
+)
+from srlive.recon.sim_pattern import (  # the pattern as data: re-exported here
+    PATTERN_FIELDS,
+    SIMParameters,
+    Source,
+    pattern_columns,
+    pattern_row,
+)
 
-EDGE_PX = 24  # taper width used against FFT edge artefacts
 MIN_SIGNIFICANCE = 3.0  # found: noise alone makes such a peak with a chance below 10⁻³
 NOTCH = 0.3  # zero-frequency notch of the estimation filter, in units of the OTF cutoff
 SEARCH = (0.35, 1.15)  # blind search annulus, in units of the OTF cutoff 2NA/λ
@@ -48,129 +60,20 @@ NOMINAL_PERIOD_TOL = 0.05  # relative period window around a nominal pattern
 NOMINAL_ANGLE_TOL_DEG = 6.0
 LOCAL_BINS = 2.0  # search radius (Fourier bins) around a previous estimate
 
-Source = Literal["estimated", "nominal", "previous", "none"]
-
-
-@dataclass(frozen=True)
-class SIMParameters:
-    """Fringe wavevectors (cycles/nm), per-frame phases (rad), modulation and verdict per angle.
-
-    ``source[a]`` says where angle a's wavevector came from: ``estimated`` (found in this
-    data, significance above threshold), ``nominal``/``previous`` (not found; a fallback was
-    used and the phases measured at it) or ``none`` (not found, no fallback: the angle gives
-    widefield information only and its modulation is 0).
-    """
-
-    k: tuple[tuple[float, float], ...]
-    phases: np.ndarray
-    modulation: np.ndarray
-    significance: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    source: tuple[Source, ...] = ()
-
-    def __post_init__(self) -> None:
-        n = len(self.k)
-        if len(self.significance) != n:
-            object.__setattr__(self, "significance", np.full(n, np.inf))
-        if len(self.source) != n:
-            object.__setattr__(self, "source", ("estimated",) * n)
-
-    @property
-    def n_angles(self) -> int:
-        return len(self.k)
-
-    @property
-    def found(self) -> np.ndarray:
-        return np.array([s == "estimated" for s in self.source])
-
-    @property
-    def period_nm(self) -> np.ndarray:
-        return np.array([1.0 / np.hypot(ky, kx) if (ky or kx) else np.nan for ky, kx in self.k])
-
-    @property
-    def angles_deg(self) -> np.ndarray:
-        return np.array([np.degrees(np.arctan2(ky, kx)) % 180.0 for ky, kx in self.k])
-
-    def with_phases(self, phases: np.ndarray, modulation: np.ndarray) -> SIMParameters:
-        return SIMParameters(
-            self.k,
-            np.asarray(phases, float),
-            np.asarray(modulation, float),
-            self.significance,
-            self.source,
-        )
-
-    def report(self) -> list[dict[str, Any]]:
-        """One JSON-ready entry per angle: angle, period, modulation, found, phases."""
-        return [
-            {
-                "angle_deg": round(float(self.angles_deg[a]), 3) % 180.0,
-                "period_nm": round(float(self.period_nm[a]), 3),
-                "modulation": round(float(self.modulation[a]), 3),
-                "found": bool(self.found[a]),
-                "significance": round(float(self.significance[a]), 1),
-                "source": self.source[a],
-                "phases_deg": [round(float(np.degrees(p)) % 360.0, 1) for p in self.phases[a]],
-            }
-            for a in range(self.n_angles)
-        ]
-
-    def summary(self) -> str:
-        """A short status line: one entry per angle."""
-        parts = []
-        for a in range(self.n_angles):
-            if self.source[a] == "none":
-                parts.append(f"a{a}: not found")
-                continue
-            tag = "" if self.found[a] else f" ({self.source[a]}, not found)"
-            parts.append(
-                f"a{a}: {round(self.angles_deg[a], 1) % 180:.1f}° {self.period_nm[a]:.1f} nm "
-                f"m={self.modulation[a]:.2f}{tag}"
-            )
-        return "; ".join(parts)
-
-
-def edge_taper(shape: tuple[int, int], edge_px: int = EDGE_PX) -> np.ndarray:
-    """A window that is 1 inside and falls smoothly (cos²) to 0 over ``edge_px`` at the border."""
-
-    def ramp(n: int) -> np.ndarray:
-        w = np.ones(n, np.float32)
-        e = min(edge_px, n // 4)
-        if e > 0:
-            t = (np.arange(e) + 0.5) / e
-            w[:e] = np.sin(np.pi / 2 * t) ** 2
-            w[-e:] = w[:e][::-1]
-        return w
-
-    return np.outer(ramp(shape[0]), ramp(shape[1]))
-
-
-def prepare_frames(
-    raw: np.ndarray, offset_adu: float, taper: np.ndarray, equalize: bool = True
-) -> np.ndarray:
-    """Offset-subtracted float32 frames, faded towards their mean at the borders.
-
-    ``equalize`` scales every frame to the set's mean brightness (lasers and LEDs drift
-    between frames; a fringe over many periods does not change a frame's mean).
-    """
-    frames = np.asarray(raw, np.float32).reshape(-1, *raw.shape[-2:]) - np.float32(offset_adu)
-    means = frames.mean(axis=(1, 2), keepdims=True)
-    if equalize:
-        target = np.float32(means.mean())
-        scale = np.where(means > 0, target / np.maximum(means, 1e-12), 1.0).astype(np.float32)
-        frames = frames * scale
-        means = means * scale
-    return means + (frames - means) * taper
-
-
-def separation_matrix(phases: np.ndarray) -> np.ndarray:
-    """Inverse of the band-mixing matrix rows [1, e^{iφ}, e^{−iφ}] (least squares if > 3)."""
-    mix = np.stack([np.ones_like(phases), np.exp(1j * phases), np.exp(-1j * phases)], axis=1)
-    return np.linalg.pinv(mix)
-
-
-def equal_phases(n_phases: int) -> np.ndarray:
-    return 2 * np.pi * np.arange(n_phases) / n_phases
-
+__all__ = [
+    "EDGE_PX",
+    "PATTERN_FIELDS",
+    "SIMParameters",
+    "Source",
+    "edge_taper",
+    "equal_phases",
+    "estimate_sim_parameters",
+    "pattern_columns",
+    "pattern_row",
+    "prepare_frames",
+    "refine_sim_parameters",
+    "separation_matrix",
+]
 
 def _cutoff_px(pixel_nm: float, na: float, wavelength_nm: float) -> float:
     """The OTF cutoff 2NA/λ in cycles per camera pixel."""
@@ -572,26 +475,3 @@ def refine_sim_parameters(
         nominal=nominal,
         previous=params,
     )
-
-
-PATTERN_FIELDS = ("period_nm", "angle_deg", "modulation", "found", "significance")
-
-
-def pattern_columns(n_angles: int, n_phases: int) -> tuple[str, ...]:
-    """Per-set table columns that hold the estimated pattern (one group per angle)."""
-    cols: list[str] = []
-    for a in range(n_angles):
-        cols += [f"pattern_a{a}_{name}" for name in PATTERN_FIELDS]
-        cols += [f"pattern_a{a}_phase{p}_deg" for p in range(n_phases)]
-    return tuple(cols)
-
-
-def pattern_row(params: SIMParameters) -> dict[str, float]:
-    """The values of :func:`pattern_columns` for one set (``found`` as 1.0 / 0.0)."""
-    row: dict[str, float] = {}
-    for a, entry in enumerate(params.report()):
-        for name in PATTERN_FIELDS:
-            row[f"pattern_a{a}_{name}"] = float(entry[name])
-        for p, phase in enumerate(entry["phases_deg"]):
-            row[f"pattern_a{a}_phase{p}_deg"] = float(phase)
-    return row

@@ -83,7 +83,7 @@ def _refine(image: np.ndarray, k: tuple[float, float], pixel_nm: float) -> tuple
             for dy in (-1, 0, 1)
             for dx in (-1, 0, 1)
         ]
-        best = max(candidates, key=lambda q: abs(_dft_at(image, *q, pixel_nm)))
+        best = max(candidates, key=lambda q: abs(_dft_at(image, q[0], q[1], pixel_nm)))
     return best
 
 
@@ -183,10 +183,11 @@ def estimate_single_phase(
             candidates.append(first)
             significance.append(0.0)
             continue
-        k, value = _candidate_peak(total, near, fy, fx)
-        strongest = max(products, key=lambda r, k=k: abs(_dft_at(r, *k, pixel_nm)))
+        k, peak = _candidate_peak(total, near, fy, fx)
+        strength_at_k = [abs(_dft_at(r, k[0], k[1], pixel_nm)) for r in products]
+        strongest = products[int(np.argmax(strength_at_k))]
         candidates.append(_refine(strongest, k, pixel_nm))
-        significance.append(value / median)
+        significance.append(peak / median)
     radii = np.hypot(*np.asarray(candidates).T)
     agree = np.abs(radii / np.median(radii) - 1.0) <= PERIOD_AGREEMENT
     significance = [v if ok else 0.0 for v, ok in zip(significance, agree, strict=True)]
@@ -194,7 +195,9 @@ def estimate_single_phase(
     # residual and −1/3 in each other one, whatever the other angles' modulation: the frames
     # take the candidates in the order that makes them strongest, each clearly the
     # strongest at its own
-    strength = np.array([[abs(_dft_at(r, *k, pixel_nm)) for k in candidates] for r in products])
+    strength = np.array(
+        [[abs(_dft_at(r, k[0], k[1], pixel_nm)) for k in candidates] for r in products]
+    )
     order = max(permutations(range(n)), key=lambda o: sum(strength[a, o[a]] for a in range(n)))
     ranked = np.sort(strength, axis=0)
     bright = float(stack.mean()) > 0
@@ -204,7 +207,7 @@ def estimate_single_phase(
         others = ranked[-2, j] if strength[a, j] >= ranked[-1, j] else ranked[-1, j]
         clear = strength[a, j] >= MIN_OWN_RATIO * (others if n > 1 else 0.0)
         k = candidates[j]
-        value = _dft_at(products[a], *k, pixel_nm)
+        value = _dft_at(products[a], k[0], k[1], pixel_nm)
         found = significance[j] >= MIN_SIGNIFICANCE and clear and bright
         m = _modulation(value, power, k, optics) if found else 0.0
         ks.append(k)

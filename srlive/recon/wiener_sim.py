@@ -261,9 +261,10 @@ class WienerSIM:
         flat = frames.reshape(self.n_angles, self.n_phases, -1)
         h, w = self.shape
         big = np.zeros(self._big, np.complex64)
-        widefield = sum(
-            (self._dc_coeffs[a].astype(np.float32) @ flat[a]) for a in range(self.n_angles)
+        widefield = np.sum(
+            [self._dc_coeffs[a].astype(np.float32) @ flat[a] for a in range(self.n_angles)], axis=0
         ).reshape(h, w) / np.float32(self.n_angles)
+        assert self._dc_index is not None  # set by set_parameters
         rows, cols = self._dc_index
         big[np.ix_(rows, cols)] += self._dc_weight * sfft.fft2(widefield, workers=FFT_WORKERS)
         plus_spectrum: np.ndarray | None = None
@@ -273,6 +274,7 @@ class WienerSIM:
                 plus_spectrum = sfft.fft2(side * band.ramp, workers=FFT_WORKERS)
                 spectrum = plus_spectrum
             else:  # the −1 band of a real image is the conjugate of the +1 band
+                assert plus_spectrum is not None  # each +1 band comes before its conjugate
                 spectrum = np.conj(plus_spectrum[np.ix_(self._neg_rows, self._neg_cols)])
             big[np.ix_(band.rows, band.cols)] += band.weight * spectrum
         half = big[:, : self._big[1] // 2 + 1]
@@ -298,9 +300,10 @@ class WienerSIM:
         h, w = self.shape
         ramp = self._shift_ramp(shift_px)
         out = np.zeros((2 + self.n_angles, *self._big), np.float32)
-        widefield = sum(
-            (self._dc_coeffs[a].astype(np.float32) @ flat[a]) for a in range(self.n_angles)
+        widefield = np.sum(
+            [self._dc_coeffs[a].astype(np.float32) @ flat[a] for a in range(self.n_angles)], axis=0
         ).reshape(h, w) / np.float32(self.n_angles)
+        assert self._dc_index is not None  # set by set_parameters
         rows, cols = self._dc_index
         spectrum = sfft.fft2(widefield, workers=FFT_WORKERS)
         big = np.zeros(self._big, np.complex64)
@@ -316,6 +319,7 @@ class WienerSIM:
                 plus_spectrum = sfft.fft2(side * band.ramp, workers=FFT_WORKERS)
                 spectrum = plus_spectrum
             else:
+                assert plus_spectrum is not None  # each +1 band comes before its conjugate
                 spectrum = np.conj(plus_spectrum[np.ix_(self._neg_rows, self._neg_cols)])
             big = per_angle.setdefault(band.angle, np.zeros(self._big, np.complex64))
             big[np.ix_(band.rows, band.cols)] += band.weight * spectrum

@@ -8,6 +8,7 @@ from srlive.storage.omezarr import (
     StoreDamagedError,
     StoreReader,
     StoreWriteError,
+    find_series,
     open_store,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "StoreReader",
     "StoreWriteError",
     "claim_output",
+    "find_series",
     "open_store",
 ]

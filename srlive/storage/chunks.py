@@ -9,7 +9,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from srlive.storage.files import frame_crc, fsync_path
+from srlive.storage.files import frame_crc, fsync_path, image_pipeline
 
 __all__ = ["write_set_chunks"]
 
@@ -29,7 +29,8 @@ def write_set_chunks(
     records the set (:meth:`AcquisitionStore.record_set`) with the CRCs returned.
     """
     root = Path(path)
-    raw = zarr.open_array(LocalStore(root / "raw" / "0"), mode="r+", zarr_format=3)
+    with image_pipeline():
+        raw = zarr.open_array(LocalStore(root / "raw" / "0"), mode="r+", zarr_format=3)
     ap, h, w = raw.shape[1:]
     arr = np.asarray(frames).reshape(ap, h, w)
     if arr.dtype != np.uint16:
@@ -39,7 +40,8 @@ def write_set_chunks(
     raw[t] = arr
     files = [root / "raw" / "0" / raw.metadata.encode_chunk_key((t, 0, 0, 0))]
     if sr is not None:
-        sr_arr = zarr.open_array(LocalStore(root / "sr" / "0"), mode="r+", zarr_format=3)
+        with image_pipeline():
+            sr_arr = zarr.open_array(LocalStore(root / "sr" / "0"), mode="r+", zarr_format=3)
         sr_arr[t] = np.asarray(sr, np.float32)
         files.append(root / "sr" / "0" / sr_arr.metadata.encode_chunk_key((t, 0, 0)))
     if sr_error is not None and (root / "sr_error" / "0").is_dir():

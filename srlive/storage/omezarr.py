@@ -29,10 +29,13 @@ of type channel or a null / custom type"), so the SIM angle and phase share one 
 ``ap`` (type ``"angle_phase"``) with index ``a * n_phases + p``. :meth:`StoreReader.read_set`
 returns the (A, P, H, W) view.
 
-Crash safety: zarr's local store writes every file atomically (temporary file + rename).
-:meth:`AcquisitionStore.flush` writes the buffered table rows, optionally fsyncs every file
-written since the last flush, and only then records ``frames_flushed`` in the root
-attributes, so after a crash (even SIGKILL) every frame below ``frames_flushed`` is intact.
+Crash safety: tables and metadata go through zarr-python, whose local store replaces every
+file atomically (temporary file + rename); the image arrays' chunks go through zarrs' Rust
+codec pipeline (:func:`srlive.storage.files.image_pipeline`), each file written once, in
+place. :meth:`AcquisitionStore.flush` writes the buffered table rows, optionally fsyncs every
+file written since the last flush, and only then records ``frames_flushed`` in the root
+attributes, so after a crash (even SIGKILL) every frame below ``frames_flushed`` is intact
+(a set cut short by the crash lies above it, and a resumed store writes it again).
 
 The code lives in small modules: :mod:`~srlive.storage.ngff` (NGFF metadata through
 yaozarrs' models), :mod:`~srlive.storage.noise` (the camera record),
@@ -52,7 +55,7 @@ from srlive.storage.files import (
 )
 from srlive.storage.ngff import AP_AXIS, NGFF_VERSION
 from srlive.storage.noise import NoiseRecord
-from srlive.storage.reader import StoreReader, open_store
+from srlive.storage.reader import StoreReader, find_series, open_store
 from srlive.storage.store import LAYOUT_VERSION, AcquisitionStore
 from srlive.storage.tables import (
     DEFAULT_SR_EXTRAS,
@@ -78,6 +81,7 @@ __all__ = [
     "StoreDamagedError",
     "StoreReader",
     "StoreWriteError",
+    "find_series",
     "frame_crc",
     "open_store",
     "write_set_chunks",

@@ -198,17 +198,59 @@ def _check_metadata(p: Path) -> None:
                 load_json(p / node / str(column) / "zarr.json", p)
 
 
+SERIES_PARTS = ("OME", "raw", "sr", "tables")  # a store's own groups, never series
+
+
+def _is_series(p: Path) -> bool:
+    """A series store (raw sets and tables), not a run's root collection."""
+    return (p / "raw" / "zarr.json").is_file()
+
+
+def find_series(path: str | os.PathLike[str]) -> dict[str, Path]:
+    """The series stores of a run store by name (a series store itself is ``""``; stores
+    of layout 2 nested a live run's later modalities in its first series).
+
+    One-line errors for anything else: FileNotFoundError, or ValueError when ``path`` holds
+    no srlive series.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such store: {p}")
+    series = {"": p} if _is_series(p) else {}
+    if p.is_dir():
+        series |= {
+            child.name: child
+            for child in sorted(p.iterdir())
+            if child.is_dir() and child.name not in SERIES_PARTS and _is_series(child)
+        }
+    if not series:
+        raise ValueError(f"{p} holds no srlive acquisition (no raw/ series)")
+    return series
+
+
 def open_store(path: str | os.PathLike[str]) -> StoreReader:
     """Open an acquisition store read-only (works on incomplete, crashed stores).
 
-    Raises FileNotFoundError if there is nothing at ``path`` and StoreDamagedError (one line,
-    naming the file) if its metadata or tables are missing or damaged.
+    ``path`` is a series store, or a run store holding one series (a run of several series
+    needs the series' path: ``<run>/<series>``). Raises FileNotFoundError if there is nothing
+    at ``path`` and StoreDamagedError (one line, naming the file) if its metadata or tables
+    are missing or damaged.
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such store")
     if not p.is_dir():
         raise StoreDamagedError(f"{p} is not an srlive store (not a directory)")
+    if not _is_series(p) and (p / "zarr.json").is_file():
+        try:
+            series = find_series(p)
+        except ValueError:
+            series = {}
+        if len(series) == 1:
+            p = next(iter(series.values()))
+        elif len(series) > 1:
+            names = ", ".join(series)
+            raise ValueError(f"{p} holds {len(series)} series ({names}): open one of them")
     _check_metadata(p)
     try:
         root = zarr.open_group(LocalStore(p, read_only=True), mode="r", zarr_format=3)

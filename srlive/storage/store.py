@@ -18,7 +18,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from srlive.storage.durable import Durable
-from srlive.storage.files import compressors, jsonable, software
+from srlive.storage.files import compressors, image_pipeline, jsonable, software
 from srlive.storage.guard import (
     OutputLock,
     StoreBusyError,
@@ -188,9 +188,10 @@ class AcquisitionStore(Writes, Durable):
         self.pixel_nm = float(state["pixel_nm"])
         self.sr_pixel_nm = state.get("sr_pixel_nm")
         self.sr_method = state.get("sr_method")
-        self._raw = root["raw/0"]
-        self._sr = root["sr/0"] if "sr" in root else None
-        self._sr_error = root["sr_error/0"] if "sr_error" in root else None
+        with image_pipeline():
+            self._raw = root["raw/0"]
+            self._sr = root["sr/0"] if "sr" in root else None
+            self._sr_error = root["sr_error/0"] if "sr_error" in root else None
         self._frames = Table.reopen(root["tables/frames"], int(state["frames_flushed"]))
         self._sr_table = Table.reopen(root["tables/sr"], int(state["sr_flushed"]))
         self._frame_cols = list(self._frames.columns)
@@ -363,17 +364,18 @@ class AcquisitionStore(Writes, Durable):
                 "srlive": {"n_angles": a, "n_phases": p, "ap_index": "a * n_phases + p"},
             },
         )
-        self._raw = raw_g.create_array(
-            "0",
-            shape=(0, a * p, h, w),
-            dtype="uint16",
-            chunks=(1, 1, h, w),
-            shards=(1, a * p, h, w),
-            compressors=comp,
-            fill_value=0,
-            dimension_names=[ax.name for ax in raw_axes()],
-            config={"write_empty_chunks": True},
-        )
+        with image_pipeline():
+            self._raw = raw_g.create_array(
+                "0",
+                shape=(0, a * p, h, w),
+                dtype="uint16",
+                chunks=(1, 1, h, w),
+                shards=(1, a * p, h, w),
+                compressors=comp,
+                fill_value=0,
+                dimension_names=[ax.name for ax in raw_axes()],
+                config={"write_empty_chunks": True},
+            )
         self._sr: zarr.Array | None = None
         self._sr_error: zarr.Array | None = None
         if sr_shape is not None and self.sr_pixel_nm is not None:
@@ -402,13 +404,14 @@ class AcquisitionStore(Writes, Durable):
                 "srlive": {"method": method, "pixel_nm": spx, "index": "raw set t", **extra},
             },
         )
-        return group.create_array(
-            "0",
-            shape=(0, h2, w2),
-            dtype="float32",
-            chunks=(1, h2, w2),
-            compressors=comp,
-            fill_value=float("nan"),
-            dimension_names=[ax.name for ax in sr_axes()],
-            config={"write_empty_chunks": True},
-        )
+        with image_pipeline():
+            return group.create_array(
+                "0",
+                shape=(0, h2, w2),
+                dtype="float32",
+                chunks=(1, h2, w2),
+                compressors=comp,
+                fill_value=float("nan"),
+                dimension_names=[ax.name for ax in sr_axes()],
+                config={"write_empty_chunks": True},
+            )

@@ -44,8 +44,18 @@ class Writes:
                 f"{self.path}: writing stopped after a failed write: {self._failed}"
             )
 
-    def _fail(self, exc: BaseException) -> StoreWriteError:
-        """Record the first failed write; the store accepts no more data after it."""
+    def _fail(self, exc: BaseException, *partial: Path | None) -> StoreWriteError:
+        """Record the first failed write; the store accepts no more data after it.
+
+        ``partial``: the chunk files the failed write was writing in place (image arrays,
+        zarrs): removed, so a full disk gets its space back for the failure record."""
+        for path in partial:
+            if path is None:
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
         if self._failed is None:
             self._failed = describe(exc)
         return StoreWriteError(f"{self.path}: {self._failed}")
@@ -89,12 +99,13 @@ class Writes:
         with self._lock:
             self._check_open()
             rows = self._frames.convert(self._frame_rows(t, frame_meta, arr.reshape(ap, h, w)))
+            chunk = self._chunk_file(self._raw, (t, 0, 0, 0))
             try:
                 self._ensure_length(self._raw, t)
                 self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
             except Exception as exc:
-                raise self._fail(exc) from exc
-            self._written.add(self._chunk_file(self._raw, (t, 0, 0, 0)))
+                raise self._fail(exc, chunk) from exc
+            self._written.add(chunk)
             self._frames.add_rows(rows)
             self.frames_written += ap
             self._n_sets = max(self._n_sets, t + 1)
@@ -185,6 +196,10 @@ class Writes:
                 else:
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
+            chunk = self._chunk_file(self._sr, (t, 0, 0)) if img is not None else None
+            error_chunk = None
+            if error is not None and self._sr_error is not None:
+                error_chunk = self._chunk_file(self._sr_error, (t, 0, 0))
             try:
                 self._ensure_length(self._sr, t)
                 if img is not None:
@@ -194,11 +209,8 @@ class Writes:
                     if error is not None:
                         self._sr_error[t] = error
             except Exception as exc:
-                raise self._fail(exc) from exc
-            if img is not None:
-                self._written.add(self._chunk_file(self._sr, (t, 0, 0)))
-            if error is not None:
-                self._written.add(self._chunk_file(self._sr_error, (t, 0, 0)))
+                raise self._fail(exc, chunk, error_chunk) from exc
+            self._written.update(c for c in (chunk, error_chunk) if c is not None)
             if img is not None or stored:
                 self.sr_written += 1
             else:

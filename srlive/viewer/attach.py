@@ -10,11 +10,12 @@ on its own timer.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from srlive.acquisition.session import LiveSession
-    from srlive.viewer.live import LiveViewer
+    from srlive.pipeline.session import LiveSession
+    from srlive.viewer.window import LiveViewer
 
 
 def _guarded(viewer: LiveViewer, session: LiveSession, setter: Callable[..., None]) -> Callable:
@@ -23,7 +24,7 @@ def _guarded(viewer: LiveViewer, session: LiveSession, setter: Callable[..., Non
             setter(*args)
         except (ValueError, FileNotFoundError) as exc:  # SafetyError is a ValueError
             viewer.show_status(str(exc), True)
-            viewer.set_settings(session.settings.to_dict())
+            viewer.set_settings(replace(session.settings, power_mw=dict(session.settings.power_mw)))
 
     return call
 
@@ -48,6 +49,6 @@ def attach_session(viewer: LiveViewer, session: LiveSession) -> None:
     viewer.set_raw_source(session.preview)
     viewer.set_stats_source(session.live_stats)
     viewer.set_display_callback(session.mark_displayed)
-    viewer.set_settings(session.settings.to_dict())
+    viewer.set_settings(replace(session.settings, power_mw=dict(session.settings.power_mw)))
     viewer.set_state(session.state)
     viewer.set_optimizer_available(session.optimizer is not None)

@@ -1,7 +1,7 @@
 """`srlive view STORE.zarr`: browse a saved acquisition (raw and SR side by side over time).
 
-Works for a run store (the series ``run`` at the root, plus a sub-series per further
-modality) and a protocol store (a root group whose series are ``p<position>_c<channel>``).
+Works for a run store (live or protocol: a root collection of series, one per modality or
+per ``p<position>_c<channel>``) and for one series store on its own.
 A time slider picks the set; the SR panel says when the live pipeline skipped a set, and
 shows the confidence and reconstruction time stored with each SR image.
 """
@@ -14,38 +14,18 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-import zarr
 from qtpy import QtCore, QtWidgets
 
 from srlive.storage import StoreDamagedError, StoreReader, open_store
-from srlive.viewer.live import RAW_MODES
-from srlive.viewer.panels import ImagePanel
+from srlive.storage import find_series as storage_series
+from srlive.viewer.panels import RAW_MODES, ImagePanel
 
-RUN_SERIES = "run"
-
-
-def _is_series(group: zarr.Group) -> bool:
-    return "raw" in group and "srlive" in group.attrs and "frames_flushed" in group.attrs["srlive"]
+RUN_SERIES = "run"  # the name shown for a series store opened on its own
 
 
 def find_series(path: str | Path) -> dict[str, Path]:
-    """The image series of a store by name (one-line errors for anything else)."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such store: {p}")
-    try:
-        root = zarr.open_group(str(p), mode="r", zarr_format=3)
-    except Exception as exc:
-        raise ValueError(f"{p} is not a Zarr v3 store ({type(exc).__name__})") from None
-    series: dict[str, Path] = {}
-    if _is_series(root):
-        series[RUN_SERIES] = p
-    for name, child in sorted(root.groups()):
-        if name not in ("raw", "sr", "tables") and _is_series(child):
-            series[name] = p / name
-    if not series:
-        raise ValueError(f"{p} holds no srlive acquisition (no raw/ series)")
-    return series
+    """The series of a store by name."""
+    return {name or RUN_SERIES: p for name, p in storage_series(path).items()}
 
 
 class StoreBrowser(QtWidgets.QMainWindow):
@@ -74,8 +54,8 @@ class StoreBrowser(QtWidgets.QMainWindow):
         self.series_box.currentTextChanged.connect(self.set_series)
         self.mode_box = QtWidgets.QComboBox()
         self.mode_box.addItems(list(RAW_MODES))
-        self.mode_box.currentIndexChanged.connect(lambda _: self.set_t(self.slider.value()))
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.mode_box.currentIndexChanged.connect(lambda _: self.set_t(self.slider.value()))
         self.slider.valueChanged.connect(self.set_t)
         self.t_label = QtWidgets.QLabel()
         self.info_label = QtWidgets.QLabel()

@@ -7,13 +7,16 @@ out-of-limit values) before anything reaches the core.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from qtpy import QtWidgets
 from qtpy.QtCore import Signal
 
 from srlive.profiles import Profile
+
+if TYPE_CHECKING:
+    from srlive.pipeline.session import LiveSettings
 
 MODALITIES = ("widefield", "sim9", "sim3")
 
@@ -97,21 +100,18 @@ class ControlPanel(QtWidgets.QGroupBox):
         self.stop_button.setEnabled(running)
         self.stop_button.setText("Stop")
 
-    def set_settings(self, settings: Mapping[str, Any]) -> None:
+    def set_settings(self, settings: LiveSettings) -> None:
         """Show the applied settings (no change signals are emitted)."""
         widgets = [self.modality_box, self.line_box, self.exposure_spin, *self.power_spins.values()]
         for w in widgets:
             w.blockSignals(True)
         try:
-            if "modality" in settings:
-                self.modality_box.setCurrentText(str(settings["modality"]))
-            if "line" in settings:
-                i = self.line_box.findData(int(settings["line"]))
-                if i >= 0:
-                    self.line_box.setCurrentIndex(i)
-            if "exposure_ms" in settings:
-                self.exposure_spin.setValue(float(settings["exposure_ms"]))
-            for line, mw in dict(settings.get("power_mw", {})).items():
+            self.modality_box.setCurrentText(settings.modality)
+            i = self.line_box.findData(int(settings.line))
+            if i >= 0:
+                self.line_box.setCurrentIndex(i)
+            self.exposure_spin.setValue(float(settings.exposure_ms))
+            for line, mw in settings.power_mw.items():
                 if int(line) in self.power_spins:
                     self.power_spins[int(line)].setValue(float(mw))
         finally:

@@ -19,6 +19,7 @@ from qtpy import QtGui, QtWidgets
 AXIS_WIDTH = 48  # px, left axis of each panel
 HIST_WIDTH = 150  # px, histogram/LUT of each panel
 HIST_AXIS_WIDTH = 60  # px, room for level labels such as "65000"
+RAW_MODES = ("widefield sum", "last frame")
 ERROR_TITLE = "Expected error (SR units)"
 NO_ERROR_TITLE = "Expected error: none (this reconstruction predicts none)"
 

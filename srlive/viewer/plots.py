@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Signal
+
+if TYPE_CHECKING:
+    from srlive.optimize.decision import Decision
+    from srlive.recon.set_metrics import SetMetrics
 
 MAX_POINTS = 5000
 
@@ -95,34 +98,26 @@ class OptimizerPanel(QtWidgets.QGroupBox):
         self.decisions = 0
         self.metrics = 0
 
-    def add_decision(self, x: float, decision: Mapping[str, Any]) -> None:
-        power = decision.get("power_mw")
-        exposure = decision.get("exposure_ms")
+    def add_decision(self, x: float, decision: Decision) -> None:
+        power, exposure = decision.power_mw, decision.exposure_ms
         self.choices.add(
             x,
             math.nan if power is None else float(power),
             math.nan if exposure is None else float(exposure),
         )
-        parts = [f"t {decision.get('t')}"]
+        parts = [f"t {decision.t}"]
         if power is not None:
             parts.append(f"{float(power):.3g} mW")
         if exposure is not None:
             parts.append(f"{float(exposure):.3g} ms")
-        if decision.get("modality"):
-            parts.append(str(decision["modality"]))
-        reason = decision.get("reason") or ""
+        if decision.modality:
+            parts.append(decision.modality)
+        reason = decision.reason
         self.reason_label.setText(", ".join(parts) + (f": {reason}" if reason else ""))
         self.decisions += 1
 
-    def add_metrics(self, x: float, metrics: Mapping[str, Any]) -> None:
-        surviving = metrics.get("surviving_fraction")
-        if surviving is None and metrics.get("bleaching") is not None:
-            surviving = 1.0 - float(metrics["bleaching"])
-        self.signal.add(
-            x,
-            float(metrics.get("signal", math.nan)),
-            math.nan if surviving is None else float(surviving),
-        )
+    def add_metrics(self, x: float, metrics: SetMetrics) -> None:
+        self.signal.add(x, float(metrics.signal), float(metrics.surviving_fraction))
         self.metrics += 1
 
     def redraw(self) -> None:

@@ -21,7 +21,8 @@ _INFO_LABELS: dict[str, str] = {
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float | np.floating):
-        return f"{value:.1f}" if abs(value) < 1e5 else f"{value:.3g}"
+        number = float(value)
+        return f"{number:.1f}" if abs(number) < 1e5 else f"{number:.3g}"
     return str(value)
 
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from srlive.cli import main
-from srlive.learn.train import WEIGHTS_DIR, TrainSettings, train_model
+from srlive.learn.train import TrainSettings, train_model
+from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 
 # what `srlive train dl-denoise` + CLI_ARGS trains (the CLI's own defaults for the rest)
 CLI_ARGS = ["--steps", "2", "--batch", "1", "--patch", "32", "--width", "8"]

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from srlive.cli import main
+from srlive.errors import SafetyError
 from srlive.hardware.connect import connect
 from srlive.pipeline.ring import SetRing
 from srlive.profiles import PROFILE_DIR, ProfileError, load_profile
-from srlive.safety import SafetyError
 
 RUN = ["run", "--headless", "--modality", "widefield", "--set", "SimHub.FrameSize=64"]
 RUN += ["--frames", "1"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from srlive.cli import main
-from srlive.learn.train import WEIGHTS_DIR
+from srlive.recon.learned.weights_meta import WEIGHTS_DIR
 from srlive.storage import AcquisitionStore, open_store
 from srlive.storage.noise import NoiseRecord
 
@@ -72,7 +72,7 @@ def test_a_weights_file_is_a_method(stores, tmp_path, capsys) -> None:
         ("MODEL:dl-sim9", "wf", "needs 3x3 SIM sets"),  # nor a weights file of such a model
         ("missing.safetensors", "sim9", "weights not found"),
         ("GARBAGE", "sim9", "not a valid srlive model"),
-        ("wiener", "sim9", "no model named 'wiener'"),
+        ("wiener", "sim9", "unknown reconstruction method 'wiener'"),
     ],
 )
 def test_a_bad_method_leaves_no_output(stores, tmp_path, capsys, method, store, expected) -> None:

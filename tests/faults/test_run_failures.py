@@ -19,6 +19,7 @@ from srlive.acquisition.engine import CameraError, Engine, SetPlan
 from srlive.acquisition.modalities import get_modality
 from srlive.cli import main
 from srlive.storage import open_store
+from srlive.storage.files import PIPELINE_ENV
 
 RUN = ["run", "--headless", "--json", "--set", "SimHub.FrameSize=128"]
 
@@ -50,7 +51,7 @@ class _Times(logging.Handler):
 
 @pytest.fixture
 def caplog():
-    logger = logging.getLogger("srlive.pipeline.stream")
+    logger = logging.getLogger("srlive.pipeline.store_writer")
     handler, level = _Times(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -84,7 +85,12 @@ def test_full_disk_stops_the_run_at_once(small_disk, capsys, caplog) -> None:
 
 
 def test_injected_write_error_stops_the_run(tmp_path, capsys, caplog, monkeypatch) -> None:
-    """The same without a tmpfs: the store's file writes fail with ENOSPC after a few sets."""
+    """The same without a tmpfs: the store's file writes fail with ENOSPC after a few sets.
+
+    The failure is injected into zarr-python's local store, so the image arrays are written
+    through zarr-python's codec pipeline here (the tmpfs test above fills a real disk
+    through zarrs', the default)."""
+    monkeypatch.setenv(PIPELINE_ENV, "zarr.core.codec_pipeline.BatchedCodecPipeline")
     real_set = zarr.storage.LocalStore.set
     writes = {"n": 0}
 

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 import useq
 
-import srlive.acquisition.acquire as acquire_module
-import srlive.acquisition.live as live_module
-from srlive.acquisition.acquire import acquire, validate
+import srlive.pipeline.run_live as live_module
+import srlive.pipeline.run_protocol as acquire_module
 from srlive.acquisition.mda import sets_per_channel
 from srlive.acquisition.plan import build_plans
 from srlive.acquisition.protocol import MAX_PROTOCOL_FRAMES, Protocol, ProtocolError
 from srlive.acquisition.settings import resolve_illumination
 from srlive.cli import main
+from srlive.errors import SafetyError
 from srlive.hardware.microscope import Microscope
-from srlive.learn.geometry import Geometry
+from srlive.pipeline.run_protocol import acquire, validate
 from srlive.profiles import ProfileError, load_profile
-from srlive.safety import SafetyError
+from srlive.recon.learned.geometry import Geometry
 
 RUN = ["run", "--headless", "--modality", "widefield", "--set", "SimHub.FrameSize=64"]
 RUN += ["--frames", "1"]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Literal
 
@@ -283,7 +283,7 @@ def _esrrf_phase_major(
         y1 = min(h, y0 + _ROW_BLOCK)
         start = (pad + y0) * wp + pad
         for ry in range(m):
-            rows = _rows(cols, m, ry, y0, y1) if intensity else None
+            rows = _rows(cols, m, ry, y0, y1) if cols is not None else None
             for phase in phases[ry * m : (ry + 1) * m]:
                 block = _rgc_block(index, phase, start, (y1 - y0) * wp, wp)
                 rgc = block.reshape(t, y1 - y0, wp)[:, :, :w]
@@ -325,8 +325,8 @@ class _Moments:
 
     temporal: str
     n: int = 0
-    sums: list[np.ndarray] | None = None  # float64 totals: x, x², x_t·x_{t+1}
-    partial: list[np.ndarray] | None = None  # float32 sums since the last flush
+    sums: list[np.ndarray] = field(default_factory=list)  # float64: x, x², x_t·x_{t+1}
+    partial: list[np.ndarray] = field(default_factory=list)  # float32 since the last flush
     pending: int = 0
     first: np.ndarray | None = None  # TAC2: the range's first and last frames
     last: np.ndarray | None = None
@@ -334,7 +334,7 @@ class _Moments:
     def add(self, x: np.ndarray) -> None:
         """Add a (t, ...) float32 chunk."""
         kinds = {"AVG": 1, "VAR": 2, "TAC2": 3}[self.temporal]
-        if self.sums is None:
+        if not self.sums:
             self.sums = [np.zeros(x.shape[1:]) for _ in range(kinds)]
             self.partial = [np.zeros(x.shape[1:], np.float32) for _ in range(kinds)]
             if kinds == 3:
@@ -366,17 +366,20 @@ def _combine(parts: list[_Moments]) -> np.ndarray:
         p.flush()
     temporal = parts[0].temporal
     n = sum(p.n for p in parts)
-    s1 = sum(p.sums[0] for p in parts)
+    s1: np.ndarray = np.sum([p.sums[0] for p in parts], axis=0)
     mean = s1 / n
     if temporal == "AVG":
         return mean
     if temporal == "VAR":
         return np.maximum(sum(p.sums[1] for p in parts) / n - mean * mean, 0.0)
     lag = sum(p.sums[2] for p in parts)
+    firsts, lasts = [p.first for p in parts], [p.last for p in parts]
+    if any(v is None for v in (*firsts, *lasts)):
+        raise ValueError("TAC2 needs the first and last frame of every range")
     for a, b in itertools.pairwise(parts):  # the pairs of frames across range boundaries
-        lag = lag + a.last.astype(np.float64) * b.first
-    head = s1 - parts[-1].last  # sum of x_t for t < T-1
-    tail = s1 - parts[0].first  # sum of x_t for t > 0
+        lag = lag + np.asarray(a.last, np.float64) * np.asarray(b.first)
+    head = s1 - np.asarray(parts[-1].last)  # sum of x_t for t < T-1
+    tail = s1 - np.asarray(parts[0].first)  # sum of x_t for t > 0
     # mean over t of (x_t - mean)(x_{t+1} - mean)
     return (lag - mean * (head + tail)) / (n - 1) + mean * mean
 

@@ -119,7 +119,7 @@ class RollingWindow:
                 f"a set of {len(frames)} frames does not match the step ({self.settings.step})"
             )
         self._sets.append(np.asarray(frames))
-        if len(self._sets) < self._sets.maxlen:
+        if len(self._sets) < (self._sets.maxlen or 0):
             return None
         return np.concatenate(list(self._sets), axis=0)
 

@@ -14,7 +14,12 @@ For every (magnification, radius, sensitivity):
 
 Sensitivities share one RGC per frame (:func:`esrrf_sensitivities`). Both resolution
 measures read reproducible structure up to the fine grid's Nyquist limit as resolution: on
-noise-free point emitters FRC gives 2 fine pixels for every set.
+noise-free point emitters FRC gives 2 fine pixels for every set, and decorrelation peaks at
+the grid's edge on the pixel-scale pattern of a high sensitivity or a small radius (26 nm
+on a 13 nm grid for microtubules that eSRRF resolves at ~90 nm). A resolution within
+``GRID_LIMIT_FRACTION`` of the grid limit (2 fine pixels) is therefore not a measurement:
+the row is flagged ``at_grid_limit`` and scores no resolution (QnR 0, as an infinite one),
+so the sweep picks among measured rows (by fidelity when none is).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from scipy import ndimage, optimize
 from srlive.recon.fluctuation.esrrf import Temporal, esrrf_sensitivities
 from srlive.recon.resolution import decorrelation_resolution_nm, frc_resolution_nm
 
+# decorrelation's peak (or FRC's crossing) beyond this fraction of the fine grid's Nyquist
+# frequency is the grid's edge, not a resolution
+GRID_LIMIT_FRACTION = 0.9
+
 
 @dataclass(frozen=True)
 class SweepRow:
@@ -40,6 +49,7 @@ class SweepRow:
     resolution_nm: float
     fidelity: float
     qnr: float
+    at_grid_limit: bool = False  # resolution_nm is the fine grid's limit, not a measurement
 
     @property
     def params(self) -> dict[str, float | int | str]:
@@ -140,9 +150,11 @@ def sweep_esrrf(
                 res = [frc_resolution_nm(even, odd, pixel_nm / m) for even, odd in halves]
             else:
                 res = [decorrelation_resolution_nm(image, pixel_nm / m) for image in images]
+            limit_nm = 2 * pixel_nm / m / GRID_LIMIT_FRACTION
             for sensitivity, image, res_nm in zip(sensitivities, images, res, strict=True):
                 fidelity = rsp(image, widefield, m)
-                score = normalised_resolution(res_nm, resolution_range_nm)
+                at_limit = bool(res_nm <= limit_nm)
+                score = 0.0 if at_limit else normalised_resolution(res_nm, resolution_range_nm)
                 f = max(fidelity, 0.0)
                 qnr = 2 * f * score / (f + score) if f + score > 0 else 0.0
                 rows.append(
@@ -154,7 +166,8 @@ def sweep_esrrf(
                         float(res_nm),
                         fidelity,
                         float(qnr),
+                        at_limit,
                     )
                 )
-    best = max(rows, key=lambda r: r.qnr)
+    best = max(rows, key=lambda r: (r.qnr, r.fidelity))
     return SweepResult(tuple(rows), best)

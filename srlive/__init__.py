@@ -11,6 +11,7 @@ __all__ = [
     "SIMOptics",
     "__version__",
     "estimate_pattern",
+    "localize",
     "reconstruct",
     "reconstruct_learned",
 ]
@@ -70,6 +71,10 @@ def __getattr__(name: str) -> Any:
         from srlive.recon.optics import SIMOptics
 
         return SIMOptics
+    if name == "localize":  # SMLM: frames -> a localisation table (srlive.recon.smlm)
+        from srlive.recon.smlm import localize
+
+        return localize
     if name in ("FluctuationSettings", "FLUCTUATION_METHODS"):
         from srlive.recon.fluctuation import method
 

@@ -169,5 +169,3 @@ def stored_raw(frames: np.ndarray, where: str) -> np.ndarray:
             "write the SR images to a .tif instead (--out X.tif)"
         )
     return np.rint(frames).astype(np.uint16) if frames.dtype.kind == "f" else frames.astype("u2")
-
-

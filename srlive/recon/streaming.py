@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -169,4 +169,12 @@ class ModelReconstructor:
         return result.image, result.confidence
 
 
-StreamReconstructor = SIMReconstructor | FluctuationReconstructor | ModelReconstructor
+class StreamReconstructor(Protocol):
+    """What every stream reconstructor is (these here, and
+    :class:`srlive.recon.smlm.stream.SMLMReconstructor`)."""
+
+    upscale: int  # output pixels per camera pixel
+    spec: tuple[Any, tuple[Any, ...]]  # (factory, args): the same one, built elsewhere
+    times_ms: deque[float]  # compute times of its latest sets
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]: ...

@@ -12,6 +12,7 @@ import numpy as np
 import zarr
 
 from srlive.storage.files import StoreWriteError, describe, frame_crc
+from srlive.storage.tables import Table
 
 __all__ = ["Writes"]
 
@@ -218,6 +219,31 @@ class Writes:
             self._sr_table.add_rows(rows)
             self._n_sr_t = max(self._n_sr_t, t + 1)
             self._maybe_autoflush()
+
+    def write_table(
+        self, name: str, columns: Mapping[str, np.ndarray], description: str = ""
+    ) -> None:
+        """Store whole ``columns`` (name -> 1-D array, all one length) as ``tables/<name>``,
+        with the store's table codec; durable with the next flush (or close)."""
+        if name in ("frames", "sr") or not name.isidentifier():
+            raise ValueError(f"{name!r} cannot name an extra table")
+        arrays = {k: np.asarray(v) for k, v in columns.items()}
+        if len({len(v) for v in arrays.values()}) > 1:
+            raise ValueError(f"table {name}: columns of different lengths")
+        with self._lock:
+            self._check_open()
+            try:
+                group = self._root["tables"].create_group(name)
+                spec = {
+                    k: (str(v.dtype), -1 if v.dtype.kind in "iu" else np.nan)
+                    for k, v in arrays.items()
+                }
+                table = Table(group, spec, description=description)
+                table.add_rows(arrays)
+                table.commit(*table.take(), self._written, self.path)
+            except Exception as exc:
+                raise self._fail(exc) from exc
+            self._written.add(self.path / group.path / "zarr.json")
 
     def _maybe_autoflush(self) -> None:
         if self._flush_interval is not None and (

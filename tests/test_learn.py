@@ -122,6 +122,20 @@ def test_model_shapes():
     assert torch.allclose(folded(x)[:, :1], base)
 
 
+def test_a_linear_stem_is_run_as_a_strided_convolution_with_the_same_result():
+    """dl-sim3's stem (4x4 blocks folded into channels, then a 1x1 convolution, the geometry
+    planes read once per block) runs as one stride-4 convolution without the folded copy."""
+    torch.manual_seed(0)
+    config = ModelConfig(9, 1, 8, stem=4, constant_planes=2, stem_kernel=1)
+    model = SRUNet(config).eval()
+    x = torch.randn(1, 9, 32, 32)
+    x[:, -2:] = torch.tensor([0.3, -0.7])[:, None, None]  # the constant geometry planes
+    with torch.no_grad():
+        folded = model.enc1(model._fold(x))
+        assert torch.allclose(model._embed(x), folded, atol=1e-5)
+        assert folded.abs().max() > 0.1  # a stem that computes something
+
+
 def test_context_levels_let_far_away_content_reach_every_pixel():
     def receptive_field(config: ModelConfig) -> torch.Tensor:
         """Input pixels the output's corner pixel depends on."""

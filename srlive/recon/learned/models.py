@@ -188,13 +188,29 @@ class SRUNet(nn.Module):
         varying, constant = features[:, :-n], features[:, -n:, ::s, ::s]
         return torch.cat([F.pixel_unshuffle(varying, s), constant], 1)
 
+    def _embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The first stage. A per-block linear embedding (``stem_kernel`` 1) of the folded
+        planes is a convolution with a stem×stem kernel and stride on the planes themselves:
+        the same sums, without materialising the folded input."""
+        s, n = self.config.stem, self.config.constant_planes
+        first = self.enc1[0]
+        if s == 1 or self.config.stem_kernel != 1 or not isinstance(first, nn.Conv2d):
+            return self.enc1(self._fold(features))
+        varying = features[:, : features.shape[1] - n]
+        c = varying.shape[1]
+        weight = first.weight[:, : c * s * s].reshape(-1, c, s, s)
+        y = F.conv2d(varying, weight, first.bias, stride=s)
+        if n:
+            y = y + F.conv2d(features[:, -n:, ::s, ::s], first.weight[:, c * s * s :])
+        return self.enc1[1:](y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = self.config.size_multiple
         if h % m or w % m:
             raise ValueError(f"input size must be a multiple of {m}, got {h}x{w}")
         features = torch.cat([x, temporal_statistics(x)], 1) if self.config.temporal_stats else x
-        e1 = self.enc1(self._fold(features))
+        e1 = self._embed(features)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         e3 = self.enc3(F.max_pool2d(e2, 2))
         if self.deep is not None:

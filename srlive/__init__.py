@@ -11,7 +11,9 @@ __all__ = [
     "SIMOptics",
     "__version__",
     "estimate_pattern",
+    "localize",
     "reconstruct",
+    "reconstruct_learned",
 ]
 
 
@@ -39,6 +41,21 @@ def reconstruct(
     )
 
 
+def reconstruct_learned(
+    frames: Any,
+    method: str = "dl-sim9",
+    profile: Any = None,
+    device: str = "auto",
+    offset_adu: float | None = None,
+    optics: Any = None,
+) -> Any:
+    """A learned method on one set with its confidence, expected error map and input checks;
+    see :func:`srlive.recon.api.reconstruct_learned`."""
+    from srlive.recon.api import reconstruct_learned as _learned
+
+    return _learned(frames, method, profile, device, offset_adu, optics)
+
+
 def estimate_pattern(frames: Any, optics: Any = None, profile: Any = None) -> Any:
     """The fringe parameters and per-angle verdicts of one raw SIM set.
 
@@ -54,6 +71,10 @@ def __getattr__(name: str) -> Any:
         from srlive.recon.optics import SIMOptics
 
         return SIMOptics
+    if name == "localize":  # SMLM: frames -> a localisation table (srlive.recon.smlm)
+        from srlive.recon.smlm import localize
+
+        return localize
     if name in ("FluctuationSettings", "FLUCTUATION_METHODS"):
         from srlive.recon.fluctuation import method
 

@@ -194,9 +194,18 @@ def test_invalid_protocol_touches_no_device(tmp_path, monkeypatch):
         (
             {
                 "mda": {"channels": [{"config": "488"}]},
-                "srlive": {"channels": {"488": {"reconstruction": "localization"}}},
+                "srlive": {"channels": {"488": {"reconstruction": "srrf"}}},
             },
-            "unknown reconstruction method 'localization'",
+            "unknown reconstruction method 'srrf'",
+        ),
+        (
+            {
+                "mda": {"channels": [{"config": "488"}]},
+                "srlive": {
+                    "channels": {"488": {"modality": "sim9", "reconstruction": "localization"}}
+                },
+            },
+            "localization reconstructs uniform-light bursts",
         ),
         ({"srlive": {}}, "'mda' section"),
     ]

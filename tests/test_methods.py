@@ -22,11 +22,12 @@ SETS = {
     "dl-denoise": ((1, 1), False),
     "dl-wf2sr": ((1, 1), False),
     **{m: ((1, 10), False) for m in FLUCTUATION_METHODS},
+    "localization": ((1, 10), False),
 }
 
 
 def test_only_implemented_methods_are_listed() -> None:
-    assert set(METHODS) == set(SETS)  # no "localization", no "srrf": nothing unimplemented
+    assert set(METHODS) == set(SETS)  # no "srrf": nothing unimplemented
     assert {m for m, r in METHODS.items() if r.burst} == set(FLUCTUATION_METHODS)
     assert {m for m, r in METHODS.items() if r.learned} == {
         "dl-sim3",
@@ -34,8 +35,9 @@ def test_only_implemented_methods_are_listed() -> None:
         "dl-denoise",
         "dl-wf2sr",
     }
-    with pytest.raises(MethodError, match="unknown reconstruction method 'localization'"):
-        get_method("localization")
+    assert {m for m, r in METHODS.items() if r.localizes} == {"localization"}
+    with pytest.raises(MethodError, match="unknown reconstruction method 'srrf'"):
+        get_method("srrf")
 
 
 @pytest.mark.parametrize("name", list(SETS))

@@ -48,4 +48,5 @@ BENCHMARKS: dict[str, Benchmark] = {
     "optimizer": Benchmark("optimizer", "the optimizer against default and best fixed settings"),
     "fluctuation": Benchmark("fluctuation", "eSRRF and SOFI against ground truth"),
     "esrrf-peer": Benchmark("esrrf_peer", "srlive's eSRRF beside NanoPyx's on the same bursts"),
+    "smlm": Benchmark("smlm", "SMLM localisation against ground truth, beside Picasso"),
 }

@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from srlive.cli.common import UsageError
+from srlive.cli.smlm import (
+    SIM_PATTERN_OPTIONS,
+    add_smlm_options,
+    given_smlm_flags,
+    reconstruct_smlm_from_args,
+)
 from srlive.recon.fluctuation.options import add_fluctuation_options, given_fluctuation_flags
 
 # reconstruct's window and step default to its input (srlive.recon.offline_fluctuation)
@@ -93,8 +99,8 @@ def add_parser(sub: Any) -> None:
     rec.add_argument(
         "--method",
         required=True,
-        help=f"SIM: {describe(burst=False)} | a .safetensors model; fluctuation bursts: "
-        f"{describe(burst=True)}",
+        help=f"SIM: {describe(burst=False, localizes=False)} | a .safetensors model; "
+        f"fluctuation bursts: {describe(burst=True)}; SMLM bursts: {describe(localizes=True)}",
     )
     rec.add_argument("--out", type=Path, required=True, help="new store, or X.tif (OME-TIFF)")
     rec.add_argument("--overwrite", action="store_true")
@@ -116,6 +122,7 @@ def add_parser(sub: Any) -> None:
     )
     rec.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_fluctuation_options(rec, **RECONSTRUCT_WINDOW_HELP)  # defaults from the input here
+    add_smlm_options(rec)
     dist = rec.add_argument_group("distributed (Dask): resumable, the same output as one process")
     dist.add_argument(
         "--workers", type=int, default=None, metavar="N", help="a local cluster of N processes"
@@ -126,18 +133,7 @@ def add_parser(sub: Any) -> None:
 
 
 # reconstruct's options that mean nothing to the fluctuation methods (refused with them)
-_SIM_ONLY_OPTIONS = (
-    ("na", "--na"),
-    ("emission_nm", "--emission-nm"),
-    ("angles", "--angles"),
-    ("phases", "--phases"),
-    ("order", "--order"),
-    ("pattern_period_nm", "--pattern-period-nm"),
-    ("pattern_angles_deg", "--pattern-angles-deg"),
-    ("wiener", "--wiener"),
-    ("optics", "--optics"),
-    ("plot", "--plot"),
-)
+_SIM_ONLY_OPTIONS = (("na", "--na"), ("emission_nm", "--emission-nm"), *SIM_PATTERN_OPTIONS)
 
 
 def _reconstruct_fluctuation_args(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -162,6 +158,12 @@ def _reconstruct_fluctuation_args(args: argparse.Namespace) -> dict[str, Any] | 
 
 
 def cmd(args: argparse.Namespace) -> int:
+    from srlive.recon.methods import get_method
+
+    if get_method(args.method).localizes:
+        return reconstruct_smlm_from_args(args, _reconstruct_optics(args))
+    if flags := given_smlm_flags(args):
+        raise UsageError(f"{', '.join(flags)}: only for --method localization")
     fluctuation = _reconstruct_fluctuation_args(args)
     if args.workers is not None or args.scheduler is not None:
         return _cmd_reconstruct_distributed(args)

@@ -45,13 +45,14 @@ class Method:
     pick: Pick  # (name, layout) -> how to take its frames from one set
     factory: Callable[[Method, StreamContext], StreamReconstructor]
     burst: bool = False  # windows of a uniform-light burst stream (window, step)
+    localizes: bool = False  # single-molecule localisation of a burst stream (a table)
     distributed: bool = True  # srlive reconstruct --workers / --scheduler
     weights: str | None = None  # learned: a shipped model's name or a weights file
 
     def picker(self, layout: tuple[int, int], structured: bool = True) -> Picker:
         """How to take this method's frames from a set of ``layout`` (angles x phases);
         MethodError when such sets cannot give them."""
-        if self.burst and structured:
+        if (self.burst or self.localizes) and structured:
             raise MethodError(
                 f"{self.name} reconstructs uniform-light bursts, not patterned SIM sets"
             )
@@ -130,6 +131,12 @@ def _model(method: Method, context: StreamContext) -> StreamReconstructor:
     return ModelReconstructor(name, context.offset_adu, context.geometry, context.device)
 
 
+def _localization(method: Method, context: StreamContext) -> StreamReconstructor:
+    from srlive.recon.smlm.stream import SMLMReconstructor
+
+    return SMLMReconstructor.for_context(context)
+
+
 _SIM = "SIM sets (any angles, 3 or more phases)"
 _BURST = "a burst of uniform-light frames of blinking dyes (windows of --window frames)"
 
@@ -171,6 +178,19 @@ METHODS: dict[str, Method] = {
         _fluctuation_record("sofi2", "SOFI: 2nd-order cumulant of a burst window"),
         _fluctuation_record("sofi3", "SOFI: 3rd-order cumulant of a burst window"),
         _fluctuation_record("sofi4", "SOFI: 4th-order cumulant of a burst window"),
+        Method(
+            "localization",
+            "SMLM: every emitter of each frame detected and fitted (MLE Gaussian, CRLB), "
+            "rendered as the localisations grow",
+            "a burst of uniform-light frames of sparse blinking (photoswitching) dyes",
+            None,
+            False,
+            "sparse emitters (--modality smlm; on the simulator: SimHub.SMLM=On)",
+            _burst,
+            _localization,
+            localizes=True,
+            distributed=False,
+        ),
         _learned(
             "dl-sim3",
             "learned SIM from 3 frames (one phase per angle) at low light",
@@ -240,6 +260,10 @@ def get_method(name: str) -> Method:
     return replace(base, name=str(name), upscale=meta.upscale, weights=str(name))
 
 
-def describe(burst: bool | None = None) -> str:
-    """The methods' names for ``--help`` (``burst``: only those of that kind)."""
-    return " | ".join(m.name for m in METHODS.values() if burst is None or m.burst == burst)
+def describe(burst: bool | None = None, localizes: bool | None = None) -> str:
+    """The methods' names for ``--help`` (``burst``, ``localizes``: only those of that kind)."""
+    return " | ".join(
+        m.name
+        for m in METHODS.values()
+        if (burst is None or m.burst == burst) and (localizes is None or m.localizes == localizes)
+    )

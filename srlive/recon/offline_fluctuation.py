@@ -96,7 +96,7 @@ class BurstInput:
         return self.source.n_sets * self.set_frames
 
 
-def _store_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
+def _store_bursts(path: Path, overrides: Mapping[str, Any], kind: str) -> BurstInput:
     """A stored burst acquisition (sets of 1 x N frames); SIM stores are refused."""
     reader = open_store(path)
     if reader.n_sets == 0:
@@ -107,8 +107,8 @@ def _store_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
     if source.layout[0] != 1 or modality.startswith("sim"):
         a, p = source.layout
         raise ValueError(
-            f"{path} is a {modality or f'{a}x{p}'} store of SIM sets ({a}x{p}); fluctuation "
-            "methods need bursts (a store of --modality fluctuation, or a raw stack)"
+            f"{path} is a {modality or f'{a}x{p}'} store of SIM sets ({a}x{p}); {kind} "
+            f"methods need bursts (a store of --modality {kind}, or a raw stack)"
         )
     offset, offset_from, notes = overrides.get("offset_adu"), "--offset-adu", []
     if offset is None and reader.camera is not None:  # the camera's, as recorded
@@ -125,13 +125,13 @@ def _store_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
     return BurstInput(source, float(offset), offset_from, notes, source.run.get("fluctuation"))
 
 
-def _file_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
+def _file_bursts(path: Path, overrides: Mapping[str, Any], kind: str) -> BurstInput:
     """A raw file's frames as one burst (one set of all its frames)."""
     raw = read_raw_frames(path)
     frames = raw.frames
     if raw.n_frames < 2:
         raise ValueError(
-            f"{raw.source} holds {raw.n_frames} frame(s); a fluctuation method needs a burst"
+            f"{raw.source} holds {raw.n_frames} frame(s); a {kind} method needs a burst"
         )
     profile = SIMOptics.from_profile(load_profile(None))
     notes = []
@@ -164,15 +164,18 @@ def _file_bursts(path: Path, overrides: Mapping[str, Any]) -> BurstInput:
     return BurstInput(source, float(offset), offset_from, notes)
 
 
-def open_bursts(path: str | Path, overrides: Mapping[str, Any] | None = None) -> BurstInput:
+def open_bursts(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, kind: str = "fluctuation"
+) -> BurstInput:
     """A store's bursts or a raw file's frames as one stream (``overrides``: pixel_nm,
-    offset_adu; None values: not given)."""
+    offset_adu; None values: not given). ``kind`` names the methods in messages."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     unused = sorted(set(overrides) - {"pixel_nm", "offset_adu"})
     if unused:
-        raise ValueError(f"{', '.join(unused)}: SIM optics, not used by the fluctuation methods")
+        raise ValueError(f"{', '.join(unused)}: SIM optics, not used by the {kind} methods")
     path = Path(path)
-    return _store_bursts(path, overrides) if is_store_input(path) else _file_bursts(path, overrides)
+    opener = _store_bursts if is_store_input(path) else _file_bursts
+    return opener(path, overrides, kind)
 
 
 def window_settings(

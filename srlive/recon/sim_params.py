@@ -75,6 +75,7 @@ __all__ = [
     "separation_matrix",
 ]
 
+
 def _cutoff_px(pixel_nm: float, na: float, wavelength_nm: float) -> float:
     """The OTF cutoff 2NA/λ in cycles per camera pixel."""
     return 2 * na / wavelength_nm * pixel_nm

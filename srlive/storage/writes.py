@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.files import frame_crc, image_pipeline
+from srlive.storage.files import child_group, frame_crc, image_pipeline
+from srlive.storage.tables import Table
 from srlive.storage.writer_state import WriterState
 
 __all__ = ["GROW_SETS", "Writes"]
@@ -136,14 +137,27 @@ class Writes(WriterState):
                 rows[name] = [m.get(name) for m in metas] or [None] * ap
         return rows
 
-    def write_sr(self, t: int, image: np.ndarray, meta: Mapping[str, Any]) -> None:
-        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row."""
+    def write_sr(
+        self,
+        t: int,
+        image: np.ndarray,
+        meta: Mapping[str, Any],
+        error: np.ndarray | None = None,
+    ) -> None:
+        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row; and
+        ``error``, the error expected at each of its pixels, at ``sr_error/0[t]`` (stores
+        created with ``sr_error``; without it the map stays NaN)."""
         if self._sr is None:
             raise RuntimeError("this store was created without sr_shape")
         img = np.asarray(image, dtype=np.float32)
         if img.shape != self._sr.shape[1:]:
             raise ValueError(f"SR image shape {img.shape} != {self._sr.shape[1:]}")
-        self._sr_row(t, meta, "reconstructed", img)
+        err = None
+        if error is not None and self._sr_error is not None:
+            err = np.asarray(error, dtype=np.float32)
+            if err.shape != img.shape:
+                raise ValueError(f"SR error map shape {err.shape} != {img.shape}")
+        self._sr_row(t, meta, "reconstructed", img, error=err)
 
     def write_sr_skipped(self, t: int, meta: Mapping[str, Any]) -> None:
         """Record that raw set ``t`` was not reconstructed (``sr/0[t]`` stays NaN)."""
@@ -158,6 +172,7 @@ class Writes(WriterState):
         status: str,
         img: np.ndarray | None,
         stored: bool = False,
+        error: np.ndarray | None = None,
     ) -> None:
         t = int(t)
         if t < 0:
@@ -182,13 +197,17 @@ class Writes(WriterState):
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
             chunk = self._chunk_file(sr, (t, 0, 0)) if img is not None else None
+            error_chunk = None
+            if error is not None and self._sr_error is not None:
+                error_chunk = self._chunk_file(self._sr_error, (t, 0, 0))
             try:
                 if img is not None:
                     self._writable(sr, t)[t] = img
+                if error is not None and self._sr_error is not None:
+                    self._writable(self._sr_error, t)[t] = error
             except Exception as exc:
-                raise self._fail(exc, chunk) from exc
-            if chunk is not None:
-                self._written.add(chunk)
+                raise self._fail(exc, chunk, error_chunk) from exc
+            self._written.update(c for c in (chunk, error_chunk) if c is not None)
             if img is not None or stored:
                 self.sr_written += 1
             else:
@@ -196,6 +215,31 @@ class Writes(WriterState):
             self._sr_table.add_rows(rows)
             self._n_sr_t = max(self._n_sr_t, t + 1)
             self._maybe_autoflush()
+
+    def write_table(
+        self, name: str, columns: Mapping[str, np.ndarray], description: str = ""
+    ) -> None:
+        """Store whole ``columns`` (name -> 1-D array, all one length) as ``tables/<name>``,
+        with the store's table codec; durable with the next flush (or close)."""
+        if name in ("frames", "sr") or not name.isidentifier():
+            raise ValueError(f"{name!r} cannot name an extra table")
+        arrays = {k: np.asarray(v) for k, v in columns.items()}
+        if len({len(v) for v in arrays.values()}) > 1:
+            raise ValueError(f"table {name}: columns of different lengths")
+        with self._lock:
+            self._check_open()
+            try:
+                group = child_group(self._root, "tables").create_group(name)
+                spec = {
+                    k: (str(v.dtype), -1 if v.dtype.kind in "iu" else np.nan)
+                    for k, v in arrays.items()
+                }
+                table = Table(group, spec, description=description)
+                table.add_rows(arrays)
+                table.commit(*table.take(), self._written, self.path)
+            except Exception as exc:
+                raise self._fail(exc) from exc
+            self._written.add(self.path / group.path / "zarr.json")
 
     def _maybe_autoflush(self) -> None:
         if self._flush_interval is not None and (

@@ -368,7 +368,7 @@ def test_shard_buffers_reuse_their_pages(tmp_path: Path) -> None:
 
     if not (direct_io_works(LocalStore(tmp_path)) and keep_shard_buffers()):
         pytest.skip("no O_DIRECT here, or not glibc")
-    shape = (A, P, 256, 256)
+    shape = (A, P, 512, 512)  # 4.7 MB sets: a set's 1,152 pages dwarf its fixed faults
     sets = [make_set(9, t, shape) for t in range(4)]
     with create(tmp_path / "f.zarr", frame_shape=shape[2:], flush_interval_s=None) as store:
         for t in range(4):  # warm-up: the buffers and zarr's caches

@@ -13,11 +13,8 @@ import numpy as np
 import torch
 
 from srlive.recon.learned.geometry import EMISSION_NM, NA, PERIOD_NM
-from srlive.recon.learned.pattern_input import (
-    BandGeometry,
-    model_planes,
-    normalise_bands,
-)
+from srlive.recon.learned.model_input import model_planes
+from srlive.recon.learned.pattern_input import BandGeometry, normalise_bands
 from srlive.recon.learned.tasks import Task
 
 if TYPE_CHECKING:

@@ -40,6 +40,8 @@ class Durable(WriterState):
         nodes += [self.path / a.path for a in self._sr_table.arrays.values()]
         if self._sr is not None:
             nodes += [self.path / "sr", self.path / self._sr.path]
+        if self._sr_error is not None:
+            nodes += [self.path / "sr_error", self.path / self._sr_error.path]
         return nodes
 
     def _sync_files(self, files: set[Path]) -> None:
@@ -66,6 +68,8 @@ class Durable(WriterState):
         self._grow_time_axis(self._raw, job.n_sets, files)
         if self._sr is not None:
             self._grow_time_axis(self._sr, job.n_sr_t, files)
+        if self._sr_error is not None:
+            self._grow_time_axis(self._sr_error, job.n_sr_t, files)
         if self._fsync:
             self._sync_files(files)
         self._write_state(
@@ -201,7 +205,7 @@ class Durable(WriterState):
     def _set_time_scale(self, interval: float | None) -> None:
         if not interval:
             return
-        for name in ("raw", "sr"):
+        for name in ("raw", "sr", "sr_error"):
             if name not in self._root:
                 continue
             group = child_group(self._root, name)

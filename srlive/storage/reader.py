@@ -44,6 +44,7 @@ class StoreReader:
     sr: zarr.Array | None
     frames: dict[str, np.ndarray]
     sr_table: dict[str, np.ndarray]
+    sr_error: zarr.Array | None = None  # the expected error per SR pixel (learned methods)
     _rows_by_t: dict[int, np.ndarray] | None = None
 
     @property
@@ -166,6 +167,15 @@ class StoreReader:
             raise IndexError(f"{self.path}: no SR image {t}")
         return np.full(self.sr.shape[1:], np.nan, np.float32)
 
+    def read_sr_error(self, t: int) -> np.ndarray:
+        """The error expected at each pixel of set ``t``'s SR image (NaN where none was
+        stored); ValueError for a store without an error map."""
+        if self.sr_error is None:
+            raise ValueError(f"{self.path} has no SR error map")
+        if self.sr_status().get(t) == "reconstructed" and t < self.sr_error.shape[0]:
+            return self._read(self.sr_error, t, [(t, 0, 0)])
+        return np.full(self.sr_error.shape[1:], np.nan, np.float32)
+
     def sr_status(self) -> dict[int, str]:
         """Per raw set t given to the reconstruction: "reconstructed" or "skipped".
 
@@ -186,6 +196,8 @@ def _check_metadata(p: Path) -> None:
     nodes = ["raw", "raw/0", "tables", "tables/frames", "tables/sr"]
     if root["attributes"]["srlive"].get("sr_shape") is not None:
         nodes += ["sr", "sr/0"]
+    if root["attributes"]["srlive"].get("sr_error"):
+        nodes += ["sr_error", "sr_error/0"]
     for node in nodes:
         meta = load_json(p / node / "zarr.json", p)
         if node.startswith("tables/"):
@@ -253,6 +265,7 @@ def open_store(path: str | os.PathLike[str]) -> StoreReader:
         tables = child_group(root, "tables")
         raw = child_array(root, "raw/0")
         sr = child_array(root, "sr/0") if "sr" in root else None
+        sr_error = child_array(root, "sr_error/0") if "sr_error" in root else None
     except StoreDamagedError:
         raise
     except Exception as exc:
@@ -267,4 +280,5 @@ def open_store(path: str | os.PathLike[str]) -> StoreReader:
             child_group(tables, "frames"), int(attrs["frames_flushed"]), f"{p}/tables/frames"
         ),
         sr_table=read_table(child_group(tables, "sr"), int(attrs["sr_flushed"]), f"{p}/tables/sr"),
+        sr_error=sr_error,
     )

@@ -36,6 +36,7 @@ class WriterState:
     _root: zarr.Group
     _raw: zarr.Array
     _sr: zarr.Array | None
+    _sr_error: zarr.Array | None  # the learned error map beside sr (stores made with sr_error)
     _frames: Table
     _sr_table: Table
     _frame_cols: list[str]
@@ -70,14 +71,16 @@ class WriterState:
                 f"{self.path}: writing stopped after a failed write: {self._failed}"
             )
 
-    def _fail(self, exc: BaseException, partial: Path | None = None) -> StoreWriteError:
+    def _fail(self, exc: BaseException, *partial: Path | None) -> StoreWriteError:
         """Record the first failed write; the store accepts no more data after it.
 
-        ``partial``: the chunk file the failed write was writing in place (image arrays,
+        ``partial``: the chunk files the failed write was writing in place (image arrays,
         zarrs): removed, so a full disk gets its space back for the failure record."""
-        if partial is not None:
+        for path in partial:
+            if path is None:
+                continue
             try:
-                partial.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
             except OSError:
                 pass
         if self._failed is None:

@@ -137,14 +137,27 @@ class Writes(WriterState):
                 rows[name] = [m.get(name) for m in metas] or [None] * ap
         return rows
 
-    def write_sr(self, t: int, image: np.ndarray, meta: Mapping[str, Any]) -> None:
-        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row."""
+    def write_sr(
+        self,
+        t: int,
+        image: np.ndarray,
+        meta: Mapping[str, Any],
+        error: np.ndarray | None = None,
+    ) -> None:
+        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row; and
+        ``error``, the error expected at each of its pixels, at ``sr_error/0[t]`` (stores
+        created with ``sr_error``; without it the map stays NaN)."""
         if self._sr is None:
             raise RuntimeError("this store was created without sr_shape")
         img = np.asarray(image, dtype=np.float32)
         if img.shape != self._sr.shape[1:]:
             raise ValueError(f"SR image shape {img.shape} != {self._sr.shape[1:]}")
-        self._sr_row(t, meta, "reconstructed", img)
+        err = None
+        if error is not None and self._sr_error is not None:
+            err = np.asarray(error, dtype=np.float32)
+            if err.shape != img.shape:
+                raise ValueError(f"SR error map shape {err.shape} != {img.shape}")
+        self._sr_row(t, meta, "reconstructed", img, error=err)
 
     def write_sr_skipped(self, t: int, meta: Mapping[str, Any]) -> None:
         """Record that raw set ``t`` was not reconstructed (``sr/0[t]`` stays NaN)."""
@@ -159,6 +172,7 @@ class Writes(WriterState):
         status: str,
         img: np.ndarray | None,
         stored: bool = False,
+        error: np.ndarray | None = None,
     ) -> None:
         t = int(t)
         if t < 0:
@@ -183,13 +197,17 @@ class Writes(WriterState):
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
             chunk = self._chunk_file(sr, (t, 0, 0)) if img is not None else None
+            error_chunk = None
+            if error is not None and self._sr_error is not None:
+                error_chunk = self._chunk_file(self._sr_error, (t, 0, 0))
             try:
                 if img is not None:
                     self._writable(sr, t)[t] = img
+                if error is not None and self._sr_error is not None:
+                    self._writable(self._sr_error, t)[t] = error
             except Exception as exc:
-                raise self._fail(exc, chunk) from exc
-            if chunk is not None:
-                self._written.add(chunk)
+                raise self._fail(exc, chunk, error_chunk) from exc
+            self._written.update(c for c in (chunk, error_chunk) if c is not None)
             if img is not None or stored:
                 self.sr_written += 1
             else:

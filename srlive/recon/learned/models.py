@@ -45,6 +45,10 @@ class ModelConfig:
     context_levels: int = 0  # coarser levels below the bottleneck (each halves the resolution)
     temporal_stats: bool = False  # add the frames' temporal statistics as input channels
     base_channel: int | None = None  # the base estimate: this input channel (None: the mean)
+    # the last N input channels are constant planes (the geometry): read once per stem
+    # block instead of folded into stem² identical channels
+    constant_planes: int = 0
+    stem_kernel: int = 3  # the first convolution's kernel (1: a per-block linear embedding)
 
     @property
     def out_channels(self) -> int:
@@ -59,6 +63,12 @@ class ModelConfig:
     def feature_channels(self) -> int:
         """Channels the first stage sees per input pixel (frames, then their statistics)."""
         return self.in_channels + (len(TEMPORAL_STATS) if self.temporal_stats else 0)
+
+    @property
+    def stem_channels(self) -> int:
+        """Channels the first stage sees per U-Net pixel (folded planes, then constants)."""
+        varying = self.feature_channels - self.constant_planes
+        return varying * self.stem * self.stem + self.constant_planes
 
     def to_dict(self) -> dict[str, int | bool | None]:
         return asdict(self)
@@ -125,9 +135,11 @@ class _ContextBranch(nn.Module):
         return x + self.up[0](y)
 
 
-def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
+def _stage(c_in: int, c_out: int, blocks: int, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GELU(), *[_ResBlock(c_out) for _ in range(blocks)]
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2),
+        nn.GELU(),
+        *[_ResBlock(c_out) for _ in range(blocks)],
     )
 
 
@@ -142,7 +154,7 @@ class SRUNet(nn.Module):
         super().__init__()
         self.config = config
         w, b, s = config.width, config.blocks_per_scale, config.stem
-        self.enc1 = _stage(config.feature_channels * s * s, w, b)
+        self.enc1 = _stage(config.stem_channels, w, b, config.stem_kernel)
         self.enc2 = _stage(w, 2 * w, b)
         self.enc3 = _stage(2 * w, 4 * w, b)
         self.deep = (
@@ -169,15 +181,40 @@ class SRUNet(nn.Module):
             else None
         )
 
+    def _fold(self, features: torch.Tensor) -> torch.Tensor:
+        """The input at the U-Net's resolution: stem×stem blocks folded into channels, the
+        constant planes read once per block."""
+        s, n = self.config.stem, self.config.constant_planes
+        if s == 1:
+            return features
+        if not n:
+            return F.pixel_unshuffle(features, s)
+        varying, constant = features[:, :-n], features[:, -n:, ::s, ::s]
+        return torch.cat([F.pixel_unshuffle(varying, s), constant], 1)
+
+    def _embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The first stage. A per-block linear embedding (``stem_kernel`` 1) of the folded
+        planes is a convolution with a stem×stem kernel and stride on the planes themselves:
+        the same sums, without materialising the folded input."""
+        s, n = self.config.stem, self.config.constant_planes
+        first = self.enc1[0]
+        if s == 1 or self.config.stem_kernel != 1 or not isinstance(first, nn.Conv2d):
+            return self.enc1(self._fold(features))
+        varying = features[:, : features.shape[1] - n]
+        c = varying.shape[1]
+        weight = first.weight[:, : c * s * s].reshape(-1, c, s, s)
+        y = F.conv2d(varying, weight, first.bias, stride=s)
+        if n:
+            y = y + F.conv2d(features[:, -n:, ::s, ::s], first.weight[:, c * s * s :])
+        return self.enc1[1:](y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = self.config.size_multiple
         if h % m or w % m:
             raise ValueError(f"input size must be a multiple of {m}, got {h}x{w}")
         features = torch.cat([x, temporal_statistics(x)], 1) if self.config.temporal_stats else x
-        s = self.config.stem
-        folded = F.pixel_unshuffle(features, s) if s > 1 else features
-        e1 = self.enc1(folded)
+        e1 = self._embed(features)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         e3 = self.enc3(F.max_pool2d(e2, 2))
         if self.deep is not None:

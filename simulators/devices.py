@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -28,12 +29,30 @@ from pymmcore_plus.experimental.unicore import (
 from simulators.samples import SAMPLE_KINDS
 from simulators.world import SimulatedWorld
 
+if TYPE_CHECKING:  # pymm_property's return type, not exported by pymmcore-plus
+    from pymmcore_plus.experimental.unicore.devices._properties import PropertyController
+
 FILE_SAMPLE = "file"
 DEFAULT_MAX_POWER_MW = {488: 200.0, 561: 200.0, 640: 150.0}
 
 # Hubs register here on construction so that peripherals can find their world by the
 # parent label given in the .cfg (``Parent,<device>,<hub>``).
 _HUBS: weakref.WeakValueDictionary[str, SimHub] = weakref.WeakValueDictionary()
+
+
+def _world_number(
+    name: str, attribute: str, limits: tuple[float, float], doc: str
+) -> PropertyController[SimHub, float]:
+    """A hub property that reads and writes the float ``attribute`` of the hub's world."""
+
+    def get(hub: SimHub) -> float:
+        return float(getattr(hub.world, attribute))
+
+    def set_(hub: SimHub, value: float) -> None:
+        setattr(hub.world, attribute, float(value))
+
+    get.__doc__ = doc
+    return pymm_property(name=name, limits=limits)(get).setter(set_)
 
 
 class SimHub(HubDevice):
@@ -127,14 +146,12 @@ class SimHub(HubDevice):
         self.world.set_frame_shape((size, size))
 
     # --- photophysics ---------------------------------------------------------------
-    @pymm_property(name="BrightnessPhotonsPerMWms", limits=(0.0, 1e4))
-    def brightness(self) -> float:
-        """Photons per camera pixel per mW per ms for unit fluorophore density."""
-        return self.world.brightness
-
-    @brightness.setter
-    def brightness(self, value: float) -> None:
-        self.world.brightness = float(value)
+    brightness = _world_number(
+        "BrightnessPhotonsPerMWms",
+        "brightness",
+        (0.0, 1e4),
+        "Photons per camera pixel per mW per ms for unit fluorophore density.",
+    )
 
     @pymm_property(name="ModulationDepth", limits=(0.0, 1.0))
     def modulation_depth(self) -> float:
@@ -145,23 +162,18 @@ class SimHub(HubDevice):
     def modulation_depth(self, value: float) -> None:
         self.world.set_modulation_depth(float(value))
 
-    @pymm_property(name="BleachHalfDoseMJ", limits=(1e-3, 1e9))
-    def bleach_half_dose(self) -> float:
-        """Accumulated light dose (mJ) that bleaches half of the fluorophores."""
-        return self.world.bleach_half_dose_mj
-
-    @bleach_half_dose.setter
-    def bleach_half_dose(self, value: float) -> None:
-        self.world.bleach_half_dose_mj = float(value)
-
-    @pymm_property(name="SMLMThresholdMW", limits=(0.0, 1e4))
-    def smlm_threshold(self) -> float:
-        """Laser power above which fluorophores are driven into sparse blinking."""
-        return self.world.smlm_threshold_mw
-
-    @smlm_threshold.setter
-    def smlm_threshold(self, value: float) -> None:
-        self.world.smlm_threshold_mw = float(value)
+    bleach_half_dose = _world_number(
+        "BleachHalfDoseMJ",
+        "bleach_half_dose_mj",
+        (1e-3, 1e9),
+        "Accumulated light dose (mJ) that bleaches half of the fluorophores.",
+    )
+    smlm_threshold = _world_number(
+        "SMLMThresholdMW",
+        "smlm_threshold_mw",
+        (0.0, 1e4),
+        "Laser power above which fluorophores are driven into sparse blinking.",
+    )
 
     @pymm_property(name="SMLMDriftNmPerFrame", limits=(-100.0, 100.0))
     def smlm_drift(self) -> float:

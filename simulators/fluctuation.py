@@ -126,7 +126,10 @@ def line_pair_emitters(
     if separation_nm < 0 or length_nm <= 0 or density_per_um < 0:
         raise ValueError("need separation >= 0, length > 0 and density_per_um >= 0")
     rng = rng or np.random.default_rng(0)
-    field = (float(field_nm), float(field_nm)) if np.isscalar(field_nm) else tuple(field_nm)
+    if isinstance(field_nm, tuple | list | np.ndarray):
+        field = (float(field_nm[0]), float(field_nm[1]))
+    else:
+        field = (float(field_nm), float(field_nm))
     direction = np.array([np.sin(angle_rad), np.cos(angle_rad)])
     normal = np.array([direction[1], -direction[0]])
     points = []

@@ -88,10 +88,19 @@ class Sample:
     state: dict = field(default_factory=dict)
     drift_nm: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
+    @property
+    def plane(self) -> tuple[int, int]:
+        """(H, W) of a 2-D sample (what the built-in structures are drawn on)."""
+        if len(self.shape) != 2:
+            raise ValueError(f"a {len(self.shape)}-D sample has no single plane")
+        return self.shape[0], self.shape[1]
+
     def density(self) -> np.ndarray:
         """Current ground truth (float32, ≥ 0)."""
         if self._static is not None:
             return self._static
+        if self._renderer is None:
+            raise RuntimeError(f"sample {self.kind!r} has neither a density nor a renderer")
         if self._cache is None:
             self._cache = self._renderer(self)
         return self._cache
@@ -120,7 +129,7 @@ class Sample:
 def _render(sample: Sample, points: np.ndarray, weights: np.ndarray, sigma_nm: float) -> np.ndarray:
     shifted = points + sample.drift_nm[None, :].astype(np.float32)
     # weights are arc lengths (nm): a line of density ~1 per pixel it crosses
-    density = render_points(shifted, weights / sample.pixel_nm, sample.shape, sample.pixel_nm)
+    density = render_points(shifted, weights / sample.pixel_nm, sample.plane, sample.pixel_nm)
     if sigma_nm > 0:
         density = ndimage.gaussian_filter(density, sigma_nm / sample.pixel_nm, mode="wrap")
     return density.astype(np.float32)
@@ -198,7 +207,7 @@ def _render_vesicles(sample: Sample) -> np.ndarray:
         sel = (st["radii"] >= lo) & (st["radii"] < hi + 1e-9)
         area = np.pi * ((lo + hi) / 2) ** 2 / sample.pixel_nm**2
         pts = render_points(
-            centres[sel], st["brightness"][sel] * area * 0.5, sample.shape, sample.pixel_nm
+            centres[sel], st["brightness"][sel] * area * 0.5, sample.plane, sample.pixel_nm
         )
         density += ndimage.gaussian_filter(pts, (lo + hi) / 4 / sample.pixel_nm, mode="wrap")
     return density
@@ -267,11 +276,11 @@ def _make_er(sample: Sample, rng: np.random.Generator) -> None:
     n = max(30, int(h * w / 1.5e6))
     nodes = rng.uniform([-h / 2, -w / 2], [h / 2, w / 2], (n, 2))
     tri = Delaunay(nodes)
-    edges = set()
+    pairs = set()
     for simplex in tri.simplices:
         for a, b in ((0, 1), (1, 2), (0, 2)):
-            edges.add(tuple(sorted((simplex[a], simplex[b]))))
-    edges = [e for e in sorted(edges) if rng.random() < 0.55]
+            pairs.add(tuple(sorted((simplex[a], simplex[b]))))
+    edges = [e for e in sorted(pairs) if rng.random() < 0.55]
     sheets = [s for s in tri.simplices if rng.random() < 0.03]
     sample.state.update(nodes=nodes, edges=edges, sheets=sheets, rng=rng)
 
@@ -314,7 +323,7 @@ def _beads_density(sample: Sample, rng: np.random.Generator) -> np.ndarray:
     n = max(10, int(h * w / 4e6))
     centres = rng.uniform([-h / 2 + 500, -w / 2 + 500], [h / 2 - 500, w / 2 - 500], (n, 2))
     area = np.pi * 20.0**2 / sample.pixel_nm**2
-    pts = render_points(centres, np.full(n, 4.0 * area), sample.shape, sample.pixel_nm)
+    pts = render_points(centres, np.full(n, 4.0 * area), sample.plane, sample.pixel_nm)
     return ndimage.gaussian_filter(pts, 10.0 / sample.pixel_nm).astype(np.float32)
 
 

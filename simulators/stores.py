@@ -24,7 +24,7 @@ def simulated_sim_sets(
     """``n_sets`` raw sim9 sets (3, 3, size, size) uint16 of a static microtubule sample
     (65 nm pixels, NA 1.49, 510 nm), fresh camera noise in every set."""
     sample = make_sample("microtubules", (2 * size, 2 * size), 32.5, seed=seed, motion=False)
-    cache = FringeCache(sample.density(), otf_2d(sample.shape, 32.5, 1.49, 510.0), 2, 32.5)
+    cache = FringeCache(sample.density(), otf_2d(sample.plane, 32.5, 1.49, 510.0), 2, 32.5)
     patterns = default_sim_patterns(fov_nm=(size * 65.0, size * 65.0))
     expected = [expected_from_cache(cache, p, 4000.0) for p in patterns]
     rng = np.random.default_rng(seed)

@@ -452,7 +452,8 @@ class SimulatedWorld(SMLMWorld):
         # so a streaming camera never starves a laser switched off from another thread
         with self._noise_lock:
             frame = self.camera.expose(photons, exposure_ms, self._noise_rng, out=out)
-        meta["SimFrameCRC"] = zlib.crc32(frame)  # lets a store prove it kept this frame
+        # lets a store prove it kept this frame
+        meta["SimFrameCRC"] = zlib.crc32(np.ascontiguousarray(frame).data)
         return frame, meta
 
     def _advance_live_blinking(
@@ -488,6 +489,8 @@ class SimulatedWorld(SMLMWorld):
     ) -> np.ndarray:
         """Photons per camera pixel of this frame's blinking dyes under ``pattern``."""
         live = self._live
+        if live is None:
+            raise RuntimeError("no blinking dyes yet: _advance_live_blinking places them first")
         weights = (
             blinks if pattern.is_uniform else blinks * illumination_at(pattern, live.positions_nm)
         )

@@ -13,6 +13,7 @@ __all__ = [
     "estimate_pattern",
     "localize",
     "reconstruct",
+    "reconstruct_learned",
 ]
 
 
@@ -38,6 +39,21 @@ def reconstruct(
         optics=optics,
         **fluctuation,
     )
+
+
+def reconstruct_learned(
+    frames: Any,
+    method: str = "dl-sim9",
+    profile: Any = None,
+    device: str = "auto",
+    offset_adu: float | None = None,
+    optics: Any = None,
+) -> Any:
+    """A learned method on one set with its confidence, expected error map and input checks;
+    see :func:`srlive.recon.api.reconstruct_learned`."""
+    from srlive.recon.api import reconstruct_learned as _learned
+
+    return _learned(frames, method, profile, device, offset_adu, optics)
 
 
 def estimate_pattern(frames: Any, optics: Any = None, profile: Any = None) -> Any:

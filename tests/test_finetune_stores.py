@@ -78,7 +78,8 @@ def test_pairs_are_drawn_from_every_store_by_its_share_of_sets(fine_tuned):
     drawn = [pairs.draw(rng) for _ in range(20)]
     assert {p.store for p in drawn} == {0, 1}
     assert all(p.t < (3, 2)[p.store] for p in drawn)
-    assert all(p.x.shape == (3, 32, 32) and p.y.shape == (1, 64, 64) for p in drawn)
+    # dl-sim3 reads its 3 frames demodulated by their own fringe, on the 2x grid
+    assert all(p.x.shape == (9, 64, 64) and p.y.shape == (1, 64, 64) for p in drawn)
     assert all(p.span >= float(p.y.max() - p.y.min()) > 0 for p in drawn)
     share = np.mean([pairs.draw(rng).store == 0 for _ in range(200)])
     assert 0.5 < share < 0.7  # a holds 3 of the 5 sets

@@ -116,6 +116,13 @@ def test_snap_start_stop_and_screenshot(qtbot, live, scope, tmp_path) -> None:
     qtbot.waitUntil(lambda: viewer.results_shown >= 1 and not session.running, timeout=60_000)
     assert session.pipeline.stats.raw_sets_stored == 1
     assert viewer.raw_item.image is not None and viewer.sr_item.image.shape == (512, 512)
+    # dl-sim3's expected error map, shown beside the SR image when asked for
+    errors = viewer.error_view
+    assert not errors.panel.plot.isVisible() and errors.latest is not None
+    errors.box.setChecked(True)
+    assert errors.panel.plot.isVisible() and errors.shown == 1
+    shown = errors.panel.item.image
+    assert shown.shape == (512, 512) and np.isfinite(shown).all() and (shown > 0).all()
     assert c.start_button.isEnabled() and not c.stop_button.isEnabled()
 
     viewer.optimizer_panel.toggle.setChecked(True)

@@ -106,7 +106,8 @@ def _session(scope, tmp_path: Path, modality: str = "sim3", **kw) -> LiveSession
 
 
 def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path) -> None:
-    """dl-sim3 is slower than the camera here: sets are skipped, never raw frames."""
+    """dl-sim3 is slower than the camera here: sets are skipped, never raw frames, and
+    the newest set wins (however many results the machine's speed allows on the way)."""
     session = _session(scope, tmp_path, inference="thread", threads=1)
     results = []
     session.events.result.connect(results.append)
@@ -114,9 +115,10 @@ def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path
         session.start(40)
         assert session.wait(120)
         deadline = time.time() + 60
-        while len(results) < 3 and time.time() < deadline:  # the last ones are in flight
+        while not any(r.t == 39 for r in results) and time.time() < deadline:  # in flight
             time.sleep(0.01)
-        for r in results[:3]:
+        shown = results[:2]
+        for r in shown:
             session.mark_displayed(r)
     finally:
         summary = session.close()
@@ -129,6 +131,9 @@ def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path
     status = store.sr_status()
     assert sorted(status) == list(range(40)) and status[39] == "reconstructed"
     assert list(status.values()).count("skipped") == summary.sr_skipped
+    ts = [r.t for r in results]
+    assert ts == sorted(set(ts)) and ts[-1] == 39  # in order, each once, the last set last
+    assert {t for t, s in status.items() if s == "reconstructed"} == set(ts)
     for t, state in status.items():
         assert np.isnan(store.read_sr(t)).all() == (state == "skipped")
     # every stored raw frame is the frame the camera made
@@ -140,11 +145,11 @@ def test_latest_wins_raw_lossless_skips_recorded_latency_ordered(scope, tmp_path
     for r in results:
         assert set(STAGES[:4]) <= set(r.stamps)
         assert r.latency_ms["to_result"] >= r.latency_ms["inference"] > 0
-    assert all("displayed" in r.stamps for r in results[:3])
+    assert shown and all("displayed" in r.stamps for r in shown)
     assert np.all(store.frames["exposure_end_s"] <= store.frames["time_s"])
     assert np.all(np.diff(store.frames["exposure_end_s"]) > 0)
     lat = summary.pipeline["latency_ms"]
-    assert lat["to_result"]["n"] == len(results) and lat["to_display"]["n"] == 3
+    assert lat["to_result"]["n"] == len(results) and lat["to_display"]["n"] == len(shown)
 
 
 def test_the_model_is_loaded_only_in_the_inference_process(scope, tmp_path) -> None:

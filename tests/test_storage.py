@@ -327,3 +327,54 @@ def test_sigkill_mid_write_leaves_readable_store(tmp_path: Path) -> None:
         f["time_s"], (np.arange(n_sets)[:, None] + np.arange(A * P)[None] / 100).ravel()
     )
     zarr.open_group(path, mode="r")  # plain zarr opens it too
+
+
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_image_chunks_written_past_the_page_cache(tmp_path: Path, monkeypatch, setting) -> None:
+    """Where the file system takes O_DIRECT (the probe says so), every image array's zarrs
+    pipeline writes with it, including the handles that write past the flushed time axis;
+    SRLIVE_DIRECT_IO=0 turns it off. The data read back are the data written either way."""
+    from zarr.storage import LocalStore
+
+    from srlive.storage.codec_pipeline import DIRECT_IO_ENV, direct_io_works
+
+    monkeypatch.setenv(DIRECT_IO_ENV, setting)
+    expected = setting == "1" and direct_io_works(LocalStore(tmp_path))
+    path = tmp_path / "d.zarr"
+    with create(path, flush_interval_s=None) as store:
+        for t in range(3):
+            store.write_set(t, make_set(5, t), make_meta(t))
+            store.write_sr(t, np.full(SR_SHAPE, t, np.float32), {})
+        arrays = [store._raw, store._sr, *store._handles.values()]
+        assert len(arrays) == 4  # the two image arrays and a writing handle on each
+        assert {a.async_array.codec_pipeline.direct_io for a in arrays} == {expected}
+    r = open_store(path)
+    assert r.complete and r.raw.shape[0] == 3
+    for t in range(3):
+        np.testing.assert_array_equal(r.read_set(t), make_set(5, t))
+        np.testing.assert_array_equal(r.read_sr(t), t)
+    assert not list(path.rglob(".srlive-direct-io-*"))  # the probe leaves nothing behind
+
+
+def test_shard_buffers_reuse_their_pages(tmp_path: Path) -> None:
+    """With O_DIRECT, zarrs assembles each shard in a page-aligned buffer; under glibc that
+    buffer reuses its pages (keep_shard_buffers) instead of faulting every page of every
+    set in anew."""
+    import resource
+
+    from zarr.storage import LocalStore
+
+    from srlive.storage.codec_pipeline import direct_io_works, keep_shard_buffers
+
+    if not (direct_io_works(LocalStore(tmp_path)) and keep_shard_buffers()):
+        pytest.skip("no O_DIRECT here, or not glibc")
+    shape = (A, P, 256, 256)
+    sets = [make_set(9, t, shape) for t in range(4)]
+    with create(tmp_path / "f.zarr", frame_shape=shape[2:], flush_interval_s=None) as store:
+        for t in range(4):  # warm-up: the buffers and zarr's caches
+            store.write_set(t, sets[t], [])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for t in range(4, 24):
+            store.write_set(t, sets[t % 4], [])
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20
+    assert faults < 0.25 * sets[0].nbytes / 4096  # a fresh buffer would fault every page

@@ -172,6 +172,48 @@ def test_stored_camera_offset_is_used_offline(tmp_path) -> None:
     assert not np.allclose(wrong, expected)  # the offset matters: 100 ADU would be wrong
 
 
+def test_a_learned_reconstruction_stores_its_error_map_beside_sr(tmp_path) -> None:
+    """The error a learned model expects per pixel is an NGFF image, ``sr_error``, beside
+    ``sr`` (same grid, units and time axis), listed in the collection and validated like it;
+    one process or a distributed job writes the same."""
+    from srlive.recon.distributed import reconstruct_distributed
+    from srlive.recon.learned.infer import learned
+
+    camera = NoiseRecord(100.0, e_per_adu=0.5, read_noise_e=1.3, source="camera")
+    store = _sim_store(tmp_path / "acq.zarr", camera, 100.0)
+    summary = reconstruct_store(store, "dl-wf2sr", tmp_path / "dl.zarr")
+    assert summary["sr_error_path"] == "sr_error/0"
+    listed = _validate_all(tmp_path / "dl.zarr")
+    assert listed == ["raw", "sr", "sr_error"]
+    out = open_store(tmp_path / "dl.zarr")
+    assert out.sr_error.shape == out.sr.shape and out.sr_error.dtype == out.sr.dtype
+    attrs = zarr.open_group(str(tmp_path / "dl.zarr"), mode="r")["sr_error"].attrs
+    assert (
+        attrs["ome"]["multiscales"][0]["datasets"]
+        == (
+            zarr.open_group(str(tmp_path / "dl.zarr"), mode="r")["sr"].attrs["ome"]["multiscales"][
+                0
+            ]["datasets"]
+        )
+    )
+    raw0 = open_store(store).read_set(0).reshape(9, N, N)
+    expected = learned("dl-wf2sr", "auto", 100.0)(raw0.mean(axis=0, keepdims=True))
+    for t in range(2):
+        error = out.read_sr_error(t)
+        assert np.isfinite(error).all() and (error > 0).all()
+    np.testing.assert_allclose(out.read_sr_error(0), expected.uncertainty, rtol=1e-5)
+    # the same through a distributed job: its workers write the maps too
+    reconstruct_distributed([store], "dl-wf2sr", tmp_path / "dist.zarr", workers=1)
+    dist = open_store(tmp_path / "dist.zarr")
+    assert _validate_all(tmp_path / "dist.zarr") == ["raw", "sr", "sr_error"]
+    for t in range(2):
+        np.testing.assert_allclose(dist.read_sr_error(t), out.read_sr_error(t), rtol=1e-5)
+    # Wiener SIM predicts no error: no map
+    reconstruct_store(store, "wiener-sim", tmp_path / "sim.zarr")
+    assert _series(tmp_path / "sim.zarr") == ["raw", "sr"]
+    assert open_store(tmp_path / "sim.zarr").sr_error is None
+
+
 def test_a_store_without_a_noise_model_falls_back_to_the_profile_and_says_so(tmp_path) -> None:
     store = _sim_store(tmp_path / "old.zarr", None, 100.0, n_sets=1)
     summary = reconstruct_store(store, "wiener-sim", tmp_path / "sr.zarr")

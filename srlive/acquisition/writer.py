@@ -29,6 +29,7 @@ from srlive.recon.optics import SIMOptics
 from srlive.recon.sim_params import pattern_columns, pattern_row
 from srlive.recon.streaming import (
     FluctuationReconstructor,
+    ModelReconstructor,
     SIMReconstructor,
     StreamContext,
     StreamReconstructor,
@@ -152,6 +153,7 @@ class SeriesWriter:
             sr_method=reconstruction if recon else None,
             overwrite=self.overwrite,
             camera=self.camera,
+            sr_error=isinstance(recon, ModelReconstructor) and recon.error_map,
             extra_frame_columns=EXTRA_FRAME_COLUMNS,
             extra_sr_columns=SR_EXTRA_COLUMNS
             + (
@@ -181,11 +183,19 @@ class SeriesWriter:
         state.sets += 1
         state.frames += len(frames)
 
-    def write_sr(self, state: SeriesState, t: int, sr: np.ndarray, meta: dict[str, Any]) -> None:
-        """Store the SR image of set ``t`` and its table row (time_s, recon_ms, pattern...)."""
+    def write_sr(
+        self,
+        state: SeriesState,
+        t: int,
+        sr: np.ndarray,
+        meta: dict[str, Any],
+        error: np.ndarray | None = None,
+    ) -> None:
+        """Store the SR image of set ``t``, its table row (time_s, recon_ms, pattern...) and
+        a learned model's expected error map (``sr_error``)."""
         if isinstance(state.recon, SIMReconstructor) and (params := state.recon.current_params()):
             meta = {**meta, **pattern_row(params)}
-        state.store.write_sr(t, sr, {"t": t, **meta})
+        state.store.write_sr(t, sr, {"t": t, **meta}, error)
         state.sr_images += 1
 
     def write_skipped(self, state: SeriesState, t: int, meta: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # in a checkout: benchmarks/pee
 
 def machine_info() -> dict[str, Any]:
     """CPU count, model and its vector units (AVX2; bfloat16 ones: AVX-512 BF16, AMX)."""
-    model, flags = "unknown", set()
+    model, flags = "unknown", set[str]()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from srlive.recon.fluctuation.esrrf import Temporal
+
 
 @dataclass(frozen=True)
 class EsrrfParams:
@@ -15,5 +17,5 @@ class EsrrfParams:
     """ring radius, camera pixels"""
     sensitivity: float = 1.0
     """exponent of the radial gradient convergence"""
-    temporal: str = "AVG"
+    temporal: Temporal = "AVG"
     """temporal analysis: AVG, VAR or TAC2"""

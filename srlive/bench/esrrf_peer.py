@@ -79,14 +79,17 @@ def make_windows(opts: EsrrfPeerOptions) -> np.ndarray:
 
 def time_srlive(window: np.ndarray, p: EsrrfParams, repeats: int) -> tuple[np.ndarray, dict]:
     """srlive's eSRRF of one window: the image and its timing (same protocol as the peer's)."""
-    kwargs = {"magnification": p.magnification, "radius": p.radius, "sensitivity": p.sensitivity}
+
+    def run() -> np.ndarray:
+        return esrrf(window, p.magnification, p.radius, p.sensitivity, temporal=p.temporal)
+
     t0, c0 = time.perf_counter(), time.process_time()
-    image = esrrf(window, temporal=p.temporal, **kwargs)
+    image = run()
     first, first_cpu = time.perf_counter() - t0, time.process_time() - c0
     times, cpu = [], []
     for _ in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
-        esrrf(window, temporal=p.temporal, **kwargs)
+        run()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return image, {

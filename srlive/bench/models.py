@@ -1,5 +1,8 @@
 """Inference time per set of each learned model, with and without the confidence score
-(after two warm-up runs, on realistic raw frames)."""
+(after two warm-up runs, on realistic raw frames: SIM sets with a real fringe for the SIM
+models, see :mod:`srlive.learn.timing`); the 3-frame SIM model also as a live series runs
+it (``live_with_confidence``: its fringe measured blind on the first set and every few sets,
+in between only each set's phases)."""
 
 from __future__ import annotations
 
@@ -31,13 +34,16 @@ def bench_models(
     results = {}
     for name in models or shipped_models():
         recon = LearnedReconstructor(resolve_weights(name), device, precision=precision)
-        results[recon.task.name] = {
+        entry = {
             "device": recon.device.type,
             "precision": recon.precision_name,
             "with_confidence": time_model(recon, size, repeats, trust=True),
             "image_only": time_model(recon, size, repeats, trust=False),
             "parameters": recon.info.get("parameters"),
         }
+        if recon.task.inputs == "single-phase":  # live: fringe kept, re-measured blind
+            entry["live_with_confidence"] = time_model(recon, size, repeats, live=True)
+        results[recon.task.name] = entry
     return {
         "benchmark": "models",
         "frame_shape": [size, size],

@@ -74,7 +74,7 @@ def _time_model(
         try:
             for frames in sets[:2]:  # warm-up
                 recon(frames)
-            times = []
+            times: list[float] = []
             start = time.perf_counter()
             while time.perf_counter() - start < seconds or len(times) < 5:
                 t0 = time.perf_counter()
@@ -133,7 +133,7 @@ def bench_pipeline(
         frame_period_ms = exposure + scope.readout_ms
         sets = _camera_sets(scope, modality, exposure, 2)
         with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
-            out = Path(tmp) / "b.zarr"
+            store_path = Path(tmp) / "b.zarr"
             session = live_session(
                 scope,
                 prof,
@@ -142,7 +142,7 @@ def bench_pipeline(
                 exposure,
                 device,
                 threads,
-                out,
+                store_path,
                 inference,
                 pin_cpus,
                 acquisition_nice,

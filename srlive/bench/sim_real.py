@@ -84,7 +84,7 @@ def srlive_set(
     return {
         "calibration_ms": round(calibration_ms, 1),
         "reconstruct_ms_median": _median_ms(lambda: recon.reconstruct(raw), repeats),
-        "wiener_w": round(float(recon.wiener_w), 4),
+        "wiener_w": None if recon.wiener_w is None else round(recon.wiener_w, 4),
         "carriers": carriers,
         "agreement": _score(agreement, sr, ref),
     }

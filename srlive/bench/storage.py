@@ -9,11 +9,14 @@ the median over ``--rounds`` rounds. Candidates:
 
 * ``store``: srlive's AcquisitionStore as it writes live and reconstructed data (tables, CRCs,
   flush and fsync every 0.5 s, completeness marking): the image arrays through zarrs' Rust
-  codec pipeline, uncompressed. Its figures are also the top-level ``store_*`` keys.
+  codec pipeline, uncompressed, written with ``O_DIRECT`` where the file system takes it
+  (:mod:`srlive.storage.codec_pipeline`). Its figures are also the top-level ``store_*`` keys.
+* ``store-page-cache``: the same store writing its image chunks through the page cache.
 * ``store-zarr-python``: the same store with zarr-python's own codec pipeline.
 * ``store-blosc`` / ``store-zstd``: the store with blosc (lz4, bit-shuffle) or zstd (level 1)
   compression: fewer bytes on disk, more CPU (``bytes_on_disk`` says how many).
-* ``zarr-array``: a bare zarr array, one shard per set, zarrs pipeline (no tables, no CRC).
+* ``zarr-array``: a bare zarr array, one shard per set, zarrs' pipeline as zarrs-python sets
+  it up (no tables, no CRC, through the page cache).
 * ``tensorstore``, ``acquire-zarr``: the same array written by those libraries, where they
   are installed (anchors: neither keeps srlive's tables, CRCs or flush-time durability).
 
@@ -42,6 +45,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from srlive.bench.common import positive
+from srlive.storage.codec_pipeline import DIRECT_IO_ENV
 from srlive.storage.files import IMAGE_PIPELINE, PIPELINE_ENV, frame_crc, fsync_path
 from srlive.storage.omezarr import AcquisitionStore
 
@@ -68,16 +72,19 @@ def _fsync_tree(path: Path) -> None:
 def _plain(path: Path, sets: list[np.ndarray], n_sets: int) -> list[float]:
     with open(path / "plain.bin", "wb", buffering=0) as f:
         for i in range(n_sets):
-            f.write(memoryview(sets[i % len(sets)]).cast("B"))
+            f.write(sets[i % len(sets)].data.cast("B"))
         os.fsync(f.fileno())
     return []
 
 
-def _store(compressor: str | None = None, pipeline: str = IMAGE_PIPELINE) -> Writer:
+def _store(
+    compressor: str | None = None, pipeline: str = IMAGE_PIPELINE, direct_io: bool = True
+) -> Writer:
     def write(path: Path, sets: list[np.ndarray], n_sets: int) -> list[float]:
         a, p, h, w = sets[0].shape
-        previous = os.environ.get(PIPELINE_ENV)
-        os.environ[PIPELINE_ENV] = pipeline
+        settings = {PIPELINE_ENV: pipeline, DIRECT_IO_ENV: "1" if direct_io else "0"}
+        previous = {k: os.environ.get(k) for k in settings}
+        os.environ.update(settings)
         try:
             store = AcquisitionStore.create(
                 path / "bench.zarr",
@@ -85,18 +92,16 @@ def _store(compressor: str | None = None, pipeline: str = IMAGE_PIPELINE) -> Wri
                 pixel_nm=65.0,
                 n_angles=a,
                 n_phases=p,
-                sr_shape=None,
-                sr_pixel_nm=None,
                 laser_lines=[488],
-                profile={"name": "bench"},
                 run={"bench": True},
                 compressor=compressor,
             )
         finally:
-            if previous is None:
-                os.environ.pop(PIPELINE_ENV, None)
-            else:
-                os.environ[PIPELINE_ENV] = previous
+            for k, v in previous.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         latency, t0 = [], time.perf_counter()
         for t in range(n_sets):
             ts = time.perf_counter()
@@ -114,7 +119,7 @@ def _store(compressor: str | None = None, pipeline: str = IMAGE_PIPELINE) -> Wri
 
 def _zarr_array(path: Path, sets: list[np.ndarray], n_sets: int) -> list[float]:
     a, p, h, w = sets[0].shape
-    with zarr.config.set({"codec_pipeline.path": IMAGE_PIPELINE}):
+    with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
         arr = zarr.create_array(
             LocalStore(path / "array.zarr"),
             shape=(n_sets, a * p, h, w),
@@ -184,6 +189,7 @@ def _acquire_zarr(path: Path, sets: list[np.ndarray], n_sets: int) -> list[float
 
 CANDIDATES: dict[str, tuple[Writer, str | None]] = {  # name -> (writer, module it needs)
     "store": (_store(), "zarrs"),
+    "store-page-cache": (_store(direct_io=False), "zarrs"),
     "store-zarr-python": (_store(pipeline=ZARR_PIPELINE), None),
     "store-blosc": (_store("blosc"), "zarrs"),
     "store-zstd": (_store("zstd"), "zarrs"),
@@ -208,7 +214,7 @@ def _data(kind: str, shape: tuple[int, int, int, int]) -> list[np.ndarray]:
 def _crc_rates(frames: np.ndarray) -> dict[str, float]:
     """MB/s of the frame checksum: the system zlib's CRC-32 and the one the store uses."""
     rates = {}
-    system_zlib: Callable[[np.ndarray], int] = lambda f: zlib.crc32(np.ascontiguousarray(f))  # noqa: E731
+    system_zlib: Callable[[np.ndarray], int] = lambda f: zlib.crc32(np.ascontiguousarray(f).data)  # noqa: E731
     for name, crc in (("zlib", system_zlib), ("store", frame_crc)):
         start = time.perf_counter()
         for _ in range(5):

@@ -63,6 +63,8 @@ def cmd(args: argparse.Namespace) -> int:
                 "machine": machine_description(),
                 **time_model(recon, 512, repeats=10),
             }
+            if recon.task.inputs == "single-phase":  # as a live series runs it
+                timing["live"] = time_model(recon, 512, repeats=10, live=True)
             shipped = Path("srlive/learn/weights") / recon.path.name
             write_card(recon.path, shipped, summary, timing)
     print(json.dumps(summary, indent=2))

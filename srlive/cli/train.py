@@ -70,6 +70,12 @@ def add_parser(sub: Any) -> None:
     )
     train.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     train.add_argument(
+        "--error-head-only",
+        action="store_true",
+        help="fine-tune only the --init-from model's error head (its confidence): the images "
+        "it makes stay bit-identical",
+    )
+    train.add_argument(
         "--fine-tune",
         type=Path,
         nargs="+",
@@ -100,7 +106,7 @@ def add_parser(sub: Any) -> None:
         help="what the target shows of dyes that do not fluctuate (default absent)",
     )
     microscope = train.add_argument_group(
-        "one microscope (dl-sim9): train on the simulator configured as it"
+        "one microscope (dl-sim9, dl-sim3): train on the simulator configured as it"
     )
     where = microscope.add_mutually_exclusive_group()
     where.add_argument(
@@ -145,8 +151,12 @@ def _sim_settings(args: argparse.Namespace) -> Any:
         return _burst_settings(args, fields)
     if args.optics is None and args.profile is None:
         return SimSettings(field_sizes=fields) if fields else SimSettings()
-    if args.model != "dl-sim9":
-        raise ValueError("--optics and --profile train dl-sim9 (the pattern-conditioned model)")
+    from srlive.recon.learned.tasks import TASKS
+
+    if not TASKS[args.model].pattern_bands:
+        raise ValueError(
+            "--optics and --profile train the pattern-conditioned models (dl-sim9, dl-sim3)"
+        )
     from srlive.learn.sim_pairs import microscope_settings
     from srlive.recon.optics import SIMOptics
 
@@ -183,6 +193,7 @@ def cmd(args: argparse.Namespace) -> int:
         context_levels=args.context_levels
         if args.context_levels is not None
         else (start.context_levels if start else 0),
+        error_head_only=args.error_head_only,
     )
     meta = train_model(
         args.model,

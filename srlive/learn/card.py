@@ -64,6 +64,8 @@ def train_command(
         options.append(f"--context-levels {train['context_levels']}")
     if train.get("ssim_weight"):
         options.append(f"--ssim-weight {train['ssim_weight']}")
+    if train.get("error_head_only"):
+        options.append("--error-head-only")
     sim = run.get("sim", {})
     if "sr_factor" in sim:  # burst models from before the target was an option: the defaults
         options.append(f"--target-factor {sim['sr_factor']:.10g} --still {sim['still']}")
@@ -111,6 +113,11 @@ def _command_lines(commands: list[str]) -> list[str]:
 
 
 def _loss_text(train: dict[str, Any]) -> str:
+    if train.get("error_head_only"):
+        return (
+            "0.1 × Laplace negative log-likelihood of the predicted error scale; the error head "
+            "alone trained"
+        )
     ssim = train.get("ssim_weight")
     extra = f" + {ssim:g} × (1 − SSIM)" if ssim else ""
     return (

@@ -159,8 +159,8 @@ def _optimiser_state(checkpoint: Checkpoint, optimiser: torch.optim.Optimizer) -
     stored = checkpoint.state["optimiser"]
     per_param = {int(i): dict(v) for i, v in stored["state"].items()}
     for key, value in _prefixed(checkpoint.tensors, _OPTIMISER).items():
-        index, name = key.split("/", 1)
-        per_param.setdefault(int(index), {})[name] = value
+        slot, name = key.split("/", 1)
+        per_param.setdefault(int(slot), {})[name] = value
     params = [p for group in optimiser.param_groups for p in group["params"]]
     for index, entry in per_param.items():
         if not 0 <= index < len(params):

@@ -170,7 +170,7 @@ def field_crops(
     larger one gives (field / patch)² crops at random positions.
     """
     x, y, _ = make_pair(task, field, seed, settings)
-    span = float(y.max() - y.min())
+    span = float(y[0].max() - y[0].min())  # the image target's (a second is the error's)
     if field <= patch:
         return [(x, y, span)]
     up, xup = y.shape[-1] // field, x.shape[-1] // field  # grids of target and input

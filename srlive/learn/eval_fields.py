@@ -9,7 +9,7 @@ default brightness).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -28,6 +28,7 @@ DEFAULT_SCALE = 20.0 * 10.0 * 20.0  # photons per unit density per camera pixel 
 EVAL_STRUCTURES = ("microtubules", "vesicles", "mitochondria", *HELD_OUT_STRUCTURES)
 EVAL_SEED_BASE = 900_000_000  # far from every training stream
 
+
 @dataclass
 class Field:
     """One held-out field: raw data at several light levels and its targets."""
@@ -37,6 +38,9 @@ class Field:
     wf_target: np.ndarray
     sim9: dict[float, np.ndarray]  # light fraction -> (9, H, W) ADU
     widefield: dict[float, np.ndarray]  # light fraction -> (H, W) ADU
+    # light fraction -> (3, H, W) ADU: three more widefield exposures, the dose of a
+    # one-phase-per-angle set without its pattern (the 3-frame model's ablation input)
+    widefield3: dict[float, np.ndarray] = field(default_factory=dict)
 
 
 def _patterns(rng: np.random.Generator, period_nm: float) -> list[IlluminationPattern]:
@@ -82,10 +86,16 @@ def make_field(
             [camera.expose(expected_from_cache(cache, p, scale), 10.0, rng) for p in patterns]
         )
         widefield[f] = camera.expose(cache.base * np.float32(scale), 10.0, rng)
+    widefield3 = {  # drawn after the others: their noise is as without these
+        f: np.stack(
+            [camera.expose(cache.base * np.float32(DEFAULT_SCALE * f), 10.0, rng) for _ in range(3)]
+        )
+        for f in fractions
+    }
     target_otf = sim_limit_otf(hi, hi_nm, na, emission_nm, period_nm)
     sr_target = blur(density, target_otf) * np.float32(DEFAULT_SCALE * adu)
     wf_target = cache.base * np.float32(DEFAULT_SCALE * adu)
-    return Field(kind, sr_target, wf_target, sim9, widefield)
+    return Field(kind, sr_target, wf_target, sim9, widefield, widefield3)
 
 
 def to_hi_grid(image: np.ndarray) -> np.ndarray:
@@ -106,3 +116,16 @@ def score(output: np.ndarray, target: np.ndarray, pixel_nm: float) -> dict[str, 
         "ssim": ssim(o, t),
         "resolution_nm": frc_resolution_nm(o, t, pixel_nm),
     }
+
+
+def texture_field(
+    size: int, period_nm: float, optics: tuple[float, float, float], seed: int = 1
+) -> Field:
+    """A field of a natural-image-like random texture (no structure a prior could guess) at
+    full light, imaged by the microscope ``optics`` (camera pixel nm, NA, emission nm)."""
+    from simulators.sim_fields import texture_density
+
+    density = texture_density((2 * size, 2 * size), seed)
+    return make_field(
+        "texture", size, seed, (1.0,), period_nm=period_nm, density=density, optics=optics
+    )

@@ -46,6 +46,8 @@ def _reconstruct(
 def _score_store(method_out: Path, reference_out: Path) -> dict[str, Any]:
     """Per-set SSIM against the reference and the method's confidence, as medians."""
     method, reference = open_store(method_out), open_store(reference_out)
+    if reference.sr is None:
+        raise ValueError(f"{reference_out}: the reference store has no SR images")
     if method.sr is None or method.sr.shape[1:] != reference.sr.shape[1:]:
         return {"comparable": False, "why": "its output is not on the SR grid of wiener-sim"}
     scores, confidence = [], []

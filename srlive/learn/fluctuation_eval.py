@@ -34,7 +34,7 @@ import itertools
 import time
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast, get_args
 
 import numpy as np
 from scipy import ndimage
@@ -52,6 +52,7 @@ from srlive.learn.fluctuation import (
     sr_fwhm_nm,
 )
 from srlive.recon.fluctuation import esrrf_sensitivities
+from srlive.recon.fluctuation.esrrf import Temporal
 from srlive.recon.learned.geometry import CAMERA_NM, EMISSION_NM, NA
 from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.similarity import ssim
@@ -127,7 +128,7 @@ def esrrf_images(frames: np.ndarray, sets: Sequence[str] | None = None) -> dict[
     out = {}
     for radius, temporal in dict.fromkeys(_parse(name)[::2] for name in sets):
         wanted = [s for r, s, t in map(_parse, sets) if (r, t) == (radius, temporal)]
-        images = esrrf_sensitivities(frames, 2, radius, wanted, temporal, True, OFFSET_ADU)
+        images = esrrf_sensitivities(frames, 2, radius, tuple(wanted), temporal, True, OFFSET_ADU)
         for s, image in zip(wanted, images, strict=True):
             out[f"r={radius:g},s={s:g},{temporal}"] = image
     return out
@@ -232,9 +233,11 @@ def confidence_tracking(rows: list[dict[str, Any]], stress: list[dict[str, Any]]
     return {"rows": len(pairs), "spearman_confidence_vs_ssim": round(rho, 3), "stress": by}
 
 
-def _parse(name: str) -> tuple[float, float, str]:
+def _parse(name: str) -> tuple[float, float, Temporal]:
     r, s, temporal = name.split(",")
-    return float(r.split("=")[1]), float(s.split("=")[1]), temporal
+    if temporal not in get_args(Temporal):
+        raise ValueError(f"{name}: no eSRRF temporal mode {temporal!r}")
+    return float(r.split("=")[1]), float(s.split("=")[1]), cast(Temporal, temporal)
 
 
 def gains(row: dict[str, float], suffix: str = "") -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-DESIGN = (
+DESIGN_BANDS = (
     "- input: the 9 raw frames go through srlive's classical blind pattern estimator (the "
     "one that reconstructs real data: wavevectors, per-frame phases and modulation measured "
     "in each set, a nominal period only); the model reads the reconstruction split by band "
@@ -24,6 +24,27 @@ DESIGN = (
     "of pairs with each angle's phases averaged (the ablation input, widefield-limited "
     "target)."
 )
+DESIGN_SINGLE_PHASE = (
+    "- input: 3 raw frames, one phase per angle. The fringe of each frame (wavevector, phase, "
+    "modulation) is measured in the frames themselves, blind but for a nominal period "
+    "(`srlive.recon.single_phase`: each frame's residual, the frame minus the set's mean, "
+    "holds only modulated light; its correlation with the whitened widefield image, searched "
+    "over the 3-angle star, finds the fringe; live, `FringeTracker` measures it blind every "
+    "10 sets and only the phases in between). The model reads, on the 2x grid "
+    "(`srlive.recon.learned.single_phase_input`), the widefield mean and each frame's residual "
+    "demodulated by its own fringe in phase and in quadrature (the side bands moved back to "
+    "their true place, mixed with their mirror images, which one phase cannot separate), "
+    "plus the two geometry planes. One widefield image three times, or an angle whose fringe "
+    "is not found, gives demodulated planes of exactly zero.\n"
+    "- target: the truth blurred to the SIM limit of the fringes found (the widefield limit "
+    "where none was: pattern-free pairs, sets too dark or fringes too fine to measure); the "
+    "predicted error is trained against the microscope's full SIM limit, so it includes the "
+    "resolution an output lacks.\n"
+    "- data: as dl-sim9's (60 % prior-free structures, random microscopes, defocus, haze, "
+    "modulation 0.3-1.0, camera noise), one random phase of each angle; 12 % of pairs "
+    "without the pattern: the mean of three widefield exposures, three times (the set's "
+    "dose and noise)."
+)
 
 
 def _ssim_table(ssim: dict[str, dict[str, float]], scopes: list[str]) -> list[str]:
@@ -35,8 +56,15 @@ def _ssim_table(ssim: dict[str, dict[str, float]], scopes: list[str]) -> list[st
     return lines
 
 
-def prior_free_lines(name: str, prior_free: dict[str, Any]) -> list[str]:
-    """Pattern use, SSIM per microscope and confidence tracking of one model."""
+ABLATION = {
+    9: "each angle's phases averaged",
+    3: "one widefield image (three widefield exposures) three times",
+}
+
+
+def prior_free_lines(name: str, prior_free: dict[str, Any], frames: int = 9) -> list[str]:
+    """Pattern use, SSIM per microscope and confidence tracking of one model (taking
+    ``frames`` of each 9-frame set)."""
     scopes = list(prior_free["ssim"])
     microscopes = ", ".join(
         f"{m['name']}: {m['pixel_nm']:g} nm pixels, NA {m['na']:g}, {m['emission_nm']:g} nm, "
@@ -44,15 +72,17 @@ def prior_free_lines(name: str, prior_free: dict[str, Any]) -> list[str]:
         for m in prior_free["microscopes"]
     )
     rows = [r for r in _ssim_table(prior_free["ssim"], scopes) if name in r or "dl-" not in r]
+    taken = "9-frame sets" if frames == 9 else "one phase per angle of 9-frame sets"
     lines = [
         "",
         "## Held-out prior-free fields, with and without the pattern",
         "",
         f"{prior_free['fields']} fields of {prior_free['size']}² camera pixels "
         f"({', '.join(prior_free['kinds'])}; spirals never trained, seeds held out), microscopes "
-        f"{microscopes}; 9-frame sets at 10 % light, median SSIM against each field's SIM-limited "
-        f"truth. Computed on {prior_free['computed_on']}. Command: `srlive evaluate "
-        f"--fields {prior_free.get('fields_per_kind', 2)}` (its `prior_free` section).",
+        f"{microscopes}; {taken} at 10 % light, median SSIM against each field's SIM-limited "
+        f"truth; widefield: the mean of the 9 frames. Computed on {prior_free['computed_on']}. "
+        f"Command: `srlive evaluate {name} --fields {prior_free.get('fields_per_kind', 2)}` "
+        "(its `prior_free` section).",
         "",
         *rows,
         "",
@@ -62,7 +92,7 @@ def prior_free_lines(name: str, prior_free: dict[str, Any]) -> list[str]:
         if use:
             lines.append(
                 f"- pattern use ({scope}): adds {use['gain']:+.4f} SSIM over widefield with the "
-                f"pattern, {use['gain_without_pattern']:+.4f} with each angle's phases averaged: "
+                f"pattern, {use['gain_without_pattern']:+.4f} with {ABLATION[frames]}: "
                 f"**{use['pattern_use']:.0%} of the gain comes from the pattern** "
                 f"(mean over {use['fields']} fields)"
             )
@@ -76,7 +106,7 @@ def prior_free_lines(name: str, prior_free: dict[str, Any]) -> list[str]:
     return lines
 
 
-def real_data_lines(name: str, real: dict[str, Any] | None) -> list[str]:
+def real_data_lines(name: str, real: dict[str, Any] | None, frames: int = 9) -> list[str]:
     """Agreement with a third party's SIM image on real data, per time point."""
     if not real:
         return []
@@ -88,7 +118,9 @@ def real_data_lines(name: str, real: dict[str, Any] | None) -> list[str]:
         f"`{real['data']}` (`../shared/data/real-sim/tsim-er/`), optics {o['pixel_nm']:g} nm, "
         f"NA {o['na']:g}, {o['emission_nm']:g} nm, nominal period {o['period_nm']:g} nm, "
         f"offset {o['offset_adu']:g} ADU; agreement with the authors' SIM image "
-        "(`../shared/tools/compare_to_reference.py`: full / high-pass correlation).",
+        "(`../shared/tools/compare_to_reference.py`: full / high-pass correlation)"
+        + ("; the 3-frame model takes the first phase of each angle" if frames == 3 else "")
+        + ".",
         "",
         "| method | "
         + " | ".join(f"t{t}" for t in range(len(real["per_time_point"]["widefield"])))
@@ -109,7 +141,9 @@ def real_data_lines(name: str, real: dict[str, Any] | None) -> list[str]:
 def pattern_card_lines(name: str, info: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
     """The card sections of a pattern-conditioned SIM model."""
     sim = info.get("sim", {})
-    lines = ["", "## What the model reads, and why it must use the pattern", "", DESIGN, ""]
+    frames = 3 if name == "dl-sim3" else 9
+    design = DESIGN_SINGLE_PHASE if frames == 3 else DESIGN_BANDS
+    lines = ["", "## What the model reads, and why it must use the pattern", "", design, ""]
     if "psf_px" in sim:
         lines.append(
             f"- trained geometry (stored in the weights; confidence falls outside it): "
@@ -117,6 +151,6 @@ def pattern_card_lines(name: str, info: dict[str, Any], evaluation: dict[str, An
             f"{sim['frequency'][0]:g}-{sim['frequency'][1]:g} of 2NA/λ"
         )
     if evaluation.get("prior_free"):
-        lines += prior_free_lines(name, evaluation["prior_free"])
-    lines += real_data_lines(name, evaluation.get("real_data"))
+        lines += prior_free_lines(name, evaluation["prior_free"], frames)
+    lines += real_data_lines(name, evaluation.get("real_data"), frames)
     return lines

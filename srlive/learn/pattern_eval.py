@@ -11,7 +11,9 @@ own geometry after an affine intensity fit:
 * ``wiener-sim9@100%`` and ``@10%``: srlive's classical blind Wiener SIM;
 * ``MODEL@10%``: the learned model on the 9 frames;
 * ``MODEL@10% no pattern``: the same frames with each angle's three phases averaged, so the
-  illumination pattern is gone and everything else (dose, noise, structure) is kept.
+  illumination pattern is gone and everything else (dose, noise, structure) is kept; for the
+  3-frame model one widefield image three times, the mean of three widefield exposures at
+  the same light (the set's dose and noise, no pattern).
 
 ``pattern_use`` = 1 − (gain without the pattern) / (gain with it), gains over each field's
 widefield row in SSIM, averaged over fields: 1 means everything the model adds comes from the
@@ -102,7 +104,7 @@ def field_rows(
     add("wiener-sim9@100%", _wiener(field.sim9[1.0], microscope))
     add("wiener-sim9@10%", _wiener(low, microscope))
     for model_name, model in models.items():
-        for label, frames in model_inputs(model, low):
+        for label, frames in model_inputs(model, field, 0.1):
             result = model(frames)
             found = result.checks.get("pattern_angles_found", float("nan"))
             add(
@@ -110,20 +112,23 @@ def field_rows(
                 result.image,
                 confidence=result.confidence,
                 angles_found=found,
+                expected_error=result.checks.get("expected_error", float("nan")),
             )
     return rows
 
 
 def model_inputs(
-    model: LearnedReconstructor, sim9: np.ndarray
+    model: LearnedReconstructor, field: Field, fraction: float
 ) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
-    """A SIM model's input from a 9-frame set, and the same with the pattern removed: each
-    angle's phases averaged (9 frames), or the widefield image three times (3 frames)."""
+    """A SIM model's input from a field's 9-frame set at ``fraction``, and the same with the
+    pattern removed: each angle's phases averaged (9 frames), or one widefield image made of
+    three widefield exposures, three times (3 frames: the set's dose and noise)."""
+    sim9 = field.sim9[fraction].astype(np.float32)
     if model.frames_per_set == 9:
         return ("", sim9), (" no pattern", remove_pattern(sim9))
     if model.frames_per_set == 3:
-        widefield = np.repeat(sim9.mean(axis=0, keepdims=True), 3, axis=0)
-        return ("", sim9[[0, 3, 6]]), (" no pattern", widefield)
+        flat = field.widefield3[fraction].astype(np.float32).mean(axis=0, keepdims=True)
+        return ("", sim9[[0, 3, 6]]), (" no pattern", np.repeat(flat, 3, axis=0))
     raise ValueError(f"{model.task.name} is not a SIM model (takes {model.frames_per_set} frames)")
 
 
@@ -227,7 +232,7 @@ def _stress_rows(
     for group, field, microscope, fraction in cases:
         geometry = Geometry(*microscope[1:])
         for name, model in models.items():
-            frames = model_inputs(model, field.sim9[fraction].astype(np.float32))[0][1]
+            frames = model_inputs(model, field, fraction)[0][1]
             result = model.with_geometry(geometry)(frames)
             rows.append(
                 {
@@ -237,6 +242,9 @@ def _stress_rows(
                     "group": group,
                     **score(result.image, field.sr_target, microscope[1] / 2),
                     "confidence": result.confidence,
+                    "expected_error": result.checks.get("expected_error", float("nan")),
+                    "saturated_fraction": result.checks.get("saturated_fraction", 0.0),
+                    "geometry_mismatch": result.checks.get("geometry_mismatch", 0.0),
                 }
             )
     return rows

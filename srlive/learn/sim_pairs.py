@@ -17,14 +17,18 @@ of :mod:`srlive.recon.learned.pattern_input`. What is randomised, and why:
 * **camera**: gain, read noise, background and hot pixels; light from a few to thousands of
   photons at the brightest pixel;
 * **no pattern** (12 % of pairs): each angle's frames replaced by their mean, the ablation
-  input.
+  input (one-phase-per-angle sets: one widefield image three times, the mean of three
+  widefield exposures, so dose and noise are the set's).
 
 Targets follow what was measured: the ground truth blurred to the SIM limit of the bands the
 estimator found (:func:`measured_sim_otf`: in every direction the edge of the union of the
 widefield support and its copies shifted by each found ±k; the widefield limit when no fringe
 was found, as for the no-pattern pairs and for sets too dark to measure), plus the haze's
 widefield image, on the 2× grid, in the inputs' units. So the model is never asked for
-resolution its input does not carry: super-resolution has to come from the side bands.
+resolution its input does not carry: super-resolution has to come from the side bands. Its
+predicted error, though, is trained against the microscope's full SIM limit (a second target):
+where the pattern was not measured the error it predicts includes the resolution it could
+not recover, and the confidence built on it falls there.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ from srlive.recon.learned.pattern_input import (
     band_features,
     normalise_bands,
     remove_pattern,
-    single_phase_features,
 )
+from srlive.recon.learned.single_phase_input import single_phase_features
 
 if TYPE_CHECKING:
     from srlive.recon.optics import SIMOptics
@@ -92,15 +96,15 @@ def microscope_settings(
     resolution = optics.emission_nm / (2 * optics.na)
     psf, freq = resolution / optics.pixel_nm, resolution / optics.nominal.period_nm
     gain = optics.gain_e_per_adu
-    return replace(
+    settings = replace(
         PatternSimSettings(),
         na=(optics.na, optics.na),
         emission_nm=(optics.emission_nm, optics.emission_nm),
         psf_px=(psf * (1 - spread), psf * (1 + spread)),
         frequency=(freq * (1 - spread), freq * (1 + spread)),
         e_per_adu=(gain * 0.8, gain * 1.2),
-        **({"field_sizes": field_sizes} if field_sizes else {}),
     )
+    return replace(settings, field_sizes=field_sizes) if field_sizes else settings
 
 
 def sim_limit_otf(
@@ -189,7 +193,12 @@ def _haze(density: np.ndarray, pixel_nm: float, geometry: BandGeometry, rng) -> 
 def pattern_pair(
     size: int, seed: int, settings: PatternSimSettings | None = None, inputs: str = "sim-bands"
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """One pair: input (planes, 2·size, 2·size), target (1, 2·size, 2·size).
+    """One pair: input (planes, 2·size, 2·size), targets (2, 2·size, 2·size).
+
+    Target 0 is what the image is trained toward (the SIM limit of the bands found); target 1
+    what its predicted error is trained against: the microscope's SIM limit, what a user
+    wants from the set. An output without the pattern is widefield-limited, as it must be,
+    and its predicted error says how far that is from SIM.
 
     ``inputs``: ``sim-bands`` (9 frames, :data:`BAND_CHANNELS`) or ``single-phase`` (3 frames,
     one random phase per angle, :data:`SINGLE_PHASE_CHANNELS`; without a pattern the same
@@ -231,8 +240,10 @@ def pattern_pair(
     hot_adu = rng.uniform(100, 3000, int(hot.sum())).astype(np.float32)
     frames[:, hot] += hot_adu
     no_pattern = rng.random() < s.no_pattern_fraction
-    if no_pattern and single:  # the ablation input: one widefield frame, three times
-        widefield = expose(IlluminationPattern()).astype(np.float32) - np.float32(camera.offset_adu)
+    if no_pattern and single:  # the ablation input: one widefield image three times, made of
+        # three widefield exposures (the set's dose and noise, no pattern)
+        flat = np.mean([expose(IlluminationPattern()) for _ in range(3)], axis=0)
+        widefield = flat.astype(np.float32) - np.float32(camera.offset_adu)
         widefield[hot] += hot_adu
         frames = np.repeat(widefield[None], 3, axis=0)
     elif no_pattern:
@@ -254,12 +265,14 @@ def pattern_pair(
     norm = max(float(np.percentile(core.mean(axis=0), 99.5)), 1.0)
     x = normalise_bands(features[:, inner, inner], norm)
     in_focus = otf_2d(hi, hi_nm, geometry.na, geometry.emission_nm)
-    target_otf = measured_sim_otf(hi, hi_nm, geometry.na, geometry.emission_nm, found)
-    target = blur(density, target_otf) + (blur(haze_hi, in_focus) if haze_level else 0.0)
-    adu_per_photon = camera.qe / camera.e_per_adu
-    target = (target * np.float32(scale) + np.float32(background)) * np.float32(
-        adu_per_photon / norm
-    )
+    haze_image = blur(haze_hi, in_focus) if haze_level else 0.0
+    found_otf = measured_sim_otf(hi, hi_nm, geometry.na, geometry.emission_nm, found)
+    limit_otf = sim_limit_otf(hi, hi_nm, geometry.na, geometry.emission_nm, geometry.period_nm)
+    adu = np.float32(camera.qe / camera.e_per_adu / norm)
+    targets = [
+        ((blur(density, otf) + haze_image) * np.float32(scale) + np.float32(background)) * adu
+        for otf in (found_otf, limit_otf)
+    ]
     info = {
         "kind": kind,
         "peak_photons": peak,
@@ -270,4 +283,5 @@ def pattern_pair(
         "angles_found": len(found),
         "frames": core,  # the raw set (offset-free ADU) the crop's input was made from
     }
-    return x.astype(np.float32), target[None, inner, inner].astype(np.float32), info
+    y = np.stack(targets)[:, inner, inner].astype(np.float32)
+    return x.astype(np.float32), y, info

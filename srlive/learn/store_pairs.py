@@ -13,11 +13,8 @@ import numpy as np
 import torch
 
 from srlive.recon.learned.geometry import EMISSION_NM, NA, PERIOD_NM
-from srlive.recon.learned.pattern_input import (
-    BandGeometry,
-    model_planes,
-    normalise_bands,
-)
+from srlive.recon.learned.model_input import model_planes
+from srlive.recon.learned.pattern_input import BandGeometry, normalise_bands
 from srlive.recon.learned.tasks import Task
 
 if TYPE_CHECKING:
@@ -118,7 +115,7 @@ def _sim_pair(
         return _crop_pair(_sim_input(task, frames), y, 2, patch, multiple, rng)
     geometry = BandGeometry(pixel_nm, NA, EMISSION_NM, PERIOD_NM)
     features, _ = model_planes(task.inputs, _sim_input(task, frames), geometry)
-    norm = np.float32(max(float(np.percentile(frames.mean(axis=0), 99.5)), 1.0))
+    norm = float(np.float32(max(float(np.percentile(frames.mean(axis=0), 99.5)), 1.0)))
     return _crop(normalise_bands(features, norm), y / norm, 2, 2, patch, multiple, rng)
 
 

@@ -61,6 +61,8 @@ class TrainSettings:
     ssim_weight: float = 0.0  # weight of a (1 - SSIM) term beside L1 + gradient L1
     stem: int = 1  # pixel-unshuffle factor at the input (2: U-Net at half resolution)
     context_levels: int = 0  # coarser levels below the bottleneck
+    # train only the error head (fine-tuning): the image the model makes stays bit-identical
+    error_head_only: bool = False
 
 
 def machine_description() -> str:
@@ -92,6 +94,9 @@ def build_model(
 ) -> SRUNet:
     # band inputs are already on the 2x grid; their base estimate is the widefield plane
     upscale = 2 if task.super_resolve and not task.pattern_bands else 1
+    # the 3-frame model's planes are read per stem block by a linear embedding, its geometry
+    # planes once per block: live-rate inference on the 2x grid
+    single = task.inputs == "single-phase"
     config = ModelConfig(
         task.in_channels,
         upscale,
@@ -102,6 +107,8 @@ def build_model(
         context_levels,
         task.fluctuation,
         base_channel=0 if task.pattern_bands else None,
+        constant_planes=2 if single else 0,
+        stem_kernel=1 if single else 3,
     )
     return SRUNet(config)
 
@@ -163,20 +170,27 @@ def _loss(
     target: torch.Tensor,
     ssim_weight: float = 0.0,
     span: torch.Tensor | None = None,
+    image_terms: bool = True,
 ) -> torch.Tensor:
     """Image loss on channel 0; Laplace negative log-likelihood for the uncertainty channel.
 
-    The likelihood sees the image detached and the error head reads detached features (see
-    :class:`~srlive.recon.learned.models.SRUNet`), so learning the error scale never trades image
-    quality for a smaller predicted error: the image is trained exactly as without it.
+    ``target``'s first channel is the image's target; its last is what the error is measured
+    against (the same with one channel; pattern-conditioned SIM pairs give the microscope's
+    SIM limit there, see :func:`srlive.learn.sim_pairs.pattern_pair`). The likelihood sees the
+    image detached and the error head reads detached features (see
+    :class:`~srlive.recon.learned.models.SRUNet`), so learning the error scale never trades
+    image quality for a smaller predicted error: the image is trained exactly as without it.
+    ``image_terms=False`` leaves only the likelihood (the error head trained alone).
     """
     image = output[:, :1]
-    loss = _image_loss(image, target)
-    if ssim_weight:
-        loss = loss + ssim_weight * ssim_loss(image, target, span=span)
+    loss = output.new_zeros(())
+    if image_terms:
+        loss = loss + _image_loss(image, target[:, :1])
+        if ssim_weight:
+            loss = loss + ssim_weight * ssim_loss(image, target[:, :1], span=span)
     if output.shape[1] > 1:
         scale = error_scale(output[:, 1:2])
-        error = (target - image.detach()).abs()
+        error = (target[:, -1:] - image.detach()).abs()
         loss = loss + 0.1 * (error / scale + torch.log(scale)).mean()
     return loss
 
@@ -387,25 +401,31 @@ def _train(
         if start_task.name != task.name:
             raise ValueError(f"{init_from}: weights of {start_task.name}, not {task.name}")
         start, built = start_model.config, model.config
-        if (start.width, start.stem) != (built.width, built.stem) or start.context_levels not in (
-            0,
-            built.context_levels,
-        ):
+        other_shape = (start.width, start.stem) != (built.width, built.stem)
+        if other_shape or start.context_levels not in (0, built.context_levels):
             raise ValueError(
                 f"{init_from}: a width-{start.width}, stem-{start.stem} model with "
                 f"{start.context_levels} context levels; train it with --width {start.width} "
                 f"--stem {start.stem} --context-levels {start.context_levels}"
             )
         _load_start(model, start_model)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
+    if settings.error_head_only:
+        if init_from is None or model.error_head is None:
+            raise ValueError("--error-head-only fine-tunes the error head of --init-from weights")
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.startswith("error_head."))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, settings.lr, total_steps=settings.steps, pct_start=0.1
     )
     identity = _identity(task, model, settings, sim, init_from, stores)
-    step, elapsed, losses = 0, 0.0, []
+    step, elapsed = 0, 0.0
+    losses: list[float] = []
     if resume and (ckpt_path.exists() or ckpt_path.is_symlink()):
         step, elapsed, losses = _resume(ckpt_path, identity, model, optimiser, schedule)
     targets_info = None
+    stream: ManyStorePairs | PairStream
     if stores is not None:
         stream, targets_info = _store_stream(
             task,
@@ -435,19 +455,21 @@ def _train(
         unit="step",
         disable=not progress,
     )
-    start = time.perf_counter() - elapsed
+    started = time.perf_counter() - elapsed
     use_bf16 = settings.bf16 and bf16_supported()
     autocast = torch.autocast("cpu", torch.bfloat16, enabled=use_bf16)
     while step < settings.steps:
         x, y, span = next(batches)
         with autocast:
             prediction = model(x)
-        loss = _loss(prediction.float(), y, settings.ssim_weight, span)
+        loss = _loss(
+            prediction.float(), y, settings.ssim_weight, span, not settings.error_head_only
+        )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         # a rare batch (a bright field at the learning-rate peak) must not throw the model
         # off: without clipping, single steps diverged and left it stuck at the blurred base
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip_grad_norm)
+        torch.nn.utils.clip_grad_norm_(trainable, settings.clip_grad_norm)
         optimiser.step()
         schedule.step()
         step += 1
@@ -455,7 +477,7 @@ def _train(
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - started
             state = {"identity": identity, "step": step, "elapsed": elapsed, "losses": losses}
             save_checkpoint(ckpt_path, model, optimiser, schedule, state)
     bar.close()
@@ -465,7 +487,7 @@ def _train(
         "train": asdict(settings),
         "sim": asdict(sim),
         "steps": step,
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
         "precision": "bfloat16" if use_bf16 else "float32",
         "machine": machine_description(),
         "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 5),

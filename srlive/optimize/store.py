@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.files import jsonable
+from srlive.storage.files import child_array, child_group, json_list, json_object, jsonable
 from srlive.storage.tables import Table
 from srlive.storage.tables import read_table as read_columns
 
@@ -86,7 +86,7 @@ def write_table(series: str | Path, name: str, rows: Sequence[dict[str, Any]]) -
     for row in rows:
         for col, kind in kinds.items():
             v = row.get(col)
-            if not _fits(kind, v):
+            if v is None or not _fits(kind, v):
                 values[col].append(None)
             elif kind == "category":
                 values[col].append(table.code(col, str(v)))
@@ -102,18 +102,20 @@ def write_table(series: str | Path, name: str, rows: Sequence[dict[str, Any]]) -
 
 def read_table(series: str | Path, name: str = DECISIONS) -> dict[str, np.ndarray]:
     """Columns of ``tables/<name>`` (categories decoded to strings)."""
-    group = zarr.open_group(str(series), mode="r")[f"tables/{name}"]
+    group = child_group(zarr.open_group(str(series), mode="r"), f"tables/{name}")
     return read_columns(group, None, f"{series}/tables/{name}")
 
 
 def read_records(series: str | Path, name: str = DECISIONS) -> list[dict[str, Any]]:
     """The rows of ``tables/<name>`` as they were written (JSON types)."""
-    group = zarr.open_group(str(series), mode="r")[f"tables/{name}"]
-    kinds = dict(group.attrs.get("kinds", {}))
-    cats = dict(group.attrs.get("categories", {}))
-    columns = {c: np.asarray(group[c][:]) for c in group.attrs.get("columns", [])}
+    group = child_group(zarr.open_group(str(series), mode="r"), f"tables/{name}")
+    where = f"{series}/tables/{name}"
+    kinds = json_object(group.attrs.get("kinds", {}), f"{where}: kinds")
+    cats = json_object(group.attrs.get("categories", {}), f"{where}: categories")
+    names = [str(c) for c in json_list(group.attrs.get("columns", []), f"{where}: columns")]
+    columns = {c: np.asarray(child_array(group, c)[:]) for c in names}
     records: list[dict[str, Any]] = []
-    for i, rest in enumerate(group.attrs.get("rest", [])):
+    for i, rest in enumerate(json_list(group.attrs.get("rest", []), f"{where}: rest")):
         record: dict[str, Any] = {}
         for col, data in columns.items():
             v = data[i]
@@ -123,6 +125,6 @@ def read_records(series: str | Path, name: str = DECISIONS) -> list[dict[str, An
             elif math.isfinite(v):
                 kind = kinds.get(col)
                 record[col] = int(v) if kind == "int" else bool(v) if kind == "bool" else float(v)
-        record.update(rest)
+        record.update(json_object(rest, f"{where}: rest[{i}]"))
         records.append(record)
     return records

@@ -126,7 +126,11 @@ def _handle(
     image = np.asarray(image, np.float32)
     result[: image.size] = image.ravel()
     child_extra = getattr(recon, "child_extra", None)
-    extra = child_extra() if child_extra is not None else {}
+    extra: dict[str, Any] = child_extra() if child_extra is not None else {}
+    error = getattr(recon, "last_error", None)
+    if error is not None and 2 * image.size <= result.size:  # the error map after the image
+        result[image.size : 2 * image.size] = np.asarray(error, np.float32).ravel()
+        extra["error"] = True
     return ("ok", image.shape, float(confidence), recon_ms, extra)
 
 
@@ -147,7 +151,8 @@ class InferenceProcess:
         upscale: int = 2,
     ) -> None:
         h, w = ring_shape[-2:]
-        self.result_size = upscale * upscale * h * w  # SR images up to ``upscale`` x finer
+        # SR images up to ``upscale`` x finer, and a learned model's error map after each
+        self.result_size = 2 * upscale * upscale * h * w
         self._result = shared_memory.SharedMemory(create=True, size=4 * self.result_size)
         self.result = np.ndarray((self.result_size,), np.float32, buffer=self._result.buf)
         ctx = context()
@@ -208,7 +213,10 @@ class InferenceProcess:
         _, shape, confidence, recon_ms, extra = self._call(
             ("run", self._key(recon), slot, n_frames)
         )
-        image = self.result[: math.prod(shape)].reshape(shape).copy()
+        n = math.prod(shape)
+        image = self.result[:n].reshape(shape).copy()
+        if extra.pop("error", False):
+            recon.last_error = self.result[n : 2 * n].reshape(shape).copy()
         if extra:
             recon.absorb_child(extra)  # what the child found (a SIM pattern, localisations)
         return image, confidence, recon_ms

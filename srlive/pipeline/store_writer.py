@@ -36,6 +36,7 @@ class WriteJob:
     slot: Slot | None = None
     image: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    error: np.ndarray | None = None  # the SR image's expected error map
 
 
 @dataclass
@@ -129,7 +130,7 @@ class StoreWriterThread:
             self._measure(job, slot)
         elif job.kind == "sr":
             assert job.image is not None
-            self.writer.write_sr(job.state, job.t, job.image, job.meta)
+            self.writer.write_sr(job.state, job.t, job.image, job.meta, job.error)
             self.tracker(name).confidence = job.meta["confidence"]
         elif job.state.store.sr_method is not None:
             self.writer.write_skipped(job.state, job.t, job.meta)

@@ -69,6 +69,7 @@ class SRResult:
     stamps: dict[str, float]
     latency_ms: dict[str, float]
     raw_sum: np.ndarray | None = None  # widefield sum of the set, when asked for
+    error: np.ndarray | None = None  # a learned model's expected error per SR pixel
     details: dict[str, float] = field(default_factory=dict)  # e.g. localisation rate, density
 
 
@@ -364,25 +365,27 @@ class Pipeline:
             self.latency.record_display(result.stamps)
 
     # --- inference side (worker thread) -------------------------------------------------
-    def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float]:
+    def _reconstruct(self, slot: Slot) -> tuple[np.ndarray, float, np.ndarray | None]:
+        """The SR image, its confidence and (learned models) its expected error map."""
         info = slot.about
         recon = info.state.recon
         assert recon is not None
         window = info.window
         if self.inference == "thread":
-            return recon(
+            image, confidence = recon(
                 slot.frames if window is None else np.concatenate([s.frames for s in window])
             )
+            return image, confidence, getattr(recon, "last_error", None)
         self.ensure_inference()
         if self._proc is None:
             raise RuntimeError("the inference process is closed")
         slots = slot.index if window is None else [s.index for s in window]
         image, confidence, compute_ms = self._proc.reconstruct(recon, slots, slot.n_frames)
         recon.times_ms.append(compute_ms)
-        return image, confidence
+        return image, confidence, getattr(recon, "last_error", None)
 
-    def _on_result(self, slot: Slot, result: tuple[np.ndarray, float]) -> None:
-        image, confidence = result
+    def _on_result(self, slot: Slot, result: tuple[np.ndarray, float, np.ndarray | None]) -> None:
+        image, confidence, error = result
         info = slot.about
         t, stamps, n_window = info.t, info.stamps, info.window_sets
         try:
@@ -407,7 +410,7 @@ class Pipeline:
         details_of = getattr(recon, "details", None)
         details = details_of() if details_of is not None else {}
         image = np.asarray(image, np.float32)
-        self.store.put(WriteJob("sr", info.state, t, image=image, meta=meta))
+        self.store.put(WriteJob("sr", info.state, t, image=image, meta=meta, error=error))
         assert slot.plan is not None
         self.events.result.emit(
             SRResult(
@@ -420,6 +423,7 @@ class Pipeline:
                 stamps,
                 latency,
                 raw_sum,
+                error,
                 details,
             )
         )

@@ -126,14 +126,36 @@ def reconstruct(
         sim = WienerSIM.from_optics(stack.shape[-2:], opt)
         sim.calibrate(stack)
         return sim.reconstruct(stack)
+    result = reconstruct_learned(frames, method, profile, device, offset_adu, optics, trust=False)
+    return result.image
+
+
+def reconstruct_learned(
+    frames: np.ndarray,
+    method: str = "dl-sim9",
+    profile: Profile | str | Path | None = None,
+    device: str = "auto",
+    offset_adu: float | None = None,
+    optics: SIMOptics | None = None,
+    trust: bool = True,
+) -> Any:
+    """A learned method on one set, with how far to trust it: a
+    :class:`srlive.recon.learned.infer.Result` (``image``, ``confidence``, ``uncertainty``:
+    the expected error per output pixel, ``checks``; ``trust=False``: the image only).
+
+    The optics are those of ``wiener-sim`` (``optics``, else ``profile``; ``offset_adu``
+    overrides the camera offset): pixel, NA, emission and the nominal pattern period give the
+    model the acquisition's geometry, judged against the range it was trained on. ``frames``
+    is the model's own input (3 frames one phase per angle for ``dl-sim3``, one widefield
+    frame) or a whole SIM set in the optics' layout, from which the model's frames are taken
+    as ``srlive reconstruct`` takes them.
+    """
     from srlive.recon.learned.infer import learned
 
-    stack = frames.reshape(-1, *frames.shape[-2:])
-    if optics is not None:
-        geometry = Geometry.from_optics(optics)
-    else:
-        geometry = Geometry.from_profile(
-            profile if isinstance(profile, Profile) else load_profile(profile)
-        )
-    offset = _optics(optics, profile, offset_adu).offset_adu
-    return learned(recon.weights or method, device, offset, geometry)(stack, trust=False).image
+    recon = get_method(method)
+    opt = _optics(optics, profile, offset_adu)
+    model = learned(recon.weights or method, device, opt.offset_adu, Geometry.from_optics(opt))
+    stack = np.asarray(frames).reshape(-1, *np.shape(frames)[-2:])
+    if len(stack) != model.frames_per_set and len(stack) == opt.frames_per_set:
+        stack = recon.picker((opt.n_angles, opt.n_phases))(opt.to_angle_major(stack))
+    return model(stack, trust=trust)

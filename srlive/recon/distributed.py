@@ -78,7 +78,7 @@ def run_set(spec: JobSpec, t: int) -> dict[str, Any]:
     raw, rows = source.read(t)
     result = method(raw, t)
     crcs, files = write_set_chunks(
-        spec.out, t, stored_raw(raw, f"{source.source} set {t}"), result.image
+        spec.out, t, stored_raw(raw, f"{source.source} set {t}"), result.image, result.error
     )
     time_s = rows[-1].get("time_s", math.nan) if rows else math.nan
     return {
@@ -177,7 +177,7 @@ def _open_job(
     if 0 in job.todo:
         time_s = rows0[-1].get("time_s", math.nan) if rows0 else math.nan
         store.write_set(0, raw0, rows0)
-        store.write_sr(0, first.image, first.sr_meta(0, time_s))
+        store.write_sr(0, first.image, first.sr_meta(0, time_s), first.error)
         job.todo.remove(0)
         job.entries[0] = first.entry(0)
     return job

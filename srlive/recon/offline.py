@@ -126,6 +126,7 @@ def create_output(
         extra_sr_columns=DEFAULT_SR_EXTRAS + pattern,
         n_sets=n_sets,
         camera=output_camera(source, optics),
+        sr_error=recon.error_map,
     )
 
 
@@ -146,7 +147,7 @@ def _write_store(
             for t, raw, rows, result in sets:
                 writer.write_set(t, stored_raw(raw, f"{source.source} set {t}"), rows)
                 time_s = rows[-1].get("time_s", math.nan) if rows else math.nan
-                writer.write_sr(t, result.image, result.sr_meta(t, time_s))
+                writer.write_sr(t, result.image, result.sr_meta(t, time_s), result.error)
                 entries.append(result.entry(t))
     except BaseException:
         if not entries:  # nothing of use was written: leave no output behind
@@ -302,16 +303,19 @@ def reconstruct_input(
     )
     if plot is not None:
         summary["plot"] = str(plot)
-    return _finish_summary(summary, out)
+    return _finish_summary(summary, out, recon.error_map)
 
 
-def _finish_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Where the SR images are in ``out``; a TIFF output's summary written beside it."""
+def _finish_summary(summary: dict[str, Any], out: Path, error_map: bool = False) -> dict[str, Any]:
+    """Where the SR images (and their error maps) are in ``out``; a TIFF output's summary
+    written beside it."""
     if is_tiff_output(out):
         summary["summary_path"] = str(sidecar_path(out))
         write_json(sidecar_path(out), summary)
     else:
         summary["sr_path"] = "sr/0"
+        if error_map:
+            summary["sr_error_path"] = "sr_error/0"
     return summary
 
 

@@ -30,6 +30,7 @@ class SetResult:
 
     image: np.ndarray
     confidence: float = math.nan  # learned methods only
+    error: np.ndarray | None = None  # learned methods: the error expected per SR pixel
     params: SIMParameters | None = None  # wiener-sim: the pattern estimated on this set
     wiener: float | None = None
     recon_ms: float = 0.0
@@ -62,6 +63,7 @@ class SetMethod:
     run: Callable[[np.ndarray, int], SetResult]
     patterned: bool  # estimates the pattern per set (its columns go into the SR table)
     wiener: WienerSets | None = None  # wiener-sim: its reference (set 0's estimate)
+    error_map: bool = False  # its results carry the error expected per SR pixel
 
     def __call__(self, frames: np.ndarray, t: int) -> SetResult:
         """Reconstruct one angle-major set ``(A·P, H, W)``, the input's set ``t``."""
@@ -137,9 +139,9 @@ def resolve_method(method: str, source: SetSource, optics: SIMOptics) -> SetMeth
 
     def infer(frames: np.ndarray, t: int) -> SetResult:
         result = model(frames)
-        return SetResult(result.image, confidence=result.confidence)
+        return SetResult(result.image, result.confidence, result.uncertainty)
 
-    return SetMethod(model.upscale, pick, infer, False)
+    return SetMethod(model.upscale, pick, infer, False, error_map=model.has_uncertainty)
 
 
 def estimate_set_pattern(frames: np.ndarray, optics: SIMOptics) -> SIMParameters:

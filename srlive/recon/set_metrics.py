@@ -77,8 +77,8 @@ CLIP_BAND = 0.0005  # "at the top": within this fraction of the top value (33 AD
 CLIP_MIN_ADU = 1000.0  # ... when that value is this far above the offset (no camera clips lower)
 
 
-def saturated_fraction(frames: np.ndarray, noise: NoiseModel = NoiseModel()) -> float:
-    """Fraction of clipped pixels: at the converter's last code, or piled up at the top.
+def clipped(frames: np.ndarray, noise: NoiseModel = NoiseModel()) -> np.ndarray:
+    """Which values are clipped: at the converter's last code, or piled up at the top.
 
     A camera clips at its full well or at its converter's last code, whichever comes first,
     and the full well in ADU is not always known. Pixels clipped at the full well pile up
@@ -87,13 +87,19 @@ def saturated_fraction(frames: np.ndarray, noise: NoiseModel = NoiseModel()) -> 
     ``CLIP_BAND`` of the maximum.
     """
     frames = np.asarray(frames)
-    at_code = int(np.count_nonzero(frames >= noise.max_adu))
+    at_code = frames >= noise.max_adu
     top = float(frames.max())
-    piled = 0
     if top - noise.offset_adu >= CLIP_MIN_ADU:
-        piled = int(np.count_nonzero(frames >= top - CLIP_BAND * (top - noise.offset_adu)))
-        piled = piled if piled >= CLIP_MIN_PIXELS else 0
-    return max(at_code, piled) / frames.size
+        piled = frames >= top - CLIP_BAND * (top - noise.offset_adu)
+        if np.count_nonzero(piled) >= CLIP_MIN_PIXELS and piled.sum() > at_code.sum():
+            return piled
+    return at_code
+
+
+def saturated_fraction(frames: np.ndarray, noise: NoiseModel = NoiseModel()) -> float:
+    """Fraction of clipped pixels (see :func:`clipped`)."""
+    frames = np.asarray(frames)
+    return int(np.count_nonzero(clipped(frames, noise))) / frames.size
 
 
 def motion_px(previous: np.ndarray | None, current: np.ndarray) -> float:

@@ -125,7 +125,10 @@ class ModelReconstructor:
 
     The weights are loaded on the first call, in the process that makes it: with inference
     in a child process the acquisition process only reads the file's header (its output
-    grid), never the model.
+    grid), never the model. The 3-frame SIM model keeps its series' fringe
+    (:class:`~srlive.recon.learned.single_phase_input.FringeTracker`: measured blind on the
+    first set and every few sets, in between only each set's phases), as Wiener SIM's live
+    reconstructor keeps its pattern estimate.
     """
 
     def __init__(
@@ -140,8 +143,12 @@ class ModelReconstructor:
         # how to build the same reconstructor elsewhere (the inference process)
         self.spec = (ModelReconstructor, (method, offset_adu, geometry, device))
         self._args = (method, device, offset_adu, geometry)
-        self.upscale = read_weights_meta(resolve_weights(method)).upscale
+        header = read_weights_meta(resolve_weights(method))
+        self.upscale = header.upscale
+        self.error_map = header.uncertainty  # its results carry an error map (last_error)
+        self.last_error: np.ndarray | None = None  # the latest result's expected error map
         self._model: Any = None
+        self._fringe: Any = None  # the series' FringeTracker (3-frame SIM model), once loaded
         self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
 
     @property
@@ -155,13 +162,18 @@ class ModelReconstructor:
             from srlive.recon.learned.infer import learned
 
             self._model = learned(*self._args)
+            if self._model.task.inputs == "single-phase":
+                from srlive.recon.learned.single_phase_input import FringeTracker
+
+                self._fringe = FringeTracker()
         return self._model
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]:
         model = self.model
         start = time.perf_counter()
-        result = model(frames)
+        result = model(frames, fringe=self._fringe)
         self.times_ms.append((time.perf_counter() - start) * 1000.0)
+        self.last_error = result.uncertainty
         return result.image, result.confidence
 
 

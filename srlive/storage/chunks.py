@@ -15,9 +15,14 @@ __all__ = ["write_set_chunks"]
 
 
 def write_set_chunks(
-    path: str | os.PathLike[str], t: int, frames: np.ndarray, sr: np.ndarray | None
+    path: str | os.PathLike[str],
+    t: int,
+    frames: np.ndarray,
+    sr: np.ndarray | None,
+    sr_error: np.ndarray | None = None,
 ) -> tuple[list[int], list[str]]:
-    """Write set ``t``'s raw frames (and SR image) into a pre-sized store's arrays.
+    """Write set ``t``'s raw frames (and SR image, and its error map when the store keeps
+    one) into a pre-sized store's arrays.
 
     For workers of a distributed job: each set is its own shard/chunk, so no two writers
     ever touch the same file. The files are fsynced here; the coordinating process then
@@ -39,6 +44,10 @@ def write_set_chunks(
             sr_arr = zarr.open_array(LocalStore(root / "sr" / "0"), mode="r+", zarr_format=3)
         sr_arr[t] = np.asarray(sr, np.float32)
         files.append(root / "sr" / "0" / sr_arr.metadata.encode_chunk_key((t, 0, 0)))
+    if sr_error is not None and (root / "sr_error" / "0").is_dir():
+        err_arr = zarr.open_array(LocalStore(root / "sr_error" / "0"), mode="r+", zarr_format=3)
+        err_arr[t] = np.asarray(sr_error, np.float32)
+        files.append(root / "sr_error" / "0" / err_arr.metadata.encode_chunk_key((t, 0, 0)))
     for f in files:
         fsync_path(f)
     return [frame_crc(f) for f in arr], [str(f) for f in files]

@@ -11,10 +11,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
+import zarr
 
-from srlive.storage.files import StoreWriteError, fsync_path
+from srlive.storage.files import StoreWriteError, child_group, fsync_path, json_object
 from srlive.storage.ngff import with_time_scale
 from srlive.storage.tables import TABLE_CHUNK
+from srlive.storage.writer_state import WriterState
 
 __all__ = ["Durable"]
 
@@ -25,9 +27,10 @@ class _FlushJob:
     sr: tuple[dict[str, list[np.ndarray]], dict[str, list[str]] | None]
     files: set[Path]
     n_sets: int
+    n_sr_t: int
 
 
-class Durable:
+class Durable(WriterState):
     """Flush, fsync and close of :class:`srlive.storage.store.AcquisitionStore`."""
 
     def _all_node_dirs(self) -> list[Path]:
@@ -37,6 +40,8 @@ class Durable:
         nodes += [self.path / a.path for a in self._sr_table.arrays.values()]
         if self._sr is not None:
             nodes += [self.path / "sr", self.path / self._sr.path]
+        if self._sr_error is not None:
+            nodes += [self.path / "sr_error", self.path / self._sr_error.path]
         return nodes
 
     def _sync_files(self, files: set[Path]) -> None:
@@ -55,10 +60,16 @@ class Durable:
             fsync_path(self.path, directory=True)
 
     def _commit(self, job: _FlushJob) -> None:
-        """Tables, then fsync, then the counts in the root attributes (in this order)."""
+        """Tables and the image arrays' time axes, then fsync, then the counts in the root
+        attributes (in this order)."""
         files = set(job.files)
         self._frames.commit(*job.frames, files, self.path)
         self._sr_table.commit(*job.sr, files, self.path)
+        self._grow_time_axis(self._raw, job.n_sets, files)
+        if self._sr is not None:
+            self._grow_time_axis(self._sr, job.n_sr_t, files)
+        if self._sr_error is not None:
+            self._grow_time_axis(self._sr_error, job.n_sr_t, files)
         if self._fsync:
             self._sync_files(files)
         self._write_state(
@@ -68,6 +79,12 @@ class Durable:
         )
         self._frames_flushed = self._frames.length
         self._sr_flushed = self._sr_table.length
+
+    def _grow_time_axis(self, arr: zarr.Array, n: int, files: set[Path]) -> None:
+        """``arr``'s ``zarr.json`` counts ``n`` time points, every one of them written."""
+        if n > arr.shape[0]:
+            arr.resize((n, *arr.shape[1:]))
+            files.add(self.path / arr.path / "zarr.json")
 
     def _flush_locked(self, wait: bool) -> None:
         """Commit what was written so far, in the background unless ``wait``."""
@@ -86,6 +103,7 @@ class Durable:
             sr=self._sr_table.take(),
             files=self._written,
             n_sets=self._n_sets,
+            n_sr_t=self._n_sr_t,
         )
         self._written = set()
         self._last_flush = time.monotonic()
@@ -131,7 +149,7 @@ class Durable:
         try:
             if self._failed is None:
                 self._flush_locked(wait=True)
-                if complete and getattr(self, "_sorted_tables", False):
+                if complete and self._sorted_tables:
                     self._sort_tables()
             if self._interval_s is None:
                 self._set_time_scale(self._estimate_interval())
@@ -176,7 +194,7 @@ class Durable:
         """Median time between the first frames of consecutive sets, from ``time_s``."""
         if self._frames.length < 2 * self.n_angles * self.n_phases:
             return None
-        col = {k: self._frames.arrays[k][:] for k in ("t", "a", "p", "time_s")}
+        col = {k: np.asarray(self._frames.arrays[k][:]) for k in ("t", "a", "p", "time_s")}
         first = (col["a"] == 0) & (col["p"] == 0)
         t, ts = col["t"][first], col["time_s"][first]
         order = np.argsort(t, kind="stable")
@@ -187,11 +205,12 @@ class Durable:
     def _set_time_scale(self, interval: float | None) -> None:
         if not interval:
             return
-        for name in ("raw", "sr"):
+        for name in ("raw", "sr", "sr_error"):
             if name not in self._root:
                 continue
-            group = self._root[name]
-            group.update_attributes({"ome": with_time_scale(group.attrs["ome"], interval)})
+            group = child_group(self._root, name)
+            ome = json_object(group.attrs.get("ome"), f"{self.path}/{name}: ome")
+            group.update_attributes({"ome": with_time_scale(ome, interval)})
             self._written.add(self.path / name / "zarr.json")
 
     def __enter__(self) -> Self:

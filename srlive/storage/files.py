@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -16,14 +16,20 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 from zlib_ng import zlib_ng
 
+from srlive.storage.codec_pipeline import IMAGE_PIPELINE
+
 __all__ = [
     "StoreDamagedError",
     "StoreWriteError",
+    "child_array",
+    "child_group",
     "compressors",
     "describe",
     "frame_crc",
     "fsync_path",
     "image_pipeline",
+    "json_list",
+    "json_object",
     "jsonable",
     "load_json",
     "software",
@@ -80,14 +86,14 @@ def compressors(name: str | None, level: int | None) -> Any:
     raise ValueError(f"unknown compressor {name!r}; use None, 'zstd' or 'blosc'")
 
 
-IMAGE_PIPELINE = "zarrs.ZarrsCodecPipeline"
 PIPELINE_ENV = "SRLIVE_IMAGE_CODEC_PIPELINE"  # another zarr codec pipeline class, by path
 
 
 @contextmanager
 def image_pipeline() -> Iterator[None]:
     """Arrays created or opened inside encode and write their chunks through zarrs' Rust
-    codec pipeline (``srlive bench storage`` measures it against zarr-python's own).
+    codec pipeline (``srlive bench storage`` measures it against zarr-python's own), its
+    file store renewed as it goes (:mod:`srlive.storage.codec_pipeline`).
 
     Only the image arrays use it: each of their chunk files is written once (one set, one
     shard) and counted only after it is fsynced, so zarrs' in-place writes are safe there.
@@ -151,3 +157,35 @@ def load_json(path: Path, root: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise StoreDamagedError(f"{rel} is not a Zarr metadata object")
     return meta
+
+
+def json_object(value: object, where: str) -> dict[str, Any]:
+    """A zarr attribute that must be a JSON object, as a dict; StoreDamagedError naming
+    ``where`` if it is anything else."""
+    if not isinstance(value, Mapping):
+        raise StoreDamagedError(f"{where} is not a JSON object ({type(value).__name__})")
+    return dict(value)
+
+
+def json_list(value: object, where: str) -> list[Any]:
+    """A zarr attribute that must be a JSON array, as a list; StoreDamagedError naming
+    ``where`` if it is anything else."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise StoreDamagedError(f"{where} is not a JSON array ({type(value).__name__})")
+    return list(value)
+
+
+def child_array(group: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` in ``group``; StoreDamagedError if a group stands there."""
+    node = group[path]
+    if not isinstance(node, zarr.Array):
+        raise StoreDamagedError(f"{group.store_path}/{path} is a group where an array belongs")
+    return node
+
+
+def child_group(group: zarr.Group, path: str) -> zarr.Group:
+    """The group at ``path`` in ``group``; StoreDamagedError if an array stands there."""
+    node = group[path]
+    if not isinstance(node, zarr.Group):
+        raise StoreDamagedError(f"{group.store_path}/{path} is an array where a group belongs")
+    return node

@@ -13,7 +13,14 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from srlive.storage.files import StoreDamagedError, frame_crc, load_json
+from srlive.storage.files import (
+    StoreDamagedError,
+    child_array,
+    child_group,
+    frame_crc,
+    json_object,
+    load_json,
+)
 from srlive.storage.noise import NoiseRecord
 from srlive.storage.tables import read_table
 
@@ -37,6 +44,7 @@ class StoreReader:
     sr: zarr.Array | None
     frames: dict[str, np.ndarray]
     sr_table: dict[str, np.ndarray]
+    sr_error: zarr.Array | None = None  # the expected error per SR pixel (learned methods)
     _rows_by_t: dict[int, np.ndarray] | None = None
 
     @property
@@ -159,6 +167,15 @@ class StoreReader:
             raise IndexError(f"{self.path}: no SR image {t}")
         return np.full(self.sr.shape[1:], np.nan, np.float32)
 
+    def read_sr_error(self, t: int) -> np.ndarray:
+        """The error expected at each pixel of set ``t``'s SR image (NaN where none was
+        stored); ValueError for a store without an error map."""
+        if self.sr_error is None:
+            raise ValueError(f"{self.path} has no SR error map")
+        if self.sr_status().get(t) == "reconstructed" and t < self.sr_error.shape[0]:
+            return self._read(self.sr_error, t, [(t, 0, 0)])
+        return np.full(self.sr_error.shape[1:], np.nan, np.float32)
+
     def sr_status(self) -> dict[int, str]:
         """Per raw set t given to the reconstruction: "reconstructed" or "skipped".
 
@@ -179,6 +196,8 @@ def _check_metadata(p: Path) -> None:
     nodes = ["raw", "raw/0", "tables", "tables/frames", "tables/sr"]
     if root["attributes"]["srlive"].get("sr_shape") is not None:
         nodes += ["sr", "sr/0"]
+    if root["attributes"]["srlive"].get("sr_error"):
+        nodes += ["sr_error", "sr_error/0"]
     for node in nodes:
         meta = load_json(p / node / "zarr.json", p)
         if node.startswith("tables/"):
@@ -242,10 +261,11 @@ def open_store(path: str | os.PathLike[str]) -> StoreReader:
     _check_metadata(p)
     try:
         root = zarr.open_group(LocalStore(p, read_only=True), mode="r", zarr_format=3)
-        attrs = dict(root.attrs["srlive"])
-        tables = root["tables"]
-        raw = root["raw/0"]
-        sr = root["sr/0"] if "sr" in root else None
+        attrs = json_object(root.attrs.get("srlive"), f"{p}: the srlive attributes")
+        tables = child_group(root, "tables")
+        raw = child_array(root, "raw/0")
+        sr = child_array(root, "sr/0") if "sr" in root else None
+        sr_error = child_array(root, "sr_error/0") if "sr_error" in root else None
     except StoreDamagedError:
         raise
     except Exception as exc:
@@ -256,6 +276,9 @@ def open_store(path: str | os.PathLike[str]) -> StoreReader:
         attrs=attrs,
         raw=raw,
         sr=sr,
-        frames=read_table(tables["frames"], int(attrs["frames_flushed"]), f"{p}/tables/frames"),
-        sr_table=read_table(tables["sr"], int(attrs["sr_flushed"]), f"{p}/tables/sr"),
+        frames=read_table(
+            child_group(tables, "frames"), int(attrs["frames_flushed"]), f"{p}/tables/frames"
+        ),
+        sr_table=read_table(child_group(tables, "sr"), int(attrs["sr_flushed"]), f"{p}/tables/sr"),
+        sr_error=sr_error,
     )

@@ -15,10 +15,19 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.common import JSON
 from zarr.storage import LocalStore
 
 from srlive.storage.durable import Durable
-from srlive.storage.files import compressors, image_pipeline, jsonable, software
+from srlive.storage.files import (
+    child_array,
+    child_group,
+    compressors,
+    image_pipeline,
+    json_object,
+    jsonable,
+    software,
+)
 from srlive.storage.guard import (
     OutputLock,
     StoreBusyError,
@@ -65,11 +74,11 @@ class AcquisitionStore(Writes, Durable):
         pixel_nm: float,
         n_angles: int,
         n_phases: int,
-        sr_shape: tuple[int, int] | None,
-        sr_pixel_nm: float | None,
-        laser_lines: Sequence[int],
-        profile: dict[str, Any],
-        run: dict[str, Any],
+        sr_shape: tuple[int, int] | None = None,
+        sr_pixel_nm: float | None = None,
+        laser_lines: Sequence[int] = (),
+        profile: dict[str, Any] | None = None,
+        run: dict[str, Any] | None = None,
         sr_method: str | None = None,
         extra_frame_columns: Sequence[str] = (),
         overwrite: bool = False,
@@ -82,12 +91,17 @@ class AcquisitionStore(Writes, Durable):
         fsync: bool = True,
         n_sets: int | None = None,
         camera: NoiseRecord | None = None,
+        sr_error: bool = False,
     ) -> AcquisitionStore:
         """Create a new store at ``path`` (``FileExistsError`` unless ``overwrite``).
 
         The directory is claimed through :func:`srlive.storage.guard.claim_output`:
         ``overwrite`` replaces only an srlive store no other process is writing, and never
         one of ``inputs`` (paths the caller reads from). The lock is held until :meth:`close`.
+
+        A raw-only store needs only the frames' geometry: without ``sr_shape`` it has no SR
+        image, without ``laser_lines`` no power columns, and ``profile`` and ``run`` (the
+        microscope's profile and the run's settings, as recorded) default to empty.
 
         ``interval_s`` is the nominal set interval (time scale); when None it is estimated
         from the frames' ``time_s`` at close. ``flush_interval_s`` auto-flushes on writes
@@ -103,6 +117,10 @@ class AcquisitionStore(Writes, Durable):
         offline reconstruction subtracts its offset). A store created inside a store this
         process writes (a live run's further modality, a protocol's series) lists its images
         in that store's ``OME/series``.
+
+        ``sr_error`` adds the ``sr_error`` image beside ``sr`` (same grid and units): the
+        error a learned reconstruction expects at each of its pixels (:meth:`write_sr`'s
+        ``error``).
         """
         self = object.__new__(cls)
         self.path = Path(path)
@@ -117,7 +135,7 @@ class AcquisitionStore(Writes, Durable):
         if holds_lock(self.path):
             if not only_lock_file(self.path):
                 raise StoreBusyError(f"{self.path} is being written by this process")
-            self._claim: OutputLock | None = None
+            self._claim = None
         else:
             self._claim = claim_output(self.path, overwrite=overwrite, inputs=tuple(inputs))
         try:
@@ -130,8 +148,8 @@ class AcquisitionStore(Writes, Durable):
                 sr_shape=sr_shape,
                 sr_pixel_nm=sr_pixel_nm,
                 laser_lines=laser_lines,
-                profile=profile,
-                run=run,
+                profile=profile or {},
+                run=run or {},
                 sr_method=sr_method,
                 extra_sr_columns=extra_sr_columns,
                 interval_s=interval_s,
@@ -140,6 +158,7 @@ class AcquisitionStore(Writes, Durable):
                 flush_interval_s=flush_interval_s,
                 fsync=fsync,
                 camera=camera,
+                sr_error=sr_error,
             )
             if n_sets is not None:
                 self._presize(int(n_sets))
@@ -168,7 +187,7 @@ class AcquisitionStore(Writes, Durable):
 
     def _reopen(self) -> None:
         root = zarr.open_group(LocalStore(self.path), mode="r+", zarr_format=3)
-        state = dict(root.attrs["srlive"])
+        state = json_object(root.attrs.get("srlive"), f"{self.path}: the srlive attributes")
         if state.get("complete"):
             raise ValueError(f"{self.path} is complete: nothing to resume")
         if not state.get("presized"):
@@ -183,10 +202,12 @@ class AcquisitionStore(Writes, Durable):
         self.sr_pixel_nm = state.get("sr_pixel_nm")
         self.sr_method = state.get("sr_method")
         with image_pipeline():
-            self._raw = root["raw/0"]
-            self._sr = root["sr/0"] if "sr" in root else None
-        self._frames = Table.reopen(root["tables/frames"], int(state["frames_flushed"]))
-        self._sr_table = Table.reopen(root["tables/sr"], int(state["sr_flushed"]))
+            self._raw = child_array(root, "raw/0")
+            self._sr = child_array(root, "sr/0") if "sr" in root else None
+            self._sr_error = child_array(root, "sr_error/0") if "sr_error" in root else None
+        tables = child_group(root, "tables")
+        self._frames = Table.reopen(child_group(tables, "frames"), int(state["frames_flushed"]))
+        self._sr_table = Table.reopen(child_group(tables, "sr"), int(state["sr_flushed"]))
         self._frame_cols = list(self._frames.columns)
         self._sr_cols = list(self._sr_table.columns)
         self.frames_written = self._frames.length
@@ -200,7 +221,7 @@ class AcquisitionStore(Writes, Durable):
 
     def _presize(self, n_sets: int) -> None:
         """Size the time axes for ``n_sets`` sets (written in any order)."""
-        for arr in (self._raw, self._sr):
+        for arr in (self._raw, self._sr, self._sr_error):
             if arr is not None:
                 arr.resize((n_sets, *arr.shape[1:]))
         self._sorted_tables = True
@@ -246,6 +267,7 @@ class AcquisitionStore(Writes, Durable):
         self._fsync = bool(fsync)
         self._interval_s = interval_s
         self._written: set[Path] = set()
+        self._handles = {}
         self._last_flush = time.monotonic()
         self._warned_keys: set[str] = set()
         self._job: Future[None] | None = None
@@ -272,6 +294,7 @@ class AcquisitionStore(Writes, Durable):
         flush_interval_s: float | None,
         fsync: bool,
         camera: NoiseRecord | None,
+        sr_error: bool = False,
     ) -> None:
         """Create the groups, arrays and tables of a new store in the claimed directory."""
         h, w = frame_shape
@@ -289,7 +312,7 @@ class AcquisitionStore(Writes, Durable):
         self._n_sets = 0  # 1 + largest raw set index written
         self._n_sr_t = 0  # 1 + largest SR set index written
 
-        self._state: dict[str, Any] = {
+        self._state = {
             "layout": LAYOUT_VERSION,
             "complete": False,
             "frames_flushed": 0,
@@ -304,13 +327,14 @@ class AcquisitionStore(Writes, Durable):
             "sr_shape": None if sr_shape is None else [int(v) for v in sr_shape],
             "sr_pixel_nm": self.sr_pixel_nm,
             "sr_method": sr_method,
+            "sr_error": bool(sr_error and sr_shape is not None),
             "laser_lines": [int(v) for v in laser_lines],
             "profile": jsonable(profile),
             "run": jsonable(run),
         }
         if camera is not None:
             self._state[CAMERA_KEY] = camera.to_attrs()
-        root_attrs = {"ome": collection_ome(), "srlive": dict(self._state)}
+        root_attrs: dict[str, JSON] = {"ome": collection_ome(), "srlive": dict(self._state)}
         # the claimed directory is empty but for its lock file, which mode "w" would delete
         self._root = zarr.open_group(
             LocalStore(self.path), mode="a", zarr_format=3, attributes=root_attrs
@@ -335,6 +359,7 @@ class AcquisitionStore(Writes, Durable):
         self._frame_cols = list(self._frames.columns)
         self._sr_cols = list(self._sr_table.columns)
         images = ["raw"] + (["sr"] if self._sr is not None else [])
+        images += ["sr_error"] if self._sr_error is not None else []
         self._root.create_group(OME_GROUP, attributes={"ome": series_ome(images)})
         parents = register_in_parents(self.path, images)
         if self._fsync:
@@ -346,7 +371,6 @@ class AcquisitionStore(Writes, Durable):
     ) -> None:
         """The ``raw`` image (and ``sr`` when an SR shape is given): NGFF 0.5 multiscales."""
         (h, w), a, p = self.frame_shape, self.n_angles, self.n_phases
-        sr_method = self.sr_method
         t_scale = float(interval_s) if interval_s else 1.0
         raw_g = self._root.create_group(
             "raw",
@@ -355,18 +379,6 @@ class AcquisitionStore(Writes, Durable):
                 "srlive": {"n_angles": a, "n_phases": p, "ap_index": "a * n_phases + p"},
             },
         )
-        sr_g: zarr.Group | None = None
-        if sr_shape is not None and self.sr_pixel_nm is not None:
-            spx = self.sr_pixel_nm
-            sr_g = self._root.create_group(
-                "sr",
-                attributes={
-                    "ome": image_ome(
-                        f"sr ({sr_method})" if sr_method else "sr", sr_axes(), [t_scale, spx, spx]
-                    ),
-                    "srlive": {"method": sr_method, "pixel_nm": spx, "index": "raw set t"},
-                },
-            )
         with image_pipeline():
             self._raw = raw_g.create_array(
                 "0",
@@ -379,16 +391,42 @@ class AcquisitionStore(Writes, Durable):
                 dimension_names=[ax.name for ax in raw_axes()],
                 config={"write_empty_chunks": True},
             )
-            self._sr: zarr.Array | None = None
-            if sr_g is not None and sr_shape is not None:
-                h2, w2 = (int(v) for v in sr_shape)
-                self._sr = sr_g.create_array(
-                    "0",
-                    shape=(0, h2, w2),
-                    dtype="float32",
-                    chunks=(1, h2, w2),
-                    compressors=comp,
-                    fill_value=float("nan"),
-                    dimension_names=[ax.name for ax in sr_axes()],
-                    config={"write_empty_chunks": True},
-                )
+        self._sr = None
+        self._sr_error = None
+        if sr_shape is not None and self.sr_pixel_nm is not None:
+            self._sr = self._sr_image("sr", sr_shape, t_scale, comp, {})
+            if self._state["sr_error"]:
+                meaning = {
+                    "of": "sr",
+                    "meaning": "the error the reconstruction expects at each sr pixel "
+                    "(a learned model's predicted absolute error), in sr's units",
+                }
+                self._sr_error = self._sr_image("sr_error", sr_shape, t_scale, comp, meaning)
+
+    def _sr_image(
+        self, name: str, shape: tuple[int, int], t_scale: float, comp: Any, extra: dict[str, str]
+    ) -> zarr.Array:
+        """One image on the SR grid (``sr``, ``sr_error``): (t, y, x) float32, NaN unwritten."""
+        h2, w2 = (int(v) for v in shape)
+        spx = float(self.sr_pixel_nm or 0.0)
+        method = self.sr_method
+        group = self._root.create_group(
+            name,
+            attributes={
+                "ome": image_ome(
+                    f"{name} ({method})" if method else name, sr_axes(), [t_scale, spx, spx]
+                ),
+                "srlive": {"method": method, "pixel_nm": spx, "index": "raw set t", **extra},
+            },
+        )
+        with image_pipeline():
+            return group.create_array(
+                "0",
+                shape=(0, h2, w2),
+                dtype="float32",
+                chunks=(1, h2, w2),
+                compressors=comp,
+                fill_value=float("nan"),
+                dimension_names=[ax.name for ax in sr_axes()],
+                config={"write_empty_chunks": True},
+            )

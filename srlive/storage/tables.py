@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.files import StoreDamagedError
+from srlive.storage.files import StoreDamagedError, child_array, json_list, json_object
 
 __all__ = [
     "DEFAULT_SR_EXTRAS",
@@ -97,12 +97,15 @@ class Table:
         """An existing table, cut back to its ``length`` durable rows (a resumed store)."""
         self = object.__new__(cls)
         self.group = group
-        dtypes = dict(group.attrs["dtypes"])
-        columns = list(group.attrs["columns"])
-        self.arrays = {name: group[name] for name in columns}
-        fills = {name: self.arrays[name].metadata.fill_value for name in columns}
-        self.columns = {name: (dtypes[name], fills[name].item()) for name in columns}
-        self.categories = {k: list(v) for k, v in group.attrs.get("categories", {}).items()}
+        where = str(group.store_path)
+        dtypes = json_object(group.attrs.get("dtypes"), f"{where}: dtypes")
+        columns = [str(name) for name in json_list(group.attrs.get("columns"), f"{where}: columns")]
+        self.arrays = {name: child_array(group, name) for name in columns}
+        self.columns = {
+            name: (str(dtypes[name]), np.asarray(self.arrays[name].fill_value).item())
+            for name in columns
+        }
+        self.categories = _categories(group)
         for arr in self.arrays.values():  # rows past the durable count were never counted
             if arr.shape[0] != length:
                 arr.resize((length,))
@@ -115,7 +118,7 @@ class Table:
         """Rewrite the committed rows in the order of ``keys`` (stable; first key last-wins)."""
         if self.length < 2:
             return
-        cols = {name: arr[:] for name, arr in self.arrays.items()}
+        cols = {name: np.asarray(arr[:]) for name, arr in self.arrays.items()}
         order = np.lexsort([cols[k] for k in reversed(keys)])
         for name, arr in self.arrays.items():
             arr[:] = cols[name][order]
@@ -205,12 +208,13 @@ def decode(codes: np.ndarray, categories: Sequence[str]) -> np.ndarray:
 def read_table(group: zarr.Group, n: int | None, where: str) -> dict[str, np.ndarray]:
     """The first ``n`` rows (None: all) of a table, categories decoded; damage raises."""
     cols: dict[str, np.ndarray] = {}
-    cats = dict(group.attrs.get("categories", {}))
-    for name in group.attrs.get("columns", []):
+    cats = _categories(group)
+    for name in (str(c) for c in json_list(group.attrs.get("columns", []), f"{where}: columns")):
         if name not in group:
             raise StoreDamagedError(f"{where}/{name} is missing (a column of the table)")
         try:
-            data = np.asarray(group[name][:] if n is None else group[name][:n])
+            column = child_array(group, name)
+            data = np.asarray(column[:] if n is None else column[:n])
         except Exception as exc:
             raise StoreDamagedError(
                 f"{where}/{name} cannot be read ({type(exc).__name__}: {exc})"
@@ -221,3 +225,10 @@ def read_table(group: zarr.Group, n: int | None, where: str) -> dict[str, np.nda
             )
         cols[name] = decode(data, cats[name]) if name in cats else data
     return cols
+
+
+def _categories(group: zarr.Group) -> dict[str, list[str]]:
+    """A table's categories (column -> its labels), checked."""
+    where = f"{group.store_path}: categories"
+    cats = json_object(group.attrs.get("categories", {}), where)
+    return {str(k): [str(v) for v in json_list(labels, where)] for k, labels in cats.items()}

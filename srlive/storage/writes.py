@@ -11,13 +11,16 @@ from typing import Any
 import numpy as np
 import zarr
 
-from srlive.storage.files import StoreWriteError, describe, frame_crc
+from srlive.storage.files import child_group, frame_crc, image_pipeline
 from srlive.storage.tables import Table
+from srlive.storage.writer_state import WriterState
 
-__all__ = ["Writes"]
+__all__ = ["GROW_SETS", "Writes"]
+
+GROW_SETS = 256  # time points a writing handle's time axis grows by, in memory
 
 
-class Writes:
+class Writes(WriterState):
     """The writing methods of :class:`srlive.storage.store.AcquisitionStore`."""
 
     @property
@@ -37,33 +40,24 @@ class Writes:
         """Why writing stopped (the first failed write), or None."""
         return self._failed
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"store {self.path} is closed")
-        if self._failed is not None:
-            raise StoreWriteError(
-                f"{self.path}: writing stopped after a failed write: {self._failed}"
-            )
+    def _writable(self, arr: zarr.Array, t: int) -> zarr.Array:
+        """A handle on ``arr`` that takes time point ``t``.
 
-    def _fail(self, exc: BaseException, partial: Path | None = None) -> StoreWriteError:
-        """Record the first failed write; the store accepts no more data after it.
-
-        ``partial``: the chunk file the failed write was writing in place (image arrays,
-        zarrs): removed, so a full disk gets its space back for the failure record."""
-        if partial is not None:
-            try:
-                partial.unlink(missing_ok=True)
-            except OSError:
-                pass
-        if self._failed is None:
-            self._failed = describe(exc)
-        return StoreWriteError(f"{self.path}: {self._failed}")
-
-    def _ensure_length(self, arr: zarr.Array, t: int) -> None:
-        """Grow the time axis to exactly ``t + 1`` (no pre-allocated, blank time points)."""
-        if t >= arr.shape[0]:
-            arr.resize((t + 1, *arr.shape[1:]))
-            self._written.add(self.path / arr.path / "zarr.json")
+        Past ``arr``'s time axis it is a second handle whose axis is longer in memory only
+        (grown by :data:`GROW_SETS`): ``zarr.json``, what readers see, grows at a flush, to
+        the time points written by then (:meth:`~srlive.storage.durable.Durable._commit`).
+        So it never counts a time point whose chunk was not written (no pre-allocated,
+        blank ones), and a set's write costs no metadata file."""
+        if t < arr.shape[0]:
+            return arr
+        handle = self._handles.get(arr.path)
+        if handle is None or t >= handle.shape[0]:
+            longer = arr.metadata.update_shape((t + GROW_SETS, *arr.shape[1:]))
+            with image_pipeline():
+                async_array = zarr.AsyncArray(longer, arr.store_path, arr.async_array.config)
+            handle = zarr.Array(async_array)
+            self._handles[arr.path] = handle
+        return handle
 
     def _chunk_file(self, arr: zarr.Array, coords: tuple[int, ...]) -> Path:
         return self.path / arr.path / arr.metadata.encode_chunk_key(coords)
@@ -100,8 +94,7 @@ class Writes:
             rows = self._frames.convert(self._frame_rows(t, frame_meta, arr.reshape(ap, h, w)))
             chunk = self._chunk_file(self._raw, (t, 0, 0, 0))
             try:
-                self._ensure_length(self._raw, t)
-                self._raw[t] = arr.reshape(ap, h, w)  # one shard, one file
+                self._writable(self._raw, t)[t] = arr.reshape(ap, h, w)  # one shard, one file
             except Exception as exc:
                 raise self._fail(exc, chunk) from exc
             self._written.add(chunk)
@@ -117,7 +110,12 @@ class Writes:
         frames: np.ndarray | None,
         crcs: Sequence[int] | None = None,
     ) -> dict[str, list[Any]]:
+        """The rows of set ``t``: its ``frames`` are CRC'd unless their ``crcs`` are given."""
         ap, p = self.n_angles * self.n_phases, self.n_phases
+        if crcs is None:
+            if frames is None:
+                raise ValueError(f"set {t}: neither its frames nor their CRCs")
+            crcs = [frame_crc(f) for f in frames]
         first = self.frames_written
         rows: dict[str, list[Any]] = {}
         if metas:
@@ -130,7 +128,7 @@ class Writes:
             elif name == "p":
                 rows[name] = [i % p for i in range(ap)]
             elif name == "crc32":
-                rows[name] = list(crcs) if crcs is not None else [frame_crc(f) for f in frames]
+                rows[name] = list(crcs)
             elif name == "frame":
                 rows[name] = [m.get("frame", first + i) for i, m in enumerate(metas)] or list(
                     range(first, first + ap)
@@ -139,14 +137,27 @@ class Writes:
                 rows[name] = [m.get(name) for m in metas] or [None] * ap
         return rows
 
-    def write_sr(self, t: int, image: np.ndarray, meta: Mapping[str, Any]) -> None:
-        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row."""
+    def write_sr(
+        self,
+        t: int,
+        image: np.ndarray,
+        meta: Mapping[str, Any],
+        error: np.ndarray | None = None,
+    ) -> None:
+        """Store the SR image of raw set ``t`` at ``sr/0[t]`` and one ``tables/sr`` row; and
+        ``error``, the error expected at each of its pixels, at ``sr_error/0[t]`` (stores
+        created with ``sr_error``; without it the map stays NaN)."""
         if self._sr is None:
             raise RuntimeError("this store was created without sr_shape")
         img = np.asarray(image, dtype=np.float32)
         if img.shape != self._sr.shape[1:]:
             raise ValueError(f"SR image shape {img.shape} != {self._sr.shape[1:]}")
-        self._sr_row(t, meta, "reconstructed", img)
+        err = None
+        if error is not None and self._sr_error is not None:
+            err = np.asarray(error, dtype=np.float32)
+            if err.shape != img.shape:
+                raise ValueError(f"SR error map shape {err.shape} != {img.shape}")
+        self._sr_row(t, meta, "reconstructed", img, error=err)
 
     def write_sr_skipped(self, t: int, meta: Mapping[str, Any]) -> None:
         """Record that raw set ``t`` was not reconstructed (``sr/0[t]`` stays NaN)."""
@@ -161,10 +172,14 @@ class Writes:
         status: str,
         img: np.ndarray | None,
         stored: bool = False,
+        error: np.ndarray | None = None,
     ) -> None:
         t = int(t)
         if t < 0:
             raise ValueError("t must be >= 0")
+        sr = self._sr
+        if sr is None:
+            raise RuntimeError("this store was created without sr_shape")
         with self._lock:
             self._check_open()
             self._warn_unknown(list(meta), self._sr_cols)
@@ -181,15 +196,18 @@ class Writes:
                 else:
                     row[name] = [meta.get(name)]
             rows = self._sr_table.convert(row)
-            chunk = self._chunk_file(self._sr, (t, 0, 0)) if img is not None else None
+            chunk = self._chunk_file(sr, (t, 0, 0)) if img is not None else None
+            error_chunk = None
+            if error is not None and self._sr_error is not None:
+                error_chunk = self._chunk_file(self._sr_error, (t, 0, 0))
             try:
-                self._ensure_length(self._sr, t)
                 if img is not None:
-                    self._sr[t] = img
+                    self._writable(sr, t)[t] = img
+                if error is not None and self._sr_error is not None:
+                    self._writable(self._sr_error, t)[t] = error
             except Exception as exc:
-                raise self._fail(exc, chunk) from exc
-            if chunk is not None:
-                self._written.add(chunk)
+                raise self._fail(exc, chunk, error_chunk) from exc
+            self._written.update(c for c in (chunk, error_chunk) if c is not None)
             if img is not None or stored:
                 self.sr_written += 1
             else:
@@ -211,7 +229,7 @@ class Writes:
         with self._lock:
             self._check_open()
             try:
-                group = self._root["tables"].create_group(name)
+                group = child_group(self._root, "tables").create_group(name)
                 spec = {
                     k: (str(v.dtype), -1 if v.dtype.kind in "iu" else np.nan)
                     for k, v in arrays.items()

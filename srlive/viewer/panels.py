@@ -1,46 +1,27 @@
-"""The live window's pieces: an image panel with axes in µm and its LUT, and the status and
-statistics lines."""
+"""The live window's image panels: one image with its histogram, and the SR error map.
+
+Each :class:`ImagePanel` is a PlotItem in micrometre coordinates (the ImageItem scaled by
+its pixel size) with a HistogramLUTItem. :class:`ErrorView` is the panel right of the SR
+image that shows the error a learned reconstruction expects at each of its pixels (the map
+stored as ``sr_error``), in the SR image's units and linked to its view; off until its box
+is ticked, and saying so when the reconstruction predicts no error.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg  # after qtpy, so pyqtgraph uses the binding qtpy chose
-from qtpy import QtGui
+from qtpy import QtGui, QtWidgets
 
-RAW_MODES = ("widefield sum", "last frame")
 AXIS_WIDTH = 48  # px, left axis of each panel
 HIST_WIDTH = 150  # px, histogram/LUT of each panel
 HIST_AXIS_WIDTH = 60  # px, room for level labels such as "65000"
-
-# info keys shown first, with their labels; other keys follow as "key=value"
-_INFO_LABELS: dict[str, str] = {
-    "frame": "frame",
-    "sets": "sets",
-    "sr_fps": "SR fps",
-    "latency_ms": "latency ms",
-    "dropped": "dropped",
-    "method": "method",
-}
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        return f"{number:.1f}" if abs(number) < 1e5 else f"{number:.3g}"
-    return str(value)
-
-
-def format_info(info: Mapping[str, Any]) -> str:
-    """One status-bar line from an ``info`` dict (``info["status"]`` goes last)."""
-    parts = [f"{label} {_fmt(info[k])}" for k, label in _INFO_LABELS.items() if k in info]
-    parts += [f"{k}={_fmt(v)}" for k, v in info.items() if k not in _INFO_LABELS and k != "status"]
-    if info.get("status"):
-        parts.append(str(info["status"]))
-    return "  |  ".join(parts)
+RAW_MODES = ("widefield sum", "last frame")
+ERROR_TITLE = "Expected error (SR units)"
+NO_ERROR_TITLE = "Expected error: none (this reconstruction predicts none)"
 
 
 class ImagePanel:
@@ -86,23 +67,44 @@ class ImagePanel:
             self.plot.autoRange(padding=0)
 
 
-def _ms(value: Any) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.0f}"
+class ErrorView:
+    """The SR image's expected error map in a panel right of the SR panel (a learned
+    reconstruction's ``sr_error``), shown while :attr:`box` is ticked."""
 
+    def __init__(self, layout: pg.GraphicsLayout, sr_panel: ImagePanel, col: int) -> None:
+        self.layout, self.col = layout, col
+        self.panel = ImagePanel(layout, ERROR_TITLE, sr_panel.pixel_um, col)
+        self.panel.plot.setXLink(sr_panel.plot)
+        self.panel.plot.setYLink(sr_panel.plot)
+        self.box = QtWidgets.QCheckBox("Error map")
+        self.box.setToolTip("show the error the learned model expects at each SR pixel")
+        self.box.toggled.connect(self._set_visible)
+        self.latest: np.ndarray | None = None
+        self.shown = 0  # error maps put on screen
+        self._set_visible(False)
 
-def format_stats(
-    stats: Mapping[str, Any], last: tuple[float, Mapping[str, Any]] | None, now: float
-) -> str:
-    """Raw and SR rates (from the previous stats), latency p50/p99, skipped and stored."""
-    parts = []
-    if last is not None and now > last[0]:
-        dt = now - last[0]
-        fps = (stats.get("frames", 0) - last[1].get("frames", 0)) / dt
-        sr = (stats.get("sr", 0) - last[1].get("sr", 0)) / dt
-        parts.append(f"raw {fps:.1f} fps  SR {sr:.2f}/s")
-    p50 = stats.get("to_display_p50_ms") or stats.get("to_result_p50_ms")
-    p99 = stats.get("to_display_p99_ms") or stats.get("to_result_p99_ms")
-    parts.append(f"latency p50 {_ms(p50)} ms  p99 {_ms(p99)} ms")
-    parts.append(f"skipped {stats.get('skipped', 0)}")
-    parts.append(f"stored {stats.get('stored', 0)}/{stats.get('frames', 0)} frames")
-    return "  |  ".join(parts)
+    @property
+    def visible(self) -> bool:
+        return self.box.isChecked()
+
+    def _set_visible(self, on: bool) -> None:
+        grid = self.layout.layout
+        for item, col in ((self.panel.plot, self.col), (self.panel.hist, self.col + 1)):
+            if on:
+                self.layout.addItem(item, row=0, col=col)
+            elif item.scene() is not None and item in self.layout.items:
+                self.layout.removeItem(item)
+            item.setVisible(on)
+        grid.setColumnStretchFactor(self.col, 1 if on else 0)
+        if on and self.latest is not None:
+            self.panel.show(self.latest)
+            self.shown += 1
+
+    def show(self, error: Any, pixel_um: float) -> None:
+        """The newest result's error map (None: the reconstruction predicts none)."""
+        self.latest = None if error is None else np.asarray(error)
+        self.panel.plot.setTitle(ERROR_TITLE if error is not None else NO_ERROR_TITLE)
+        if self.visible and self.latest is not None:
+            self.panel.set_pixel_um(pixel_um)
+            self.panel.show(self.latest)
+            self.shown += 1

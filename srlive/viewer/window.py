@@ -35,8 +35,9 @@ from qtpy.QtCore import Signal
 from srlive.pipeline.summary import smlm_status
 from srlive.viewer.controls import MODALITIES, ControlPanel
 from srlive.viewer.display import display_available, headless_qpa
-from srlive.viewer.panels import RAW_MODES, ImagePanel, format_info, format_stats
+from srlive.viewer.panels import RAW_MODES, ErrorView, ImagePanel
 from srlive.viewer.plots import OptimizerPanel
+from srlive.viewer.status_text import format_info, format_stats
 
 if TYPE_CHECKING:
     from srlive.optimize.decision import Decision
@@ -111,6 +112,7 @@ class LiveViewer(QtWidgets.QMainWindow):
             grid.setColumnStretchFactor(col, stretch)
         self.sr_panel.plot.setXLink(self.raw_panel.plot)
         self.sr_panel.plot.setYLink(self.raw_panel.plot)
+        self.error_view = ErrorView(layout, self.sr_panel, col=4)  # off until ticked
 
         self.mode_box = QtWidgets.QComboBox()
         self.mode_box.addItems(list(RAW_MODES))
@@ -129,6 +131,7 @@ class LiveViewer(QtWidgets.QMainWindow):
         bar.addWidget(self.auto_button)
         bar.addWidget(self.stats_label, 1)
         bar.addWidget(self.confidence_label)
+        bar.addWidget(self.error_view.box)
         images = QtWidgets.QWidget()
         vbox = QtWidgets.QVBoxLayout(images)
         vbox.setContentsMargins(4, 4, 4, 4)
@@ -311,6 +314,7 @@ class LiveViewer(QtWidgets.QMainWindow):
         elif raw_sum is not None:
             raw_width = raw_sum.shape[-1]
         self._show_sr(np.asarray(result.image), raw_width)
+        self.error_view.show(getattr(result, "error", None), self.sr_panel.pixel_um)
         conf = float(getattr(result, "confidence", math.nan))
         text = f"SR confidence {conf:.2f}" if math.isfinite(conf) else "SR confidence —"
         if details := getattr(result, "details", None):  # localisation: count, rate, density
@@ -355,7 +359,7 @@ class LiveViewer(QtWidgets.QMainWindow):
 
     def auto_levels(self) -> None:
         """Re-fit the LUT levels of both panels on the next image (and now, if shown)."""
-        for panel in (self.raw_panel, self.sr_panel):
+        for panel in (self.raw_panel, self.sr_panel, self.error_view.panel):
             panel.auto_next = True
             if panel.item.image is not None:
                 panel.show(panel.item.image)

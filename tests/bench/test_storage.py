@@ -54,10 +54,11 @@ def test_unknown_candidate_is_a_usage_error(capsys) -> None:
     assert "invalid choice: 'nope'" in err
 
 
-@pytest.mark.parametrize("pipeline", ["zarrs.ZarrsCodecPipeline", None])
+@pytest.mark.parametrize("pipeline", ["zarrs", None])
 def test_image_arrays_use_the_pipeline_named(tmp_path: Path, monkeypatch, pipeline) -> None:
-    """The store's image arrays use zarrs' pipeline unless SRLIVE_IMAGE_CODEC_PIPELINE says
-    otherwise; its tables always use zarr-python's (atomic file replacement)."""
+    """The store's image arrays use zarrs' pipeline (srlive's ImageCodecPipeline) unless
+    SRLIVE_IMAGE_CODEC_PIPELINE says otherwise; its tables always use zarr-python's (atomic
+    file replacement)."""
     from srlive.storage import AcquisitionStore
 
     if pipeline is None:
@@ -80,7 +81,7 @@ def test_image_arrays_use_the_pipeline_named(tmp_path: Path, monkeypatch, pipeli
             return {type(a.async_array.codec_pipeline).__name__ for a in arrays}
 
         images, tables = kinds([store._raw, store._sr]), kinds(list(store._frames.arrays.values()))
-    assert images == {"ZarrsCodecPipeline" if pipeline else "BatchedCodecPipeline"}
+    assert images == {"ImageCodecPipeline" if pipeline else "BatchedCodecPipeline"}
     assert tables == {"BatchedCodecPipeline"}
     assert open_store(tmp_path / "s.zarr").complete
     with image_pipeline():  # the context restores zarr's configuration

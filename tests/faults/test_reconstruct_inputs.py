@@ -23,19 +23,9 @@ H = W = 32
 def _store(path: Path, angles: int, phases: int, n: int = 2) -> Path:
     """A small raw store of ``n`` sets of ``angles`` x ``phases`` frames."""
     rng = np.random.default_rng(0)
-    with AcquisitionStore.create(
-        path,
-        frame_shape=(H, W),
-        pixel_nm=65.0,
-        n_angles=angles,
-        n_phases=phases,
-        sr_shape=None,
-        sr_pixel_nm=None,
-        laser_lines=[488],
-        profile={},
-        run={},
-        camera=NoiseRecord(100.0, 0.5, 1.5, "test"),
-    ) as store:
+    camera = NoiseRecord(100.0, 0.5, 1.5, "test")
+    geometry = {"frame_shape": (H, W), "pixel_nm": 65.0, "n_angles": angles, "n_phases": phases}
+    with AcquisitionStore.create(path, **geometry, laser_lines=[488], camera=camera) as store:
         for t in range(n):
             store.write_set(t, rng.integers(100, 2000, (angles, phases, H, W), np.uint16), [])
     return path

@@ -31,19 +31,8 @@ RUN = ["run", "--headless", "--modality", "widefield", "--set", "SimHub.FrameSiz
 
 
 def _create(path: Path, **kw) -> AcquisitionStore:
-    return AcquisitionStore.create(
-        path,
-        frame_shape=(H, W),
-        pixel_nm=65.0,
-        n_angles=A,
-        n_phases=P,
-        sr_shape=None,
-        sr_pixel_nm=None,
-        laser_lines=[488],
-        profile={},
-        run={},
-        **kw,
-    )
+    geometry = {"frame_shape": (H, W), "pixel_nm": 65.0, "n_angles": A, "n_phases": P}
+    return AcquisitionStore.create(path, **geometry, laser_lines=[488], **kw)
 
 
 def _set(t: int) -> np.ndarray:
@@ -235,11 +224,16 @@ def test_unwritable_output_is_an_error_not_an_interruption(tmp_path, capsys) -> 
 def test_raw_array_never_holds_blank_preallocated_sets(tmp_path) -> None:
     path = tmp_path / "a.zarr"
     store = _create(path, flush_interval_s=None)
+    def shown() -> int:  # the sets any zarr reader sees
+        return int(json.loads((path / "raw/0/zarr.json").read_text())["shape"][0])
+
     for t in range(3):
         store.write_set(t, _set(t), [])
-        meta = json.loads((path / "raw/0/zarr.json").read_text())
-        assert meta["shape"][0] == t + 1  # what any zarr reader sees: only written sets
-    store.close()
+        # never a set whose chunk is not written; all of them once flushed
+        assert shown() <= t + 1
+        assert all((path / f"raw/0/c/{i}/0/0/0").is_file() for i in range(shown()))
+        store.flush()
+        assert shown() == t + 1
     assert zarr.open_array(str(path / "raw/0"), mode="r").shape[0] == 3
 
 

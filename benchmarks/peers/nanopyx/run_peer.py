@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import importlib.metadata
 import io
-import json
 import os
 import platform
 import statistics
@@ -39,15 +38,16 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/peers: peer_run
+from peer_run import PeerError, report_errors, run_each, write_summary
+
+del sys.path[0]  # its peer folders must not stand in for the peers' own packages
+
 PEER_DIST = "nanopyx"
 # The Liquid Engine appends every run's time to YAML files under ~/.liquid_engine (read back by
 # its Agent to choose run types). Keep them inside the peer's env, not the user's home.
 ENGINE_HOME = Path(sys.prefix) / "liquid-engine-home"
 TEMPORAL = ("AVG", "VAR", "TAC2")  # what calculate_eSRRF_temporal_correlations accepts
-
-
-class PeerError(Exception):
-    """Bad input or a peer that cannot be loaded: reported as one line, exit 2."""
 
 
 def load_peer() -> types.SimpleNamespace:
@@ -290,37 +290,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        peer = load_peer()
-        if args.run_type != "auto" and args.run_type not in peer.run_types:
-            raise PeerError(
-                f"run type {args.run_type!r} not available here"
-                f" (available: auto, {', '.join(peer.run_types)})"
-            )
-        if args.check:
-            v = versions()
-            print(f"{PEER_DIST} {v[PEER_DIST]} (liquid_engine {v['liquid_engine']})")
-            print(f"eSRRF_ST run types: {', '.join(peer.run_types)}")
-            print(f"OpenCL devices: {', '.join(opencl_devices()) or 'none'}")
-            return 0
-        bursts = load_bursts(args.burst)
-        check_window(bursts.shape[1:], args, args.burst)
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        windows = []
-        for i, window in enumerate(bursts):
-            try:
-                sr, record = run_window(peer, window, args)
-            except Exception as exc:  # the peer's own failure, not bad input
-                print(
-                    f"run_peer: error: window {i}: peer failed: {type(exc).__name__}: {exc}",
-                    file=sys.stderr,
-                )
-                return 3
-            np.save(args.out_dir / f"sr_{i}.npy", sr)
-            windows.append({"i": i, "sr_path": f"sr_{i}.npy", **record})
-    except PeerError as exc:
-        print(f"run_peer: error: {exc}", file=sys.stderr)
-        return 2
+    return report_errors(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    peer = load_peer()
+    if args.run_type != "auto" and args.run_type not in peer.run_types:
+        raise PeerError(
+            f"run type {args.run_type!r} not available here"
+            f" (available: auto, {', '.join(peer.run_types)})"
+        )
+    if args.check:
+        v = versions()
+        print(f"{PEER_DIST} {v[PEER_DIST]} (liquid_engine {v['liquid_engine']})")
+        print(f"eSRRF_ST run types: {', '.join(peer.run_types)}")
+        print(f"OpenCL devices: {', '.join(opencl_devices()) or 'none'}")
+        return 0
+    bursts = load_bursts(args.burst)
+    check_window(bursts.shape[1:], args, args.burst)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    windows = run_each(
+        enumerate(bursts), lambda w: run_window(peer, w, args), args.out_dir, "window", "i"
+    )
     summary = {
         "peer": {
             "name": PEER_DIST,
@@ -359,10 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "windows": windows,
     }
-    text = json.dumps(summary, indent=2)
-    (args.out_dir / "summary.json").write_text(text + "\n")
-    print(text)
-    return 0
+    return write_summary(summary, args.out_dir)
 
 
 if __name__ == "__main__":

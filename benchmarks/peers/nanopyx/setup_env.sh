@@ -15,24 +15,10 @@ set -euo pipefail
 
 PEER_VERSION="2.1.5"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../../.." && pwd)"
-VENV="${1:-$REPO/.peers/nanopyx}"
-PYTHON="${PYTHON:-python3}"
+source "$HERE/../venv.sh"
+make_venv nanopyx "${1:-}"
 
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    echo "setup_env.sh: error: interpreter '$PYTHON' not found (set PYTHON=...)" >&2
-    exit 2
-fi
-
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "creating venv $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-
-installed="$("$PY" -c 'import importlib.metadata as m; print(m.version("nanopyx"))' \
-    2>/dev/null || true)"
-if [ "$installed" != "$PEER_VERSION" ]; then
+if [ "$(dist_version nanopyx)" != "$PEER_VERSION" ]; then
     "$PY" -m pip install --quiet "nanopyx==$PEER_VERSION"
 fi
 

@@ -20,7 +20,6 @@ import argparse
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import math
 import os
 import platform
@@ -34,6 +33,11 @@ from typing import Any
 os.environ.setdefault("MPLBACKEND", "Agg")  # the peer imports matplotlib.pyplot at module level
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/peers: peer_run
+from peer_run import PeerError, report_errors, run_each, write_summary
+
+del sys.path[0]  # its peer folders must not stand in for the peers' own packages
 
 PEER_DIST = "napari-sim-processor"
 PEER_PKG = "napari_sim_processor"
@@ -49,10 +53,6 @@ WIDGET_DEFAULTS: dict[str, Any] = {
     "eta": 0.65,
     "usePhases": True,
 }
-
-
-class PeerError(Exception):
-    """Bad input or a peer that cannot be loaded: reported as one line, exit 2."""
 
 
 def load_peer() -> tuple[types.ModuleType, types.ModuleType]:
@@ -223,31 +223,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        base, conv = load_peer()
-        if args.check:
-            print(f"{PEER_DIST} {peer_version()} (processors import without napari/Qt)")
-            return 0
-        frames = args.angles * args.phases
-        raw = load_raw(args.raw, frames, args.order, args.angles, args.offset_adu)
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        sets = []
-        cal_all = raw.reshape(-1, *raw.shape[2:])  # sets in sequence: the peer sums modulo 9
-        for t in range(raw.shape[0]):
-            cal = cal_all if args.calibrate_on == "all" else raw[t]
-            try:
-                sr, record = run_set(conv, raw[t], cal, args)
-            except Exception as exc:  # the peer's own failure, not bad input
-                print(
-                    f"run_peer: error: set {t}: peer failed: {type(exc).__name__}: {exc}",
-                    file=sys.stderr,
-                )
-                return 3
-            np.save(args.out_dir / f"sr_{t}.npy", sr)
-            sets.append({"t": t, "sr_path": f"sr_{t}.npy", **record})
-    except PeerError as exc:
-        print(f"run_peer: error: {exc}", file=sys.stderr)
-        return 2
+    return report_errors(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    base, conv = load_peer()
+    if args.check:
+        print(f"{PEER_DIST} {peer_version()} (processors import without napari/Qt)")
+        return 0
+    frames = args.angles * args.phases
+    raw = load_raw(args.raw, frames, args.order, args.angles, args.offset_adu)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    cal_all = raw.reshape(-1, *raw.shape[2:])  # sets in sequence: the peer sums modulo 9
+
+    def one(t: int) -> tuple[np.ndarray, dict[str, Any]]:
+        return run_set(conv, raw[t], cal_all if args.calibrate_on == "all" else raw[t], args)
+
+    sets = run_each(((t, t) for t in range(raw.shape[0])), one, args.out_dir, "set", "t")
     summary = {
         "peer": {
             "name": PEER_DIST,
@@ -290,10 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "sets": sets,
     }
-    text = json.dumps(summary, indent=2)
-    (args.out_dir / "summary.json").write_text(text + "\n")
-    print(text)
-    return 0
+    return write_summary(summary, args.out_dir)
 
 
 if __name__ == "__main__":

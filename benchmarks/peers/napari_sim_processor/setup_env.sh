@@ -13,24 +13,10 @@ set -euo pipefail
 
 PEER_VERSION="0.1.1"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../../.." && pwd)"
-VENV="${1:-$REPO/.peers/napari-sim-processor}"
-PYTHON="${PYTHON:-python3}"
+source "$HERE/../venv.sh"
+make_venv napari-sim-processor "${1:-}"
 
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    echo "setup_env.sh: error: interpreter '$PYTHON' not found (set PYTHON=...)" >&2
-    exit 2
-fi
-
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "creating venv $VENV"
-    "$PYTHON" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-
-installed="$("$PY" -c 'import importlib.metadata as m; print(m.version("napari-sim-processor"))' \
-    2>/dev/null || true)"
-if [ "$installed" != "$PEER_VERSION" ]; then
+if [ "$(dist_version napari-sim-processor)" != "$PEER_VERSION" ]; then
     "$PY" -m pip install --quiet --no-deps "napari-sim-processor==$PEER_VERSION"
 fi
 # The processors' real runtime needs (no Qt, no napari, no GPU back end).

@@ -1,33 +1,17 @@
 """Running a learned model on raw frames, with a confidence score for every output.
 
-Confidence combines what the model says about itself with physical checks of the input
-that a network cannot see for itself:
+Confidence combines what the model says about itself (its predicted per-pixel error) with
+physical checks of the input that a network cannot see for itself (saturation; the
+acquisition's geometry against the range the model was trained on; for burst models how
+clearly the frames fluctuate): see :mod:`srlive.recon.learned.trust` for how they become one
+expected error and a confidence. The checks and the predicted error are reported with every
+result, the error also as a map (``Result.uncertainty``, image units).
 
-* *predicted error*: the model's uncertainty channel gives, per pixel, the scale of the
-  error it expects (a Laplace scale trained by likelihood); its mean over the image relative
-  to the image's dynamic range is the expected error ``e`` (the quantity PSNR and SSIM
-  judge). On held-out simulated fields it tracks the actual error within about 30 % across
-  structure types; it is large where the model meets structure it reconstructs badly, and
-  at low light;
-* *saturation*: clipped pixels (a pile-up within read noise of the top value)
-  break the linear forward model the model was trained on;
-* *fluctuations* (burst models): how clearly the frames fluctuate beyond their noise
-  (:func:`~srlive.recon.fluctuation.sofi.fluctuation_significance`, a z-score ``z``); a
-  burst that does not fluctuate supports no fluctuation super-resolution, as a SIM set
-  without a measured fringe supports none;
-* *optics*: the acquisition's geometry (fringe period and PSF width in camera pixels, from
-  the profile and laser line) against what the model was trained on. A model trained for
-  the 488 nm pattern is meaningless on a 561 nm pattern of another period. (Estimating the
-  period blindly from one low-light frame per angle is unreliable on sparse samples, so
-  the acquisition's own description is used.)
-
-``confidence = 1 / (1 + (e/e₉₀)²) · exp(−saturated / 0.2 %) · exp(−(Δ / 2 %)²)``, times
-``1 − exp(−(z / 4)²)`` for burst models (0 for identical frames, 0.06 at noise level z = 1,
-0.63 at z = 4, ≈ 1 beyond z = 8), where
-``e₉₀`` (the 90th percentile of ``e`` on held-in simulated data) is stored with the weights
-and Δ is the relative distance of period and PSF width outside the trained range.
-Training-like data scores about 0.8; 0.5 means "as unsure as the worst tenth of training
-data".
+A burst that does not fluctuate supports no fluctuation super-resolution, as a SIM set
+without a measured fringe supports none: burst models' confidence is multiplied by
+``1 − exp(−(z / 4)²)``, ``z`` the frames' fluctuation significance
+(:func:`~srlive.recon.fluctuation.sofi.fluctuation_significance`; 0 for identical frames,
+0.06 at noise level z = 1, 0.63 at z = 4, ≈ 1 beyond z = 8).
 """
 
 from __future__ import annotations
@@ -47,14 +31,20 @@ from srlive.recon.learned.geometry import (
     geometry_mismatch,
     range_mismatch,
 )
+from srlive.recon.learned.model_input import model_planes
 from srlive.recon.learned.models import SRUNet, error_scale
-from srlive.recon.learned.pattern_input import BandGeometry, model_planes, normalise_bands
+from srlive.recon.learned.pattern_input import BandGeometry, normalise_bands
+from srlive.recon.learned.single_phase_input import FringeTracker
+from srlive.recon.learned.trust import (
+    GEOMETRY_ERROR,
+    SINGLE_GEOMETRY_ERROR,
+    confidence,
+    expected_error,
+)
 from srlive.recon.learned.weights import bf16_supported, load_weights
 from srlive.recon.learned.weights_meta import resolve_weights
-from srlive.recon.set_metrics import NoiseModel, saturated_fraction
+from srlive.recon.set_metrics import NoiseModel, clipped
 
-SATURATION_SCALE = 0.002  # fraction of clipped pixels that divides confidence by e
-GEOMETRY_TOLERANCE = 0.02  # relative mismatch outside the trained range that costs 1/e
 FLUCTUATION_Z = 4.0  # fluctuation significance (noise sd) that costs 1/e of the confidence
 
 __all__ = ["Geometry", "LearnedReconstructor", "Result", "learned", "resolve_weights"]
@@ -91,12 +81,15 @@ def pick_precision(device: torch.device, precision: str = "auto") -> torch.dtype
     return torch.bfloat16 if bf16_supported() else torch.float32
 
 
-def dynamic_range(image: torch.Tensor) -> float:
-    """Robust range of an image: 99.9th minus 0.1th percentile (on at most 64k samples)."""
-    flat = image.reshape(-1)
-    if flat.numel() > 65536:
-        flat = flat[:: flat.numel() // 65536]
-    low, high = torch.quantile(flat.float(), torch.tensor([0.001, 0.999]))
+def dynamic_range(image: torch.Tensor, exclude: torch.Tensor | None = None) -> float:
+    """Robust range of an image: 99.9th minus 0.1th percentile (on at most 64k samples),
+    outside the ``exclude`` mask where it leaves enough of the image."""
+    flat = image.detach().float().numpy().reshape(-1)  # one copy of a channels-last view
+    if exclude is not None and int((~exclude).sum()) >= 0.1 * flat.size:
+        flat = flat[~exclude.numpy().reshape(-1)]
+    if flat.size > 65536:
+        flat = flat[:: flat.size // 65536]
+    low, high = np.percentile(flat, [0.1, 99.9])
     return float(high - low)
 
 
@@ -120,10 +113,13 @@ class LearnedReconstructor:
         self.task, self.info = task, info
         self.device = pick_device(device)
         self.dtype = pick_precision(self.device, precision)
-        self.model: SRUNet = model.to(self.device).to(memory_format=torch.channels_last).eval()
+        # Module.to(memory_format=...) is documented; torch's stubs lack that overload
+        channels_last = model.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.model: SRUNet = channels_last.eval()
         self.offset_adu = offset_adu
         trust = info.get("trust", {})
         self.e90 = float(trust.get("predicted_error_p90", math.nan))
+        self.pattern_missing_error = float(trust.get("pattern_missing_error", 0.0))
         self._jitter = float(info.get("sim", {}).get("period_jitter", PERIOD_JITTER))
         self.geometry = geometry or Geometry()
         self.mismatch = self._mismatch(self.geometry)
@@ -145,14 +141,24 @@ class LearnedReconstructor:
             return range_mismatch(geometry, ranges["psf_px"], ranges["frequency"])
         return geometry_mismatch(bool(self.task.pattern_frames), self._jitter, geometry)
 
-    def _band_input(self, x: np.ndarray, norm: float) -> tuple[np.ndarray, int]:
-        """Band planes of offset-free frames (pattern measured) and the angles whose fringe
-        was found."""
+    @property
+    def ranged(self) -> bool:
+        """Trained across a range of microscopes (the ranges are in its weights)."""
+        return self.task.pattern_bands and "psf_px" in self.info.get("sim", {})
+
+    def _band_input(
+        self, x: np.ndarray, norm: float, fringe: FringeTracker | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Band planes of offset-free frames (pattern measured; a live series' ``fringe``
+        tracks it across sets) and the angles whose fringe was found."""
         g = self.geometry
         if g.pattern_period_nm is None:
             raise ValueError(f"{self.task.name} needs the pattern's nominal period (geometry)")
         geometry = BandGeometry(g.pixel_nm, g.na, g.emission_nm, g.pattern_period_nm)
-        planes, found = model_planes(self.task.inputs, x, geometry)
+        if fringe is not None and self.task.inputs == "single-phase":
+            planes, found = fringe.features(x, geometry)
+        else:
+            planes, found = model_planes(self.task.inputs, x, geometry)
         return normalise_bands(planes, norm), found
 
     @property
@@ -213,27 +219,32 @@ class LearnedReconstructor:
     @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         autocast = torch.autocast(self.device.type, self.dtype, enabled=self.dtype != torch.float32)
-        if not self._cuda:
+        stream = self._stream
+        if stream is None:  # on the CPU
             with autocast:
                 return self.model(x).float()
-        with torch.cuda.stream(self._stream), autocast:
+        with torch.cuda.stream(stream), autocast:
             y = self.model(x).float()
         out = y.to("cpu", non_blocking=True)
-        self._stream.synchronize()
+        stream.synchronize()
         return out
 
-    def __call__(self, frames: np.ndarray, trust: bool = True) -> Result:
-        """Reconstruct one set of raw frames (C, H, W) in ADU."""
+    def __call__(
+        self, frames: np.ndarray, trust: bool = True, fringe: FringeTracker | None = None
+    ) -> Result:
+        """Reconstruct one set of raw frames (C, H, W) in ADU.
+
+        ``fringe``: a live series' :class:`FringeTracker` (3-frame model: the fringe measured
+        blind every few sets, in between only the set's phases); without it every set is
+        measured blind.
+        """
         stack = self._stack(frames)
         x = stack.astype(np.float32) - np.float32(self.offset_adu)
         norm = max(float(np.percentile(x.mean(axis=0), 99.5)), 1.0)
         checks: dict[str, float] = {}
-        factor = 1.0
         if self.task.pattern_bands:
-            model_input, found = self._band_input(x, norm)
-            # no fringe measured: the output is widefield-limited, no super-resolution
+            model_input, found = self._band_input(x, norm, fringe)
             checks["pattern_angles_found"] = found
-            factor *= found / 3
         else:
             model_input = x / np.float32(norm)
         y = self._run(self._to_device(self._pad(model_input)))[0]
@@ -243,23 +254,44 @@ class LearnedReconstructor:
         if not trust:
             return Result(image, math.nan)
         uncertainty = None
+        predicted = math.nan
+        clip = clipped(stack, NoiseModel(offset_adu=self.offset_adu))
+        sat = float(clip.mean())
+        checks["saturated_fraction"] = sat
         if self.has_uncertainty:
             scale = error_scale(y[1])
             uncertainty = (scale * norm).numpy()
-            e = float(scale.mean()) / max(dynamic_range(y[0]), 1e-6)
-            checks["predicted_error"] = e
-            if math.isfinite(self.e90):
-                factor /= 1.0 + (e / self.e90) ** 2
-        sat = saturated_fraction(stack, NoiseModel(offset_adu=self.offset_adu))
-        checks["saturated_fraction"] = sat
-        factor *= math.exp(-sat / SATURATION_SCALE)
+            # the range the error is judged against: where the camera measured (clipped
+            # plateaus would stretch it and make every error look small)
+            exclude = _clipped_region(clip, image.shape) if sat else None
+            predicted = float(scale.mean()) / max(dynamic_range(y[0], exclude), 1e-6)
+            checks["predicted_error"] = predicted
+        checks["geometry_mismatch"] = self.mismatch
+        geometry_error = GEOMETRY_ERROR if self.ranged else SINGLE_GEOMETRY_ERROR
+        missing = 0.0
+        if "pattern_angles_found" in checks:  # resolution no measured fringe gave
+            angles = len(self.task.pattern_frames) if self.task.inputs == "single-phase" else 3
+            missing = (1.0 - checks["pattern_angles_found"] / angles) * self.pattern_missing_error
+        expected = expected_error(predicted, sat, self.mismatch, geometry_error, missing)
+        checks["expected_error"] = expected
+        score = confidence(expected, self.e90)
         if self.task.fluctuation:
             z = fluctuation_significance(x)
             checks["fluctuation_z"] = z
-            factor *= -math.expm1(-((max(z, 0.0) / FLUCTUATION_Z) ** 2))
-        checks["geometry_mismatch"] = self.mismatch
-        factor *= math.exp(-((self.mismatch / GEOMETRY_TOLERANCE) ** 2))
-        return Result(image, factor, uncertainty, checks)
+            score *= -math.expm1(-((max(z, 0.0) / FLUCTUATION_Z) ** 2))
+        return Result(image, score, uncertainty, checks)
+
+
+CLIP_MARGIN_PX = 2  # camera pixels around a clipped one whose output the clipping shapes
+
+
+def _clipped_region(clip: np.ndarray, shape: tuple[int, int]) -> torch.Tensor:
+    """Output pixels near a clipped camera pixel (any frame), on the output's grid."""
+    from scipy import ndimage
+
+    region = ndimage.binary_dilation(clip.any(axis=0), iterations=CLIP_MARGIN_PX)
+    up = shape[0] // region.shape[0]
+    return torch.from_numpy(np.kron(region, np.ones((up, up), bool))[: shape[0], : shape[1]])
 
 
 _CACHE: dict[tuple, LearnedReconstructor] = {}

@@ -15,10 +15,21 @@ few MB of weights and live-rate inference on a CPU.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+Conv = TypeVar("Conv", nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _zeroed(layer: Conv) -> Conv:
+    """``layer`` with its weights and bias set to zero (it starts by adding nothing)."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,10 @@ class ModelConfig:
     context_levels: int = 0  # coarser levels below the bottleneck (each halves the resolution)
     temporal_stats: bool = False  # add the frames' temporal statistics as input channels
     base_channel: int | None = None  # the base estimate: this input channel (None: the mean)
+    # the last N input channels are constant planes (the geometry): read once per stem
+    # block instead of folded into stem² identical channels
+    constant_planes: int = 0
+    stem_kernel: int = 3  # the first convolution's kernel (1: a per-block linear embedding)
 
     @property
     def out_channels(self) -> int:
@@ -48,6 +63,12 @@ class ModelConfig:
     def feature_channels(self) -> int:
         """Channels the first stage sees per input pixel (frames, then their statistics)."""
         return self.in_channels + (len(TEMPORAL_STATS) if self.temporal_stats else 0)
+
+    @property
+    def stem_channels(self) -> int:
+        """Channels the first stage sees per U-Net pixel (folded planes, then constants)."""
+        varying = self.feature_channels - self.constant_planes
+        return varying * self.stem * self.stem + self.constant_planes
 
     def to_dict(self) -> dict[str, int | bool | None]:
         return asdict(self)
@@ -75,11 +96,9 @@ class _ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
         # zero-initialised residual branch: each block starts as the identity, which keeps
         # early training stable (without it wider models diverged at the learning-rate peak)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        self.conv2 = _zeroed(nn.Conv2d(channels, channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.gelu(self.conv1(x)))
@@ -99,14 +118,12 @@ class _ContextBranch(nn.Module):
     def __init__(self, channels: int, levels: int, blocks: int) -> None:
         super().__init__()
         self.down = nn.ModuleList(_stage(channels, channels, blocks) for _ in range(levels))
-        self.up = nn.ModuleList(
-            nn.ConvTranspose2d(channels, channels, 2, stride=2) for _ in range(levels)
-        )
+        ups = [nn.ConvTranspose2d(channels, channels, 2, stride=2) for _ in range(levels)]
+        _zeroed(ups[0])
+        self.up = nn.ModuleList(ups)
         self.merge = nn.ModuleList(
             _stage(2 * channels, channels, blocks) for _ in range(levels - 1)
         )
-        nn.init.zeros_(self.up[0].weight)
-        nn.init.zeros_(self.up[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [x]
@@ -118,9 +135,11 @@ class _ContextBranch(nn.Module):
         return x + self.up[0](y)
 
 
-def _stage(c_in: int, c_out: int, blocks: int) -> nn.Sequential:
+def _stage(c_in: int, c_out: int, blocks: int, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.GELU(), *[_ResBlock(c_out) for _ in range(blocks)]
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2),
+        nn.GELU(),
+        *[_ResBlock(c_out) for _ in range(blocks)],
     )
 
 
@@ -135,7 +154,7 @@ class SRUNet(nn.Module):
         super().__init__()
         self.config = config
         w, b, s = config.width, config.blocks_per_scale, config.stem
-        self.enc1 = _stage(config.feature_channels * s * s, w, b)
+        self.enc1 = _stage(config.stem_channels, w, b, config.stem_kernel)
         self.enc2 = _stage(w, 2 * w, b)
         self.enc3 = _stage(2 * w, 4 * w, b)
         self.deep = (
@@ -146,24 +165,48 @@ class SRUNet(nn.Module):
         self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
         self.dec1 = _stage(2 * w, w, b)
         r = config.upscale * s  # output pixels per U-Net pixel, per axis
-        self.head = nn.Sequential(nn.Conv2d(w, r * r, 3, padding=1), nn.PixelShuffle(r))
-        nn.init.zeros_(self.head[0].weight)  # the untrained model returns its base estimate
-        nn.init.zeros_(self.head[0].bias)
+        # zero: the untrained model returns its base estimate
+        self.head = nn.Sequential(_zeroed(nn.Conv2d(w, r * r, 3, padding=1)), nn.PixelShuffle(r))
         # the error head reads the image path's features without training them, so
         # learning where it will be wrong never changes what the model reconstructs
+        # (zero last layer: it starts from one moderate error scale everywhere)
         self.error_head = (
             nn.Sequential(
                 nn.Conv2d(w, w, 3, padding=1),
                 nn.GELU(),
-                nn.Conv2d(w, r * r, 3, padding=1),
+                _zeroed(nn.Conv2d(w, r * r, 3, padding=1)),
                 nn.PixelShuffle(r),
             )
             if config.uncertainty
             else None
         )
-        if self.error_head is not None:  # start from one moderate error scale everywhere
-            nn.init.zeros_(self.error_head[2].weight)
-            nn.init.zeros_(self.error_head[2].bias)
+
+    def _fold(self, features: torch.Tensor) -> torch.Tensor:
+        """The input at the U-Net's resolution: stem×stem blocks folded into channels, the
+        constant planes read once per block."""
+        s, n = self.config.stem, self.config.constant_planes
+        if s == 1:
+            return features
+        if not n:
+            return F.pixel_unshuffle(features, s)
+        varying, constant = features[:, :-n], features[:, -n:, ::s, ::s]
+        return torch.cat([F.pixel_unshuffle(varying, s), constant], 1)
+
+    def _embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The first stage. A per-block linear embedding (``stem_kernel`` 1) of the folded
+        planes is a convolution with a stem×stem kernel and stride on the planes themselves:
+        the same sums, without materialising the folded input."""
+        s, n = self.config.stem, self.config.constant_planes
+        first = self.enc1[0]
+        if s == 1 or self.config.stem_kernel != 1 or not isinstance(first, nn.Conv2d):
+            return self.enc1(self._fold(features))
+        varying = features[:, : features.shape[1] - n]
+        c = varying.shape[1]
+        weight = first.weight[:, : c * s * s].reshape(-1, c, s, s)
+        y = F.conv2d(varying, weight, first.bias, stride=s)
+        if n:
+            y = y + F.conv2d(features[:, -n:, ::s, ::s], first.weight[:, c * s * s :])
+        return self.enc1[1:](y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -171,9 +214,7 @@ class SRUNet(nn.Module):
         if h % m or w % m:
             raise ValueError(f"input size must be a multiple of {m}, got {h}x{w}")
         features = torch.cat([x, temporal_statistics(x)], 1) if self.config.temporal_stats else x
-        s = self.config.stem
-        folded = F.pixel_unshuffle(features, s) if s > 1 else features
-        e1 = self.enc1(folded)
+        e1 = self._embed(features)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         e3 = self.enc3(F.max_pool2d(e2, 2))
         if self.deep is not None:

@@ -23,11 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft as sfft
 
 from srlive.recon.optics import NominalPattern
 from srlive.recon.sim_params import SIMParameters
-from srlive.recon.single_phase import SinglePhasePattern, estimate_single_phase, residuals
 from srlive.recon.wiener_sim import WienerSIM
 
 N_ANGLES = 3
@@ -39,16 +37,6 @@ BAND_CHANNELS = (
     "pattern-frequency",
 )
 SIDE_BANDS = slice(2, 2 + N_ANGLES)
-# the 3-frame model (one phase per angle): per angle its residual and the residual demodulated
-# by the measured fringe (cos and sin), all zero when the frames carry no pattern
-SINGLE_PHASE_CHANNELS = (
-    "widefield",
-    *(f"{plane}-{a}" for a in range(N_ANGLES) for plane in ("residual", "cos", "sin")),
-    "psf-px",
-    "pattern-frequency",
-)
-RESIDUALS = slice(1, 1 + 3 * N_ANGLES)
-MIN_DEMODULATION = 0.2  # the measured modulation the demodulated planes are divided by, at least
 HI_GRID_SHIFT_PX = 0.5  # a camera pixel's centre lies half a fine pixel from fine pixel 2k
 PSF_PX_CENTRE = 2.5  # the geometry planes are centred and scaled to about ±1
 PSF_PX_SCALE = 1.0
@@ -125,63 +113,3 @@ def angles_found(params: SIMParameters) -> int:
         for m, src in zip(params.modulation, params.source, strict=True)
         if m > 0 and src == "estimated"
     )
-
-
-def _upsample_to_hi_grid(image: np.ndarray) -> np.ndarray:
-    """Band-limited 2× interpolation onto the simulation's fine grid (camera pixel j's centre
-    half a fine pixel after fine pixel 2j), the shift applied to the spectrum for free."""
-    h, w = image.shape
-    spectrum = sfft.rfft2(image, workers=-1)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    spectrum *= np.exp(-2j * np.pi * 0.25 * (fy + fx))  # a quarter of a camera pixel
-    big = np.zeros((2 * h, w + 1), np.complex64)
-    big[: h // 2, : w // 2 + 1] = spectrum[: h // 2]
-    big[-(h // 2) :, : w // 2 + 1] = spectrum[-(h // 2) :]
-    return (sfft.irfft2(big, s=(2 * h, 2 * w), workers=-1) * 4).astype(np.float32)
-
-
-def single_phase_features(
-    frames: np.ndarray, geometry: BandGeometry
-) -> tuple[np.ndarray, SinglePhasePattern]:
-    """(len(SINGLE_PHASE_CHANNELS), 2H, 2W) planes of offset-free frames (3, H, W), in ADU.
-
-    The fringe of each frame is measured in the frames themselves
-    (:func:`srlive.recon.single_phase.estimate_single_phase`, nominal period only); an angle
-    whose fringe is not found has zero planes.
-    """
-    pattern = estimate_single_phase(
-        frames, geometry.pixel_nm, geometry.na, geometry.emission_nm, geometry.period_nm
-    )
-    stack = np.asarray(frames, np.float32)
-    h, w = stack.shape[-2:]
-    out = np.zeros((len(SINGLE_PHASE_CHANNELS), 2 * h, 2 * w), np.float32)
-    out[0] = _upsample_to_hi_grid(stack.mean(axis=0))
-    # fine pixel i of the shifted grid sits at (i − ½)/2 camera pixels from camera pixel 0
-    y = (np.arange(2 * h, dtype=np.float64)[:, None] - 0.5) * geometry.pixel_nm / 2
-    x = (np.arange(2 * w, dtype=np.float64)[None, :] - 0.5) * geometry.pixel_nm / 2
-    for a, residual in enumerate(residuals(stack)):
-        if not pattern.found[a]:
-            continue
-        ky, kx = pattern.k[a]
-        theta = 2 * np.pi * (ky * y + kx * x) + pattern.phases[a]
-        up = _upsample_to_hi_grid(residual)
-        gain = np.float32(2.0 / max(float(pattern.modulation[a]), MIN_DEMODULATION))
-        out[1 + 3 * a] = up
-        out[2 + 3 * a] = up * np.cos(theta).astype(np.float32) * gain
-        out[3 + 3 * a] = up * np.sin(theta).astype(np.float32) * gain
-    out[-2] = (geometry.psf_px - PSF_PX_CENTRE) / PSF_PX_SCALE
-    out[-1] = (geometry.frequency - FREQUENCY_CENTRE) / FREQUENCY_SCALE
-    return out, pattern
-
-
-def model_planes(inputs: str, frames: np.ndarray, geometry: BandGeometry) -> tuple[np.ndarray, int]:
-    """A pattern-conditioned model's planes of offset-free frames (``inputs``: ``sim-bands``
-    for 9 frames, ``single-phase`` for 3), in ADU, and the angles whose fringe was found."""
-    if inputs == "sim-bands":
-        planes, params = band_features(frames, geometry)
-        return planes, angles_found(params)
-    if inputs == "single-phase":
-        planes, pattern = single_phase_features(frames, geometry)
-        return planes, int(pattern.found.sum())
-    raise ValueError(f"no pattern planes for inputs {inputs!r}")

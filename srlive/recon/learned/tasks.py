@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from srlive.recon.learned.pattern_input import BAND_CHANNELS, SINGLE_PHASE_CHANNELS
+from srlive.recon.learned.pattern_input import BAND_CHANNELS
+from srlive.recon.learned.single_phase_input import SINGLE_PHASE_CHANNELS
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ TASKS: dict[str, Task] = {
         "dl-sim3",
         ((0, 0), (1, 0), (2, 0)),
         True,
-        "3 raw SIM frames (one phase per angle) at low light -> SR on the 2x grid",
+        "3 raw SIM frames (one phase per angle) at low light -> each frame demodulated by "
+        "its own measured fringe -> SR on the 2x grid (any microscope in its trained "
+        "geometry range)",
+        inputs="single-phase",
     ),
     "dl-sim9": Task(
         "dl-sim9",

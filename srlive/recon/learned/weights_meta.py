@@ -27,6 +27,7 @@ class WeightsMeta:
     path: Path
     task: str
     upscale: int
+    uncertainty: bool = False  # predicts an error map beside each output
 
 
 def read_weights_meta(path: str | Path) -> WeightsMeta:
@@ -38,7 +39,8 @@ def read_weights_meta(path: str | Path) -> WeightsMeta:
         config = json.loads(meta["config"])
         # band-input models read the 2x grid already: the header says the output's grid
         upscale = int(meta.get("output_upscale", config.get("upscale", 2)))
-        return WeightsMeta(path, str(meta["task"]), upscale)
+        uncertainty = bool(config.get("uncertainty", False))
+        return WeightsMeta(path, str(meta["task"]), upscale, uncertainty)
     except FileNotFoundError:
         raise FileNotFoundError(f"weights not found: {path}") from None
     except Exception as exc:

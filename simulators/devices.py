@@ -184,11 +184,6 @@ class SimHub(HubDevice):
     def smlm_drift(self, value: float) -> None:
         self.world.smlm_drift_nm_per_frame = float(value)
 
-    @pymm_property(name="SMLMSurvivingDyes", is_read_only=True)
-    def smlm_surviving(self) -> float:
-        """SMLM: fraction of the field's photoswitching dyes not yet bleached."""
-        return self.world.smlm_state()["surviving"]
-
     @pymm_property(name="Fluctuation", allowed_values=("On", "Off"))
     def fluctuation(self) -> str:
         """Blinking dyes below the SMLM threshold (bursts for SRRF/SOFI); Off: continuous."""

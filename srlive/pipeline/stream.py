@@ -69,8 +69,8 @@ class SRResult:
     stamps: dict[str, float]
     latency_ms: dict[str, float]
     raw_sum: np.ndarray | None = None  # widefield sum of the set, when asked for
-    details: dict[str, float] = field(default_factory=dict)  # e.g. localisation rate, density
     error: np.ndarray | None = None  # a learned model's expected error per SR pixel
+    details: dict[str, float] = field(default_factory=dict)  # e.g. localisation rate, density
 
 
 @dataclass
@@ -423,8 +423,8 @@ class Pipeline:
                 stamps,
                 latency,
                 raw_sum,
-                details,
                 error,
+                details,
             )
         )
 

@@ -40,3 +40,14 @@ def make_sim9_store():
     from simulators.stores import synthetic_sim_store
 
     return synthetic_sim_store
+
+
+@pytest.fixture(scope="module")
+def segments_field():
+    """A prior-free field of segments, 96² camera pixels, at full and 10 % light (the learned
+    SIM models' pattern-use tests)."""
+    from simulators.sim_fields import prior_free_density
+    from srlive.learn.eval_fields import make_field
+
+    density = prior_free_density("segments", (192, 192), 32.5, seed=11, density=6.0)
+    return make_field("segments", 96, seed=11, fractions=(1.0, 0.1), density=density)

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from simulators.sim_fields import SIM_PRIOR_FREE_KINDS, prior_free_density
+from simulators.sim_fields import SIM_PRIOR_FREE_KINDS
 from srlive.io.real_sim import DEFAULT_REAL_INPUT
-from srlive.learn.eval_fields import _patterns, make_field
+from srlive.learn.eval_fields import _patterns
 from srlive.learn.pattern_eval import evaluate_pattern_use
 from srlive.learn.real_eval import real_data_agreement
 from srlive.learn.sim_pairs import PatternSimSettings, pattern_pair, sim_limit_otf
@@ -33,12 +33,6 @@ def sim3() -> LearnedReconstructor:
     return LearnedReconstructor("dl-sim3", device="cpu")
 
 
-@pytest.fixture(scope="module")
-def field():
-    density = prior_free_density("segments", (192, 192), 32.5, seed=11, density=6.0)
-    return make_field("segments", 96, seed=11, fractions=(1.0, 0.1), density=density)
-
-
 def _truth_k(seed: int, period_nm: float = 195.0) -> list[tuple[float, float]]:
     patterns = _patterns(np.random.default_rng(900_000_000 + seed), period_nm)
     return [tuple(patterns[3 * a].components[0][:2]) for a in range(3)]
@@ -50,10 +44,10 @@ def _k_error(found: tuple[float, float], truth: tuple[float, float]) -> float:
     return min(np.hypot(ky - ty, kx - tx), np.hypot(ky + ty, kx + tx)) / np.hypot(ty, tx)
 
 
-def test_each_frame_owns_its_fringe_whatever_the_others_modulation(field) -> None:
+def test_each_frame_owns_its_fringe_whatever_the_others_modulation(segments_field) -> None:
     """A weak fringe's frame still gets its own fringe (it weighs 2/3 in its own residual and
     −1/3 in the others', whatever their modulation): found, at the right wavevector."""
-    frames = field.sim9[1.0][[0, 3, 6]].astype(np.float32) - 100
+    frames = segments_field.sim9[1.0][[0, 3, 6]].astype(np.float32) - 100
     mean = frames.mean(axis=0)
     weak = frames.copy()
     weak[1] = mean + 0.5 * (frames[1] - mean)  # angle 1's fringe at half its depth
@@ -65,14 +59,14 @@ def test_each_frame_owns_its_fringe_whatever_the_others_modulation(field) -> Non
 
 
 def test_demodulated_planes_carry_resolution_beyond_widefield_and_vanish_without_it(
-    field,
+    segments_field,
 ) -> None:
-    frames = field.sim9[1.0][[0, 3, 6]].astype(np.float32) - 100
+    frames = segments_field.sim9[1.0][[0, 3, 6]].astype(np.float32) - 100
     planes, fringe = single_phase_features(frames, DEFAULT)
     assert fringe.found.all() and planes.shape == (9, 192, 192)
     # the in-phase planes hold the truth's spectrum beyond the widefield cutoff (the
     # quadrature planes its mirror image's, not the truth)
-    truth = np.fft.fft2(field.sr_target - field.sr_target.mean())
+    truth = np.fft.fft2(segments_field.sr_target - segments_field.sr_target.mean())
     f = np.hypot(*np.meshgrid(np.fft.fftfreq(192), np.fft.fftfreq(192), indexing="ij")) / 32.5
     band = (f > 1.1 * 2 * 1.49 / 510) & (f < 1.6 * 2 * 1.49 / 510)
 
@@ -89,8 +83,8 @@ def test_demodulated_planes_carry_resolution_beyond_widefield_and_vanish_without
     assert not fringe.found.any() and np.abs(planes[DEMODULATED]).max() == 0.0
 
 
-def test_a_live_series_measures_its_fringe_blind_every_few_sets(field) -> None:
-    frames = field.sim9[1.0][[0, 3, 6]].astype(np.float32) - 100
+def test_a_live_series_measures_its_fringe_blind_every_few_sets(segments_field) -> None:
+    frames = segments_field.sim9[1.0][[0, 3, 6]].astype(np.float32) - 100
     tracker = FringeTracker(refine_every=3)
     blind = estimate_single_phase(frames, 65.0, 1.49, 510.0, 195.0)
     measured = [tracker.measure(frames, DEFAULT) for _ in range(7)]
@@ -167,10 +161,10 @@ def test_dl_sim3_confidence_tracks_its_error(prior_free) -> None:
     assert track["rows"] == 52 and track["spearman_confidence_vs_ssim"] >= 0.6, track
 
 
-def test_confidence_falls_where_the_error_rises(sim3, field) -> None:
+def test_confidence_falls_where_the_error_rises(sim3, segments_field) -> None:
     """Clipped pixels and a microscope far outside the trained range lower the confidence
     smoothly; the error map comes with every result."""
-    frames = field.sim9[0.1][[0, 3, 6]]
+    frames = segments_field.sim9[0.1][[0, 3, 6]]
     inside = sim3(frames)
     assert inside.checks["pattern_angles_found"] >= 2 and inside.confidence > 0.2
     assert inside.uncertainty.shape == inside.image.shape and (inside.uncertainty > 0).all()
@@ -214,7 +208,7 @@ def test_dl_sim3_agrees_with_a_third_partys_sim_on_real_data_as_well_as_wiener(r
 
 
 def test_reconstruct_takes_learned_methods_with_the_optics_and_reports_confidence(
-    field, tmp_path, capsys
+    segments_field, tmp_path, capsys
 ) -> None:
     import tifffile
 
@@ -229,7 +223,7 @@ def test_reconstruct_takes_learned_methods_with_the_optics_and_reports_confidenc
         offset_adu=100.0,
         nominal=NominalPattern(period_nm=195.0),
     )
-    sim9 = field.sim9[0.1]
+    sim9 = segments_field.sim9[0.1]
     result = srlive.reconstruct_learned(sim9, "dl-sim3", optics=optics, device="cpu")
     direct = LearnedReconstructor(
         "dl-sim3", device="cpu", geometry=Geometry(65.0, 1.49, 510.0, 195.0)
@@ -247,7 +241,7 @@ def test_reconstruct_takes_learned_methods_with_the_optics_and_reports_confidenc
         > 0.3
     )
     raw = tmp_path / "set.tif"
-    tifffile.imwrite(raw, np.concatenate([sim9, field.sim9[1.0]]).astype(np.uint16))
+    tifffile.imwrite(raw, np.concatenate([sim9, segments_field.sim9[1.0]]).astype(np.uint16))
     out = tmp_path / "out.zarr"
     argv = ["reconstruct", str(raw), "--method", "dl-sim3", "--out", str(out), "--json"]
     argv += ["--pixel-nm", "65", "--na", "1.49", "--emission-nm", "510"]

@@ -30,14 +30,8 @@ def sim9() -> LearnedReconstructor:
     return LearnedReconstructor("dl-sim9", device="cpu")
 
 
-@pytest.fixture(scope="module")
-def field():
-    density = prior_free_density("segments", (192, 192), 32.5, seed=11, density=6.0)
-    return make_field("segments", 96, seed=11, fractions=(1.0, 0.1), density=density)
-
-
-def test_band_planes_sum_to_wiener_and_vanish_without_the_pattern(field) -> None:
-    raw = field.sim9[1.0].astype(np.float32) - 100
+def test_band_planes_sum_to_wiener_and_vanish_without_the_pattern(segments_field) -> None:
+    raw = segments_field.sim9[1.0].astype(np.float32) - 100
     wiener = WienerSIM(
         raw.shape[-2:], 65.0, 1.49, 510.0, offset_adu=0.0, nominal=NominalPattern(period_nm=195)
     )
@@ -90,11 +84,11 @@ def test_dl_sim9_uses_the_pattern_on_prior_free_fields_of_two_microscopes(sim9) 
     assert ssim["dl-sim9@10% no pattern"] < ssim["dl-sim9@10%"]
 
 
-def test_confidence_falls_where_the_error_rises(sim9, field) -> None:
+def test_confidence_falls_where_the_error_rises(sim9, segments_field) -> None:
     """Without the pattern the output is widefield-limited and the predicted error (trained
     against the SIM limit) says so; clipped pixels and a microscope ever further outside the
     trained range lower the confidence step by step, with no hard cut."""
-    low = field.sim9[0.1]
+    low = segments_field.sim9[0.1]
     inside = sim9(low)
     assert inside.checks["pattern_angles_found"] == 3 and inside.confidence > 0.2
     ablated = sim9(remove_pattern(low))

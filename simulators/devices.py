@@ -175,6 +175,15 @@ class SimHub(HubDevice):
         "Laser power above which fluorophores are driven into sparse blinking.",
     )
 
+    @pymm_property(name="SMLMDriftNmPerFrame", limits=(-100.0, 100.0))
+    def smlm_drift(self) -> float:
+        """SMLM: the sample drifts this far (nm) along x and y per frame."""
+        return self.world.smlm_drift_nm_per_frame
+
+    @smlm_drift.setter
+    def smlm_drift(self, value: float) -> None:
+        self.world.smlm_drift_nm_per_frame = float(value)
+
     @pymm_property(name="Fluctuation", allowed_values=("On", "Off"))
     def fluctuation(self) -> str:
         """Blinking dyes below the SMLM threshold (bursts for SRRF/SOFI); Off: continuous."""

@@ -23,19 +23,14 @@ from simulators.camera_model import CameraModel, bin_to_camera
 from simulators.illumination import IlluminationPattern, illumination_from_slm
 from simulators.imaging import FringeCache, expected_from_cache, render_expected
 from simulators.live_blinking import LiveBlinking, illumination_at
+from simulators.live_smlm import LiveSMLM, SMLMWorld
 from simulators.optics import Optics, blur, otf_2d
-from simulators.photophysics import (
-    bleach_survival,
-    blinking_state,
-    render_points,
-    sample_emitters,
-)
+from simulators.photophysics import bleach_survival, render_points
 from simulators.samples import Sample, load_sample_file, make_sample
 
 EMISSION_NM = {405: 450.0, 488: 510.0, 561: 600.0, 640: 670.0}
 UNIFORM = IlluminationPattern(components=(), dc=1.0)
 MOTION_STEP_S = 0.025  # a live sample is moved on at most every 25 ms
-EMITTERS_PER_UNIT_DENSITY = 5.0  # SMLM labelling: ~1 dye per 6 nm of microtubule
 FLUCTUATION_DYES_PER_UM = 50.0  # blinking labelling (simulators.fluctuation's default)
 MAX_DARK_GAP_MS = 60_000.0  # longer darkness leaves the dyes at their dark equilibrium anyway
 
@@ -60,7 +55,7 @@ class _SLMState:
     index: int = 0
 
 
-class SimulatedWorld:
+class SimulatedWorld(SMLMWorld):
     """Sample + optics + photophysics + camera physics behind the simulated devices."""
 
     def __init__(
@@ -114,7 +109,9 @@ class SimulatedWorld:
         self._otfs: dict[tuple[int, float], np.ndarray] = {}
         self._fringe_key: tuple | None = None
         self._fringe: FringeCache | None = None
-        self._emitters: tuple[int, np.ndarray] | None = None
+        self._smlm: LiveSMLM | None = None  # the SMLM dyes of the field of view
+        self._smlm_key: tuple | None = None
+        self.smlm_drift_nm_per_frame = 0.0  # SMLM: the sample drifts this much along x and y
         self._live: LiveBlinking | None = None
         self._live_key: tuple | None = None
         self._live_t: float | None = None
@@ -159,7 +156,7 @@ class SimulatedWorld:
         with self.lock:
             self.sample = self._build_sample()
             self._fringe_key = None
-            self._emitters = None
+            self._smlm = None
             self._live = None
             self._dose_mj = 0.0
 
@@ -420,10 +417,17 @@ class SimulatedWorld:
             survival = self.surviving_fraction()
             photons = np.zeros(self.frame_shape, np.float32)
             blinks = self._advance_live_blinking(lit, exposure_ms, survival)
+            smlm = [
+                la
+                for la in lit
+                if la.line not in self.activation_lines and la.power_mw >= self.smlm_threshold_mw
+            ]
+            if smlm:
+                photons += self._smlm_frame(smlm, lit, exposure_ms)
             for laser in lit:
                 scale = laser.power_mw * exposure_ms * self.brightness * survival
-                if laser.power_mw >= self.smlm_threshold_mw:
-                    photons += self._blinking_frame(laser, exposure_ms, scale)
+                if smlm and (laser in smlm or laser.line in self.activation_lines):
+                    pass  # imaged (or activating) above
                 elif blinks is not None:
                     pattern = self._pattern(image_id, slm_image, laser.line)
                     unbleached = laser.power_mw * exposure_ms * self.brightness
@@ -492,26 +496,5 @@ class SimulatedWorld:
         )
         density = render_points(live.positions_nm, weights, self.grid_shape, self.grid_pixel_nm)
         blurred = blur(density, self._otf(line))
-        binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
-        return binned * np.float32(scale / self.oversample**2)
-
-    def _blinking_frame(self, laser: LaserState, exposure_ms: float, scale: float) -> np.ndarray:
-        """SMLM: a sparse random subset of emitters is on in this frame."""
-        if self._emitters is None or self._emitters[0] != self.sample.version:
-            positions = sample_emitters(
-                self._density_in_view(), self.grid_pixel_nm, EMITTERS_PER_UNIT_DENSITY, self._rng
-            )
-            self._emitters = (self.sample.version, positions)
-        positions = self._emitters[1]
-        on = blinking_state(
-            len(positions),
-            laser.power_mw,
-            exposure_ms,
-            self._rng,
-            threshold_mw=self.smlm_threshold_mw,
-        )
-        weights = np.full(int(on.sum()), 1.0, np.float32)
-        density = render_points(positions[on], weights, self.grid_shape, self.grid_pixel_nm)
-        blurred = blur(density, self._otf(laser.line))
         binned = bin_to_camera(np.clip(blurred, 0, None), self.oversample)
         return binned * np.float32(scale / self.oversample**2)

@@ -187,6 +187,22 @@ class Defaults(_Strict):
     exposure_ms: PositiveFloat = 10.0
 
 
+class SMLMSettings(_Strict):
+    """What single-molecule localisation runs use of this microscope."""
+
+    activation_line: int | None = Field(
+        default=None,
+        description="laser line (nm) that returns photoswitching dyes to the on state (405); "
+        "lit with the excitation in SMLM sets, its power held by the density control",
+    )
+    line: int | None = Field(
+        default=None, description="excitation line of SMLM runs given none (e.g. 640)"
+    )
+    power_mw: PositiveFloat | None = Field(
+        default=None, description="its power in SMLM runs given none (high: dyes blink)"
+    )
+
+
 class Profile(_Strict):
     """A validated hardware profile."""
 
@@ -199,6 +215,7 @@ class Profile(_Strict):
     limits: SafetyLimits
     defaults: Defaults = Defaults()
     camera: CameraNoise = CameraNoise()
+    smlm: SMLMSettings = SMLMSettings()
     micromanager: MicroManagerSettings = MicroManagerSettings()
     source: Path | None = Field(default=None, exclude=True)
 
@@ -210,6 +227,15 @@ class Profile(_Strict):
             raise ValueError(
                 f"limits.max_power_mw has no limit for laser line(s) {sorted(missing)}"
             )
+        activation, smlm_line = self.smlm.activation_line, self.smlm.line
+        for name, line in (("activation_line", activation), ("line", smlm_line)):
+            if line is not None and line not in lines:
+                raise ValueError(f"smlm.{name} {line} is not in roles.lasers")
+        if self.smlm.power_mw is not None:
+            if smlm_line is None:
+                raise ValueError("smlm.power_mw needs smlm.line")
+            if self.smlm.power_mw > self.limits.max_power_mw[smlm_line]:
+                raise ValueError("smlm.power_mw exceeds limits.max_power_mw")
         if self.defaults.laser_line not in lines:
             raise ValueError(
                 f"defaults.laser_line {self.defaults.laser_line} is not in roles.lasers"

@@ -22,6 +22,7 @@ from srlive.acquisition.engine import DoseBudgetExceeded, Engine, SetPlan
 from srlive.acquisition.modalities import MODALITIES, get_modality, slm_images
 from srlive.acquisition.protocol import ProtocolError
 from srlive.pipeline.run_protocol import acquire
+from srlive.recon.offline_smlm import read_localizations
 from srlive.storage.omezarr import open_store
 
 SMALL = [("SimHub", "FrameSize", "64"), ("SimHub", "Motion", "Off")]
@@ -77,9 +78,12 @@ def test_each_modality_end_to_end(tmp_path, name):
     if name == "fluctuation":  # every burst is one eSRRF window (4x finer grid)
         assert reader.sr is not None and reader.sr.shape[-2:] == (256, 256)
         assert reader.sr_status() == {0: "reconstructed", 1: "reconstructed"}
-    if name == "smlm":  # sparse blinking: a few bright spots on a dark frame
+    if name == "smlm":  # sparse blinking: bright spots on the background, localised per set
         frame = raw[0, 0, 0].astype(float) - 100
-        assert frame.max() > 20 * max(np.median(frame), 1.0)
+        assert frame.max() > 4 * max(np.median(frame), 1.0)
+        assert reader.sr_status() == {0: "reconstructed", 1: "reconstructed"}
+        locs = read_localizations(tmp_path / "out.zarr" / series)
+        assert len(locs) > 20 and set(np.unique(locs["frame"])) <= set(range(40))
 
 
 def test_protocol_2_positions_3_timepoints_2_channels_exact(tmp_path):

@@ -217,3 +217,44 @@ def test_srlive_run_window_stays_open_for_snap_and_closes_cleanly(qtbot, tmp_pat
     assert summary.raw_frames_acquired == summary.raw_frames_stored == 4 * 9
     assert summary.sr_images + summary.sr_skipped == 4 and not summary.interrupted
     assert summary.lasers_on_at_end == [] and summary.latency_ms["n"] >= 1
+
+
+def test_srlive_run_smlm_window_shows_the_growing_rendering_and_localisation_figures(
+    qtbot, tmp_path
+) -> None:
+    from qtpy import QtCore, QtWidgets
+
+    from srlive.cli.run import _run_with_window
+    from srlive.pipeline.run_live import RunSettings
+
+    settings = RunSettings(
+        modality="smlm",
+        line=640,
+        power_mw=140.0,
+        frames=3,
+        set_frames=50,
+        activation_mw=0.5,
+        out=tmp_path / "s.zarr",
+        properties=[("SimHub", "FrameSize", "64"), ("SimHub", "Motion", "Off")],
+    )
+    seen: dict[str, object] = {}
+
+    def drive() -> None:  # wait for the run's last rendering, read the window, close it
+        viewers = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, LiveViewer)]
+        viewer = next((v for v in viewers if v.isVisible()), None)
+        if viewer is not None and "(set 2)" in viewer.confidence_label.text():
+            seen["label"] = viewer.confidence_label.text()
+            seen["sr"] = np.array(viewer.sr_item.image)
+            viewer.close()
+            return
+        QtCore.QTimer.singleShot(100, drive)
+
+    QtCore.QTimer.singleShot(100, drive)
+    summary = _run_with_window(settings, stay_open=True)
+    label = str(seen["label"])
+    assert "localisations" in label and "/µm² per frame" in label and "nm" in label
+    count = int(label.split(" localisations")[0].replace(",", ""))
+    assert count == summary.smlm["localizations"] > 50
+    sr = seen["sr"]
+    assert sr.shape == (64 * 6, 64 * 6) and sr.sum() == pytest.approx(count, rel=0.03)
+    assert summary.sr_images == 3 and summary.lasers_on_at_end == []

@@ -44,8 +44,8 @@ def test_from_profile_sim_default():
 
 
 def test_from_profile_unknown_line_is_one_line():
-    with pytest.raises(ValueError, match=r"sim_default.*laser line 405") as info:
-        SIMOptics.from_profile(load_profile(None), laser_line=405)
+    with pytest.raises(ValueError, match=r"sim_default.*laser line 532") as info:
+        SIMOptics.from_profile(load_profile(None), laser_line=532)
     assert "\n" not in str(info.value)
 
 

@@ -29,7 +29,9 @@ def _copy_profile(tmp_path, mutate=None, cfg_text=None):
 def test_default_profile_loads(profile):
     assert profile.name == "sim_default"
     assert profile.optics.pixel_nm == pytest.approx(65.0)
-    assert profile.laser_lines == [488, 561, 640]
+    assert profile.laser_lines == [405, 488, 561, 640]
+    assert profile.smlm.activation_line == 405
+    assert (profile.smlm.line, profile.smlm.power_mw) == (640, 140.0)
     assert profile.sim.grating_period_px(488) == pytest.approx(6.0)
     assert profile.config_path.exists()
 
@@ -93,8 +95,11 @@ def test_limits(profile):
     profile.check_power(488, 200.0)
     with pytest.raises(SafetyError, match="outside"):
         profile.check_power(488, 200.1)
-    with pytest.raises(SafetyError):
-        profile.check_power(405, 1.0)
+    with pytest.raises(SafetyError, match="not in profile"):
+        profile.check_power(532, 1.0)
+    profile.check_power(405, 5.0)  # the activation line, 5 mW at most
+    with pytest.raises(SafetyError, match="outside the profile limit 0–5 mW"):
+        profile.check_power(405, 5.1)
     with pytest.raises(SafetyError):
         profile.check_exposure(0.01)
 

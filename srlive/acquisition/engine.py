@@ -64,6 +64,18 @@ class SetPlan:
     z_um: float | None = None
     min_start_s: float = 0.0
     ends_batch: bool = False  # settings of the next set are not known yet (optimizer)
+    # lines lit with ``line`` through the set, (line, mW): SMLM's activation (405 nm)
+    activation: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def lines(self) -> dict[int, float]:
+        """Every line this set lights and its power (mW)."""
+        return {**dict(self.activation), self.line: self.power_mw}
+
+    @property
+    def total_power_mw(self) -> float:
+        """The power of every line lit, summed (the sample's dose rate while exposed)."""
+        return float(sum(self.lines.values()))
 
     @property
     def sample_key(self) -> int:
@@ -207,6 +219,7 @@ class Engine:
             plan.modality,
             plan.line,
             plan.power_mw,
+            plan.activation,
             plan.exposure_ms,
             tuple(map(id, plan.slm_images)),
             plan.position,
@@ -250,7 +263,7 @@ class Engine:
 
     @staticmethod
     def _set_dose(plan: SetPlan) -> float:
-        return plan.power_mw * plan.exposure_ms * plan.n_frames / 1000.0
+        return plan.total_power_mw * plan.exposure_ms * plan.n_frames / 1000.0
 
     def _within_budget(self, batch: list[SetPlan]) -> list[SetPlan]:
         """The leading sets of the batch that fit the per-sample dose budget."""
@@ -280,11 +293,13 @@ class Engine:
             core.setPosition(plan.z_um)
         if core.getExposure() != plan.exposure_ms:
             scope.set_exposure(plan.exposure_ms)
+        lit = plan.lines
         for line in scope.profile.laser_lines:
-            if line != plan.line:
+            if line not in lit:
                 scope.laser_off(line)
-        scope.set_power(plan.line, plan.power_mw)
-        scope.set_gated(plan.line, True)
+        for line, mw in lit.items():
+            scope.set_power(line, mw)
+            scope.set_gated(line, True)
 
     def _run_batch(self, batch: list[SetPlan], stop: threading.Event) -> None:
         plan = batch[0]
@@ -333,7 +348,7 @@ class Engine:
         return np.empty((plan.n_frames, *np.shape(image)), np.asarray(image).dtype)
 
     def _account(self, plan: SetPlan, n_frames: int) -> None:
-        dose = plan.power_mw * plan.exposure_ms * n_frames / 1000.0
+        dose = plan.total_power_mw * plan.exposure_ms * n_frames / 1000.0
         self.stats.dose_mj[plan.sample_key] = self.stats.dose_mj.get(plan.sample_key, 0.0) + dose
 
     def _stamp(self, plan: SetPlan, k: int, core_meta: Any) -> dict[str, Any]:
@@ -355,8 +370,9 @@ class Engine:
             "x_um": plan.x_um if plan.x_um is not None else 0.0,
             "y_um": plan.y_um if plan.y_um is not None else 0.0,
         }
+        lit = plan.lines
         for line in self.scope.profile.laser_lines:
-            meta[f"power_mw_{line}"] = plan.power_mw if line == plan.line else 0.0
+            meta[f"power_mw_{line}"] = lit.get(line, 0.0)
         if core_meta is not None:
             for key, column in (
                 ("ElapsedTime-ms", "camera_time_ms"),
@@ -377,6 +393,12 @@ class Engine:
 
     def _z(self) -> float:
         return float(self.core.getPosition()) if self.scope.roles.z_stage else 0.0
+
+    def _lasers(self, plan: SetPlan, on: bool) -> None:
+        """Every line of ``plan`` on (activation first) or off (excitation first)."""
+        lines = [*dict(plan.activation), plan.line]
+        for line in lines if on else lines[::-1]:
+            (self.scope.laser_on if on else self.scope.laser_off)(line)
 
     def _sequenced_frames(
         self, plan: SetPlan, n_frames: int, stop: threading.Event
@@ -399,7 +421,7 @@ class Engine:
             scope.show_slm(plan.slm_images[0])
         camera_faults.watch()
         faults = camera_faults.mark()
-        scope.laser_on(plan.line)
+        self._lasers(plan, True)
         self._sequence_t0 = time.perf_counter() - self.t0
         core.startSequenceAcquisition(n_frames, 0.0, True)
         poll_s = min(max(plan.exposure_ms / 4000.0, POLL_MIN_S), POLL_MAX_S)
@@ -421,7 +443,7 @@ class Engine:
         finally:
             if core.isSequenceRunning():
                 core.stopSequenceAcquisition()
-            scope.laser_off(plan.line)
+            self._lasers(plan, False)
             if structured:
                 scope.stop_slm_sequence()
 
@@ -435,9 +457,9 @@ class Engine:
                 return
             if plan.slm_images and scope.has_slm:
                 scope.show_slm(plan.slm_images[k % len(plan.slm_images)])
-            scope.laser_on(plan.line)
+            self._lasers(plan, True)
             try:
                 core.snapImage()
             finally:
-                scope.laser_off(plan.line)
+                self._lasers(plan, False)
             yield core.getImage(), None

@@ -110,7 +110,8 @@ MODALITIES: dict[str, Modality] = {
         500,
         1,
         500,
-        high_power=True,  # raw only: no localisation method yet (see srlive.recon.methods)
+        reconstruction="localization",
+        high_power=True,
     ),
 }
 

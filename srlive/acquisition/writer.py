@@ -89,6 +89,7 @@ class SeriesWriter:
     series: dict[str, SeriesState] = field(default_factory=dict)
     device: str = "auto"  # for learned reconstructions
     fluctuation: FluctuationSettings | None = None  # rolling windows (None: one per set)
+    smlm: Any = None  # localisation settings (srlive.recon.smlm.method.SMLMSettings)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -116,10 +117,18 @@ class SeriesWriter:
                 set_optics(self.profile, modality, plan.line, self.offset_adu) if sim else None,
                 self.device,
                 self.fluctuation,
+                {
+                    "offset_adu": self.camera.offset_adu,
+                    "e_per_adu": self.camera.e_per_adu,
+                    "read_noise_e": self.camera.read_noise_e,
+                },
+                self.smlm,
             )
             recon = get_method(reconstruction).build(context)
             if isinstance(recon, FluctuationReconstructor):
                 run_extra["fluctuation"] = recon.settings.parameters()
+            if hasattr(recon, "parameters") and getattr(recon, "every_set", False):
+                run_extra["smlm"] = recon.parameters()
         up = recon.upscale if recon else 1
         sr_shape = (up * self.frame_shape[0], up * self.frame_shape[1]) if recon else None
         store = AcquisitionStore.create(
@@ -152,7 +161,7 @@ class SeriesWriter:
                 if isinstance(recon, SIMReconstructor)
                 else WINDOW_COLUMNS
                 if isinstance(recon, FluctuationReconstructor)
-                else ()
+                else tuple(getattr(recon, "sr_columns", ()))
             ),
         )
         state = SeriesState(name, modality.name, store, recon)
@@ -199,11 +208,26 @@ class SeriesWriter:
         first: Exception | None = None
         for state in self.series.values():
             try:
+                self._write_tables(state)
+            except Exception as exc:  # the raw data is stored; the store says incomplete
+                log.error("%s: tables not stored: %s", state.name, exc)
+                first, complete = first or exc, False
+        for state in self.series.values():
+            try:
                 state.store.close(complete=complete)
             except Exception as exc:
                 first = first or exc
         if first is not None:
             raise first
+
+    @staticmethod
+    def _write_tables(state: SeriesState) -> None:
+        """The tables a reconstructor keeps (localisations, drift) into its series' store."""
+        tables = getattr(state.recon, "tables", None)
+        if tables is None or state.store.failed:
+            return
+        for name, (columns, description) in tables().items():
+            state.store.write_table(name, columns, description)
 
     @property
     def failed(self) -> str | None:

@@ -390,10 +390,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--modality",
-        choices=["fluctuation"],
+        choices=["fluctuation", "smlm"],
         default=None,
         help="fluctuation: blinking bursts through eSRRF/SOFI windows (--method, --window, "
-        "--step, ...; --size default 256); default: the model's modality",
+        "--step, ...; --size default 256); smlm: live localisation of SMLM bursts "
+        "(--set-frames, --exposure-ms default 10, --size default 256); default: the model's "
+        "modality",
+    )
+    parser.add_argument(
+        "--set-frames", type=int, default=100, help="--modality smlm: frames per set (100)"
     )
     parser.add_argument("--method", default=None, help="--modality fluctuation: esrrf (default)")
     add_fluctuation_options(parser)
@@ -412,6 +417,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             threads=args.threads,
             inference=args.inference,
             exposure_ms=args.exposure_ms,
+        )
+    if args.modality == "smlm":
+        from srlive.bench.pipeline_smlm import bench_pipeline_smlm
+
+        if given_fluctuation_flags(args) or args.method:
+            raise ValueError("--modality smlm localises: no --method or fluctuation options")
+        return bench_pipeline_smlm(
+            size=args.size or 256,
+            seconds=args.seconds,
+            set_frames=args.set_frames,
+            exposure_ms=10.0 if args.exposure_ms is None else args.exposure_ms,
+            threads=args.threads,
+            inference=args.inference,
         )
     given = given_fluctuation_flags(args) + (["--method"] if args.method else [])
     if given:

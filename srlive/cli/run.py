@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from srlive.cli.common import UsageError, add_microscope_options
+from srlive.cli.smlm import add_live_smlm_options, given_live_smlm_flags, live_smlm_from_args
 from srlive.recon.fluctuation.options import (
     add_fluctuation_options,
     fluctuation_from_args,
@@ -56,9 +57,10 @@ def add_parser(sub: Any) -> None:
         "--method",
         default=None,
         help="the modality's reconstruction (default: sim9 wiener-sim, sim3 dl-sim3, "
-        f"fluctuation esrrf): {describe()} | a .safetensors model",
+        f"fluctuation esrrf, smlm localization): {describe()} | a .safetensors model",
     )
     add_fluctuation_options(run)
+    add_live_smlm_options(run)
 
 
 def cmd(args: argparse.Namespace) -> int:
@@ -72,6 +74,11 @@ def cmd(args: argparse.Namespace) -> int:
         fluctuation = fluctuation_from_args(args, args.method or "esrrf")
     elif flags := given_fluctuation_flags(args):
         raise UsageError(f"{', '.join(flags)}: only for --modality fluctuation")
+    smlm: dict[str, Any] = {}
+    if args.modality == "smlm":
+        smlm = live_smlm_from_args(args)
+    elif flags := given_live_smlm_flags(args):
+        raise UsageError(f"{', '.join(flags)}: only for --modality smlm")
     settings = RunSettings(
         profile=args.profile,
         modality=args.modality,
@@ -87,6 +94,7 @@ def cmd(args: argparse.Namespace) -> int:
         target_quality=args.target_quality,
         reconstruction=args.method,
         fluctuation=fluctuation,
+        **smlm,
     )
     if args.target_quality is not None and not 0 < args.target_quality <= 1:
         raise UsageError("--target-quality must be in (0, 1]")

@@ -107,6 +107,74 @@ def add_smlm_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# ``srlive run --modality smlm``: flag dest -> SMLMSettings / LocalizeSettings field
+LIVE_SMLM_FLAGS = {"smlm_threshold": "threshold", "render_nm": "render_nm", "render": "render"}
+LIVE_RUN_FLAGS = ("set_frames", "activation_mw", "target_density")
+
+
+def add_live_smlm_options(parser: argparse.ArgumentParser) -> None:
+    """The ``smlm`` argument group of ``srlive run``: localisation live, density control."""
+    group = parser.add_argument_group("smlm (live localisation, density control)")
+    group.add_argument(
+        "--set-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames per stored set, localised and shown together (default 500)",
+    )
+    group.add_argument(
+        "--activation-mw",
+        type=float,
+        default=None,
+        metavar="MW",
+        help="power of the profile's activation line (405 nm) to start with (default 0)",
+    )
+    group.add_argument(
+        "--target-density",
+        type=float,
+        default=None,
+        metavar="D",
+        help="hold D localisations per frame per µm² by the activation power (within the "
+        "profile's limit)",
+    )
+    group.add_argument(
+        "--threshold",
+        dest="smlm_threshold",
+        type=float,
+        default=None,
+        metavar="SD",
+        help="candidates above this many predicted noise SDs (6)",
+    )
+    group.add_argument(
+        "--render-nm", type=float, default=None, metavar="NM", help="rendered pixel (10 nm)"
+    )
+    group.add_argument(
+        "--render", choices=["gaussian", "histogram"], default=None, help="rendering (gaussian)"
+    )
+
+
+def live_smlm_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """RunSettings fields from ``srlive run``'s smlm flags (UsageError for bad values)."""
+    from srlive.recon.smlm.method import smlm_settings
+
+    if args.set_frames is not None and args.set_frames < 1:
+        raise UsageError("--set-frames must be at least 1")
+    if args.target_density is not None and not args.target_density > 0:
+        raise UsageError("--target-density must be more than 0")
+    try:
+        settings = smlm_settings(**{f: getattr(args, d) for d, f in LIVE_SMLM_FLAGS.items()})
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return {"smlm": settings, **{name: getattr(args, name) for name in LIVE_RUN_FLAGS}}
+
+
+def given_live_smlm_flags(args: argparse.Namespace) -> list[str]:
+    """``srlive run``'s smlm flags given on the command line (as ``--flag``)."""
+    dests = [*LIVE_SMLM_FLAGS, *LIVE_RUN_FLAGS]
+    names = {"smlm_threshold": "--threshold"}
+    return [names.get(d, "--" + d.replace("_", "-")) for d in dests if getattr(args, d) is not None]
+
+
 def given_smlm_flags(args: argparse.Namespace) -> list[str]:
     """The localisation flags given on the command line (as ``--flag``)."""
     names = {

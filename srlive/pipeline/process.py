@@ -125,8 +125,8 @@ def _handle(
     recon_ms = (time.perf_counter() - start) * 1000.0
     image = np.asarray(image, np.float32)
     result[: image.size] = image.ravel()
-    sim = getattr(recon, "sim", None)
-    extra: dict[str, Any] = {"sim_params": sim.params} if sim is not None else {}
+    child_extra = getattr(recon, "child_extra", None)
+    extra: dict[str, Any] = child_extra() if child_extra is not None else {}
     error = getattr(recon, "last_error", None)
     if error is not None and 2 * image.size <= result.size:  # the error map after the image
         result[image.size : 2 * image.size] = np.asarray(error, np.float32).ravel()
@@ -215,10 +215,10 @@ class InferenceProcess:
         )
         n = math.prod(shape)
         image = self.result[:n].reshape(shape).copy()
-        if "sim_params" in extra:
-            recon.child_sim_params = extra["sim_params"]  # what the child calibrated
-        if extra.get("error"):
+        if extra.pop("error", False):
             recon.last_error = self.result[n : 2 * n].reshape(shape).copy()
+        if extra:
+            recon.absorb_child(extra)  # what the child found (a SIM pattern, localisations)
         return image, confidence, recon_ms
 
     def stats(self) -> dict[str, float | None]:

@@ -15,15 +15,18 @@ import numpy as np
 
 from srlive.acquisition.modalities import get_modality
 from srlive.acquisition.settings import Illumination, resolve_illumination
+from srlive.errors import SafetyError
 from srlive.hardware.connect import connect
 from srlive.hardware.microscope import Microscope
 from srlive.hardware.safety import interlock
 from srlive.optimize.advisors import SessionAdvisor
+from srlive.optimize.density import DensityTarget
 from srlive.optimize.optimizer import DEFAULT_TARGET_QUALITY
+from srlive.pipeline.density_driver import DensityDriver
 from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.pipeline.store_writer import StoredSet
 from srlive.pipeline.stream import SRResult
-from srlive.pipeline.summary import RunSummary
+from srlive.pipeline.summary import RunSummary, smlm_status
 from srlive.profiles import Profile, load_profile
 from srlive.recon.fluctuation.method import FluctuationSettings
 from srlive.recon.methods import get_method
@@ -53,6 +56,10 @@ class RunSettings:
     target_quality: float | None = None
     reconstruction: str | None = None  # the modality's method otherwise
     fluctuation: FluctuationSettings | None = None  # fluctuation: window, step, parameters
+    smlm: Any = None  # smlm: localisation settings (srlive.recon.smlm.method.SMLMSettings)
+    set_frames: int | None = None  # smlm: frames per set (None: the modality's 500)
+    activation_mw: float | None = None  # smlm: the activation line's power (None: 0 mW)
+    target_density: float | None = None  # smlm: localisations per frame per µm² to hold
 
     def method(self) -> str | None:
         """The reconstruction the run's modality gets."""
@@ -84,6 +91,7 @@ def run_live(
     profile = load_profile(settings.profile)
     modality = get_modality(settings.modality)
     light = _illumination(settings, profile)  # refused before any device moves
+    _activation(settings, profile, modality.name, light.line)
     out = Path(settings.out) if settings.out else default_output_path(modality.name)
     method = settings.method()
     if method is not None:  # it takes the modality's sets, its weights are here
@@ -100,12 +108,11 @@ def run_live(
                 _blinking_sample(scope, settings.properties)
             for label, prop, value in settings.properties:
                 scope.set_property(label, prop, value)
-            live = LiveSettings(
-                modality.name,
-                light.line,
-                light.exposure_ms,
-                {ln: (light.power_mw if ln == light.line else 0.0) for ln in profile.laser_lines},
-            )
+            power = {
+                ln: (light.power_mw if ln == light.line else 0.0) for ln in profile.laser_lines
+            }
+            power.update(_activation(settings, scope.profile, modality.name, light.line))
+            live = LiveSettings(modality.name, light.line, light.exposure_ms, power)
             return _acquire(
                 scope,
                 live,
@@ -122,6 +129,24 @@ def run_live(
         scope.core.unloadAllDevices()
 
 
+def _activation(
+    settings: RunSettings, profile: Profile, modality: str, line: int
+) -> dict[int, float]:
+    """An SMLM run's activation line and its starting power (checked against the limits)."""
+    activation = profile.smlm.activation_line
+    given = settings.activation_mw is not None or settings.target_density is not None
+    if modality != "smlm" or activation is None or activation == line:
+        if given and modality == "smlm":
+            raise SafetyError(
+                f"profile {profile.name!r} has no activation line besides {line} nm "
+                "(smlm.activation_line)"
+            )
+        return {}
+    power = settings.activation_mw or 0.0
+    profile.check_power(activation, power)
+    return {activation: power}
+
+
 def _blinking_sample(scope: Microscope, given: list[tuple[str, str, str]]) -> None:
     """A simulated sample gets blinking dyes for a fluctuation run (a real sample blinks
     on its own); ``--set HUB.Fluctuation=Off`` keeps them steady."""
@@ -133,9 +158,15 @@ def _blinking_sample(scope: Microscope, given: list[tuple[str, str, str]]) -> No
 
 
 def _illumination(settings: RunSettings, profile: Profile) -> Illumination:
-    """The run's line, power and exposure: given ones checked, the defaults for the rest."""
+    """The run's line, power and exposure: given ones checked, the defaults for the rest
+    (an SMLM run's: the profile's ``smlm.line`` and ``smlm.power_mw`` where it has them)."""
+    line, power = settings.line, settings.power_mw
+    if settings.modality == "smlm" and profile.smlm.line is not None:
+        line = profile.smlm.line if line is None else line
+        if power is None and line == profile.smlm.line:
+            power = profile.smlm.power_mw
     return resolve_illumination(
-        profile, line=settings.line, power_mw=settings.power_mw, exposure_ms=settings.exposure_ms
+        profile, line=line, power_mw=power, exposure_ms=settings.exposure_ms
     )
 
 
@@ -166,6 +197,8 @@ def _acquire(
         options["reconstructions"] = {modality.name: settings.reconstruction}
     if settings.fluctuation is not None:
         options["fluctuation"] = settings.fluctuation
+    if modality.name == "smlm":
+        options.update(smlm=settings.smlm, smlm_frames=settings.set_frames)
     optimizer = _live_advisor(scope, live, settings)
     session = LiveSession(
         scope,
@@ -177,6 +210,10 @@ def _acquire(
         optimizer=optimizer,
         **options,
     )
+    density = None
+    if settings.target_density is not None and modality.name == "smlm":
+        target = DensityTarget(per_um2=settings.target_density)
+        density = DensityDriver(session, target, series=modality.name)
     if settings.optimize:
         session.set_optimizer_enabled(True)
     sequencing = session.sequencing()
@@ -205,6 +242,8 @@ def _acquire(
         if state is not None and isinstance(state.recon, FluctuationReconstructor):
             f = state.recon.settings
             status += f"; {f.method} of {f.window} frames every {f.step}"
+        if result is not None and result.details:
+            status += "; " + smlm_status(result.details)
         return {
             "t": t + 1,
             "of": settings.frames,
@@ -250,6 +289,12 @@ def _acquire(
             summary.sim_parameters = _params_dict(state.recon.current_params())
         if isinstance(state.recon, FluctuationReconstructor):
             summary.fluctuation = state.recon.settings.parameters()
+    details = getattr(state.recon, "details", None) if state is not None else None
+    if details is not None or density is not None:
+        summary.smlm = {
+            **(details() if details is not None else {}),
+            "density_control": density.summary() if density is not None else None,
+        }
     return summary
 
 

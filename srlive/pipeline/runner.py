@@ -83,6 +83,7 @@ class Runner:
         hardware_sequencing: bool = True,
         dose_budget_mj: float | None = None,
         fluctuation: FluctuationSettings | None = None,
+        smlm: Any = None,
         metrics_interval_s: float = 0.25,
         metrics_for: Callable[[str], object] | None = None,
     ) -> None:
@@ -108,6 +109,7 @@ class Runner:
                 overwrite=overwrite,
                 device=device,
                 fluctuation=fluctuation,
+                smlm=smlm,
             )
             self.engine = Engine(
                 scope, hardware_sequencing=hardware_sequencing, dose_budget_mj=dose_budget_mj
@@ -179,7 +181,7 @@ class Runner:
     def _dose(self, plan: SetPlan) -> tuple[float, float | None]:
         """The sample's dose before ``plan``'s set (just completed) and the budget left."""
         after = self.engine.stats.dose_mj.get(plan.sample_key, 0.0)
-        before = max(0.0, after - plan.power_mw * plan.exposure_ms * plan.n_frames / 1000.0)
+        before = max(0.0, after - plan.total_power_mw * plan.exposure_ms * plan.n_frames / 1000.0)
         budget = self.engine.dose_budget_mj
         return before, None if budget is None else max(0.0, budget - after)
 

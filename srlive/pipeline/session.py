@@ -46,6 +46,7 @@ from srlive.recon.set_metrics import SetMetrics
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class LiveSettings:
     """The settings the next set is acquired with."""
@@ -97,9 +98,12 @@ class LiveSession:
         pin_cpus: bool = False,
         acquisition_nice: int = 0,
         fluctuation: FluctuationSettings | None = None,
+        smlm: Any = None,
+        smlm_frames: int | None = None,
     ) -> None:
         self.scope = scope
         self.fluctuation = fluctuation  # window, step and method parameters (fluctuation)
+        self.smlm_frames = smlm_frames  # frames per SMLM set (None: the modality's)
         self.reconstructions = dict(reconstructions or {})  # modality -> method (overrides)
         self.acquisition_nice = acquisition_nice  # > 0: the session thread and camera yield
         self.profile = scope.profile
@@ -125,6 +129,7 @@ class LiveSession:
             fluctuation=fluctuation or FluctuationSettings()
             if settings.modality == "fluctuation"
             else fluctuation,
+            smlm=smlm,
         )
         self.events = SessionEvents()
         pipeline = self.pipeline
@@ -189,7 +194,7 @@ class LiveSession:
         """The modality ``name``; a fluctuation set is one step of the rolling window."""
         if name == "fluctuation":
             return get_modality(name, frames=(self.fluctuation or FluctuationSettings()).step)
-        return get_modality(name)
+        return get_modality(name, frames=self.smlm_frames if name == "smlm" else None)
 
     def _check(self, settings: LiveSettings) -> None:
         get_modality(settings.modality)
@@ -363,9 +368,18 @@ class LiveSession:
                 slm_images=self._images[key],
                 n_frames=modality.frames_per_set,
                 channel=str(s.line),
+                activation=self._activation(modality, s),
             )
             for i in range(n)
         ]
+
+    def _activation(self, modality: Modality, s: LiveSettings) -> tuple[tuple[int, float], ...]:
+        """SMLM sets light the profile's activation line at its power (when above 0)."""
+        line = self.profile.smlm.activation_line
+        if modality.name != "smlm" or line is None or line == s.line:
+            return ()
+        power = s.power_mw.get(line, 0.0)
+        return ((line, power),) if power > 0 else ()
 
     def _loop(self, n_sets: int | None) -> None:
         if self.pipeline.pin_cpus:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,7 @@ class SRResult:
     latency_ms: dict[str, float]
     raw_sum: np.ndarray | None = None  # widefield sum of the set, when asked for
     error: np.ndarray | None = None  # a learned model's expected error per SR pixel
+    details: dict[str, float] = field(default_factory=dict)  # e.g. localisation rate, density
 
 
 @dataclass
@@ -297,7 +298,7 @@ class Pipeline:
                 self._on_skipped(slot)  # no full window yet
                 return
             slot.info.window, slot.info.window_sets = window, len(window)
-        self.worker.offer(slot)
+        self.worker.offer(slot, keep=bool(getattr(state.recon, "every_set", False)))
 
     # --- windows of sets (fluctuation) --------------------------------------------------
     def _add_to_window(self, series: str, slot: Slot, n_sets: int) -> list[Slot] | None:
@@ -403,6 +404,11 @@ class Pipeline:
         }
         if n_window:
             meta.update(window_first_t=t - n_window + 1, window_frames=n_window * slot.n_frames)
+        recon = info.state.recon
+        if (sr_row := getattr(recon, "sr_row", None)) is not None:
+            meta.update(sr_row())  # the set just reconstructed (the worker is in order)
+        details_of = getattr(recon, "details", None)
+        details = details_of() if details_of is not None else {}
         image = np.asarray(image, np.float32)
         self.store.put(WriteJob("sr", info.state, t, image=image, meta=meta, error=error))
         assert slot.plan is not None
@@ -418,6 +424,7 @@ class Pipeline:
                 latency,
                 raw_sum,
                 error,
+                details,
             )
         )
 

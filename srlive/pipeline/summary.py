@@ -50,6 +50,7 @@ class RunSummary:
     sim_parameters: dict[str, Any] | None = None  # a live run's pattern estimate
     fluctuation: dict[str, Any] | None = None  # the window, step and method's parameters
     optimizer: dict[str, Any] | None = None  # per optimized series: decisions, late, errors
+    smlm: dict[str, Any] | None = None  # localisations, rate, density (and its control)
     lasers_on_at_end: list[int] = field(default_factory=list)
     error: str | None = None
 
@@ -60,3 +61,17 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def smlm_status(details: dict[str, float]) -> str:
+    """Localisation figures on one line: count, rate, density, precision."""
+    parts = [f"{int(details.get('localizations', 0)):,} localisations"]
+    for key, fmt in (
+        ("locs_per_s", "{:,.0f}/s"),
+        ("density_per_um2", "{:.2f}/µm² per frame"),
+        ("precision_nm", "{:.1f} nm"),
+    ):
+        value = details.get(key, float("nan"))
+        if value == value:  # not NaN
+            parts.append(fmt.format(value))
+    return ", ".join(parts)

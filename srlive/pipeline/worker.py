@@ -67,6 +67,7 @@ class InferenceWorker:
         self.threads = threads
         self._cond = threading.Condition()
         self._pending: deque[Slot] = deque()
+        self._kept: deque[bool] = deque()  # per pending slot: offered with ``keep``
         self._stopping = False
         self._drain = True
         self.busy = False
@@ -76,17 +77,20 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def offer(self, slot: Slot) -> None:
+    def offer(self, slot: Slot, keep: bool = False) -> None:
         """Queue ``slot`` (held once for the worker); with the ``latest`` policy a set still
-        waiting is skipped."""
+        waiting is skipped, unless it was offered with ``keep`` (a reconstruction that must
+        see every set: localisation), which always waits its turn."""
         replaced: Slot | None = None
         with self._cond:
             if self._stopping:
                 replaced = slot
             else:
-                if self.policy == "latest" and self._pending:
-                    replaced = self._pending.popleft()
+                if self.policy == "latest" and self._pending and not self._kept[-1]:
+                    replaced = self._pending.pop()
+                    self._kept.pop()
                 self._pending.append(slot)
+                self._kept.append(keep)
                 self._cond.notify()
         if replaced is not None:
             self.skipped += 1
@@ -115,8 +119,11 @@ class InferenceWorker:
             if self._stopping and not self._drain:
                 skipped, slot = list(self._pending), None
                 self._pending.clear()
+                self._kept.clear()
             else:
                 slot = self._pending.popleft() if self._pending else None
+                if slot is not None:
+                    self._kept.popleft()
             self.busy = slot is not None
         self.skipped += len(skipped)
         for each in skipped:

@@ -185,7 +185,7 @@ METHODS: dict[str, Method] = {
             "a burst of uniform-light frames of sparse blinking (photoswitching) dyes",
             None,
             False,
-            "sparse emitters (--modality smlm; on the simulator: SimHub.SMLM=On)",
+            "sparse photoswitching emitters (--modality smlm: high power, the activation line)",
             _burst,
             _localization,
             localizes=True,

@@ -38,6 +38,8 @@ class StreamContext:
     optics: SIMOptics | None = None  # SIM sets (3 or more phases): the optics, nominal pattern
     device: str = "auto"  # learned models: auto | cpu | cuda
     fluctuation: FluctuationSettings | None = None  # rolling windows (None: one per set)
+    camera: dict[str, float | None] | None = None  # offset_adu, e_per_adu, read_noise_e
+    smlm: Any = None  # localisation: srlive.recon.smlm.method.SMLMSettings (None: defaults)
 
     @property
     def set_frames(self) -> int:
@@ -61,6 +63,12 @@ class SIMReconstructor:
         self.times_ms: deque[float] = deque(maxlen=TIMES_KEPT)
         self.sets_seen = 0
         self.child_sim_params: SIMParameters | None = None  # the inference process's estimate
+
+    def child_extra(self) -> dict[str, Any]:
+        return {"sim_params": self.sim.params}
+
+    def absorb_child(self, extra: dict[str, Any]) -> None:
+        self.child_sim_params = extra["sim_params"]  # what the child calibrated
 
     def current_params(self) -> SIMParameters | None:
         """The pattern estimate in use (the inference child's when it runs there)."""
@@ -178,3 +186,10 @@ class StreamReconstructor(Protocol):
     times_ms: deque[float]  # compute times of its latest sets
 
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, float]: ...
+
+
+# Optional parts of a stream reconstructor, read with getattr by the pipeline and the writer:
+# ``every_set`` (True: every set is reconstructed, none skipped for a newer one), ``sr_columns``
+# and ``sr_row()`` (extra SR table columns and the latest set's values), ``details()`` (live
+# figures for the viewer), ``tables()`` (name -> (columns, description), stored at the end),
+# ``child_extra()`` / ``absorb_child(extra)`` (what the inference child sends back per set).

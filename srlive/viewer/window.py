@@ -32,6 +32,7 @@ import pyqtgraph as pg  # after qtpy, so pyqtgraph uses the binding qtpy chose
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
+from srlive.pipeline.summary import smlm_status
 from srlive.viewer.controls import MODALITIES, ControlPanel
 from srlive.viewer.display import display_available, headless_qpa
 from srlive.viewer.panels import RAW_MODES, ErrorView, ImagePanel
@@ -316,6 +317,8 @@ class LiveViewer(QtWidgets.QMainWindow):
         self.error_view.show(getattr(result, "error", None), self.sr_panel.pixel_um)
         conf = float(getattr(result, "confidence", math.nan))
         text = f"SR confidence {conf:.2f}" if math.isfinite(conf) else "SR confidence —"
+        if details := getattr(result, "details", None):  # localisation: count, rate, density
+            text = smlm_status(details)
         self.confidence_label.setText(f"{text}  (set {result.t})")
         self.results_shown += 1
         if self._on_displayed is not None:

@@ -99,5 +99,6 @@ def test_bad_options_are_one_line_errors(capsys) -> None:
 def test_registered_modules_are_the_benchmark_modules() -> None:
     helpers = {"__init__", "run", "common", "live", "esrrf_params", "fluctuation_metrics"}
     helpers |= {"pipeline_fluctuation"}  # srlive bench pipeline --modality fluctuation
+    helpers |= {"pipeline_smlm"}  # srlive bench pipeline --modality smlm
     modules = {p.stem for p in (ROOT / "srlive" / "bench").glob("*.py")} - helpers
     assert modules == {b.module for b in BENCHMARKS.values()}

@@ -83,7 +83,7 @@ def test_a_limit_above_the_device_maximum_gives_way_to_the_device(tmp_path, conn
     assert load_profile(path).limits.max_power_mw[640] == 200
     with caplog.at_level(logging.WARNING, logger="srlive.hardware.microscope"):
         scope = connected(path)
-    assert scope.profile.limits.max_power_mw == {488: 200, 561: 200, 640: 150}
+    assert scope.profile.limits.max_power_mw == {405: 5, 488: 200, 561: 200, 640: 150}
     assert any("640" in r.getMessage() and "150" in r.getMessage() for r in caplog.records)
     scope.set_power(640, 100.0)
     with pytest.raises(SafetyError, match="0–150 mW"):  # refused by srlive, not the device
@@ -120,7 +120,7 @@ def test_a_camera_as_a_laser_role_is_refused(tmp_path):
         ),
         (
             lambda d: d["roles"].update(laser_power_property="Watts"),
-            r"roles\.lasers\.488.*no power property 'Watts'",
+            r"roles\.lasers\.405.*no power property 'Watts'",
         ),
     ],
 )
@@ -256,17 +256,17 @@ def test_the_property_interlock_passes_safe_writes_through_the_limits(scope):
 
 def test_a_light_source_outside_the_laser_roles_is_refused(tmp_path, connected):
     extra = (
-        "#py pyDevice,Laser405,simulators.devices,SimLaser\n"
-        "#py Parent,Laser405,SimHub\n"
-        "#py Property,Laser405,Wavelength,405\n"
+        "#py pyDevice,Laser532,simulators.devices,SimLaser\n"
+        "#py Parent,Laser532,SimHub\n"
+        "#py Property,Laser532,Wavelength,532\n"
     )
     # the .cfg's Initialize line comes before the extra device: initialise it again after it
     extra += "#py Property,Core,Initialize,1\n"
     scope = connected(_profile(tmp_path, cfg_extra=extra))
-    assert "Laser405" in scope.core.getLoadedDevices()
+    assert "Laser532" in scope.core.getLoadedDevices()
     with pytest.raises(SafetyError, match="outside the profile's laser roles"):
-        scope.set_property("Laser405", "PowerMW", "100")
-    assert float(scope.core.getProperty("Laser405", "PowerMW")) == 0.0
+        scope.set_property("Laser532", "PowerMW", "100")
+    assert float(scope.core.getProperty("Laser532", "PowerMW")) == 0.0
 
 
 def test_the_simulated_laser_refuses_identity_changes_after_initialisation(core):

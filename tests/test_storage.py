@@ -395,4 +395,6 @@ def test_shard_buffers_reuse_their_pages(tmp_path: Path) -> None:
         faults[mode] = float(out.stdout.split()[-1])
     pages = 9 * 512 * 512 * 2 / 4096
     assert faults["fresh"] > 0.5 * pages  # glibc's default: every page of every set anew
-    assert faults["keep"] < 0.25 * pages, faults
+    # quiet: ~60 kept against ~3,000 fresh; under load the writes spread over more threads'
+    # arenas (~350 kept seen at load 8-11), still far below the fresh buffers' count
+    assert faults["keep"] < 0.3 * faults["fresh"], faults

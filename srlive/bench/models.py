@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from srlive.bench.common import positive
+from srlive.learn.machine import machine_description
 from srlive.learn.timing import time_model
-from srlive.learn.train import machine_description
 from srlive.recon.learned.infer import PRECISIONS, LearnedReconstructor, resolve_weights
 from srlive.recon.learned.weights_meta import shipped_image_models
 

@@ -51,8 +51,8 @@ def cmd(args: argparse.Namespace) -> int:
         models[recon.task.name] = recon
     summary = evaluate(models, size=args.size, fields_per_structure=args.fields, progress=True)
     if args.write_cards:
+        from srlive.learn.machine import machine_description
         from srlive.learn.timing import time_model
-        from srlive.learn.train import machine_description
 
         for recon in models.values():
             timing = {

@@ -25,8 +25,8 @@ from srlive.learn.eval_fields import (
     score,
     to_hi_grid,
 )
+from srlive.learn.machine import machine_description
 from srlive.learn.pattern_eval import evaluate_pattern_use
-from srlive.learn.train import machine_description
 from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.wiener_sim import WienerSIM, fourier_upsample
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from simulators.sim_fields import SIM_PRIOR_FREE_KINDS, prior_free_density
 from srlive.learn.eval_fields import Field, make_field, score, to_hi_grid
-from srlive.learn.train import machine_description
+from srlive.learn.machine import machine_description
 from srlive.recon.learned.geometry import Geometry
 from srlive.recon.learned.infer import LearnedReconstructor
 from srlive.recon.learned.pattern_input import remove_pattern

@@ -12,10 +12,10 @@ from typing import Any
 
 from safetensors import safe_open
 
+from srlive.learn.machine import machine_description
 from srlive.learn.smlm_card import train_command, write_smlm_card
 from srlive.learn.smlm_eval import evaluate_heldout, validate
 from srlive.learn.smlm_train import SMLMTrainSettings, save_smlm_weights, train_smlm
-from srlive.learn.train import machine_description
 from srlive.recon.smlm.learned import LearnedLocalizeSettings, load_smlm_weights
 
 

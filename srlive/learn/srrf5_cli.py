@@ -17,7 +17,8 @@ import sys
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> None:
     from srlive.learn.card import write_card
     from srlive.learn.fluctuation_eval import evaluate_fluctuation
-    from srlive.learn.train import machine_description, save_weights
+    from srlive.learn.machine import machine_description
+    from srlive.learn.train import save_weights
     from srlive.recon.learned.infer import LearnedReconstructor
     from srlive.recon.learned.weights import load_weights
 

@@ -10,7 +10,6 @@ replaced atomically; a checkpoint of other settings, or a damaged one, is refuse
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from srlive.learn.checkpoint import (
 )
 from srlive.learn.data import PairStream, SimSettings
 from srlive.learn.fluctuation import BurstSimSettings
+from srlive.learn.machine import machine_description
 from srlive.learn.sim_pairs import PatternSimSettings
 from srlive.learn.store_pairs import ManyStorePairs, fine_tune_stores
 from srlive.recon.learned.models import (
@@ -40,7 +40,7 @@ from srlive.recon.learned.models import (
     error_scale,
 )
 from srlive.recon.learned.tasks import TASKS, Task
-from srlive.recon.learned.weights import bf16_supported, cpu_flags, load_weights
+from srlive.recon.learned.weights import bf16_supported, load_weights
 
 
 @dataclass(frozen=True)
@@ -63,26 +63,6 @@ class TrainSettings:
     context_levels: int = 0  # coarser levels below the bottleneck
     # train only the error head (fine-tuning): the image the model makes stays bit-identical
     error_head_only: bool = False
-
-
-def machine_description() -> str:
-    """CPU model, cores and vector units: what a training run's wall time was measured on."""
-    from torch.backends import cpu
-
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    units = [
-        u
-        for flag, u in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
-        if flag in cpu_flags()
-    ]
-    return ", ".join([name, f"{os.cpu_count()} cores", cpu.get_cpu_capability(), *units])
 
 
 def build_model(

@@ -6,10 +6,16 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from srlive.hardware.microscope import Microscope
 from srlive.pipeline.session import LiveSession, LiveSettings
+from srlive.pipeline.stream import SRResult
 from srlive.profiles import Profile
 
 __all__ = [
@@ -131,3 +137,62 @@ def live_session(
         pin_cpus=pin_cpus,
         acquisition_nice=acquisition_nice,
     )
+
+
+WARMUP_S_MAX = 600.0  # the first SR result (and the inference process) must come within this
+
+
+@dataclass(frozen=True)
+class StreamWindow:
+    """What a timed live stream did between its first SR result and its stop."""
+
+    start: float  # perf_counter at the first result
+    end: float
+    frames_start: int  # frames acquired by then
+    frames_end: int
+    results_start: int  # SR results received by then
+    sets_behind: int  # sets completed but not yet reconstructed when the camera stopped
+
+
+def _stream_after_first_result(
+    session: LiveSession, results: list[SRResult], seconds: float, what: str
+) -> StreamWindow:
+    """Start ``session``, wait for its first SR result (``what`` names it in the error),
+    stream ``seconds`` more, then stop and wait for the pipeline to drain."""
+    session.start(None)
+    deadline = time.perf_counter() + WARMUP_S_MAX
+    while not results and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    if not results:
+        raise RuntimeError(f"no {what} within {WARMUP_S_MAX / 60:.0f} minutes")
+    start, frames0, n0 = time.perf_counter(), session.engine.stats.frames_acquired, len(results)
+    time.sleep(seconds)
+    end, frames1 = time.perf_counter(), session.engine.stats.frames_acquired
+    behind = session.engine.stats.sets_completed - len(results)
+    session.stop()
+    session.wait()
+    return StreamWindow(start, end, frames0, frames1, n0, behind)
+
+
+def stream_live(
+    scope: Microscope,
+    make_session: Callable[[Path], LiveSession],
+    seconds: float,
+    what: str,
+) -> tuple[list[SRResult], StreamWindow, dict[str, Any]]:
+    """Run ``make_session(store path)`` (a store in a temporary directory) for ``seconds``
+    after its first SR result; the results, the timed window and the run's summary. The
+    microscope is made safe and its devices unloaded whatever happens."""
+    results: list[SRResult] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
+            session = make_session(Path(tmp) / "b.zarr")
+            session.events.result.connect(results.append)
+            try:
+                run = _stream_after_first_result(session, results, seconds, what)
+            finally:
+                summary = session.close().to_dict()
+    finally:
+        scope.make_safe()
+        scope.core.unloadAllDevices()
+    return results, run, summary

@@ -11,22 +11,17 @@ exposure of a window's last frame to its SR image (p50 / p99).
 from __future__ import annotations
 
 import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srlive.bench.common import pct, simulated_scope
-from srlive.bench.live import peak_rss_mb
+from srlive.bench.live import peak_rss_mb, stream_live
 from srlive.pipeline.session import LiveSession, LiveSettings
-from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads
 from srlive.profiles import load_profile
 from srlive.recon.fluctuation.method import FluctuationSettings
-
-WARMUP_S_MAX = 600.0  # the first window (and the inference process) must come within this
 
 
 def bench_pipeline_fluctuation(
@@ -45,43 +40,27 @@ def bench_pipeline_fluctuation(
     exposure = prof.limits.min_exposure_ms if exposure_ms is None else exposure_ms
     prof.check_exposure(exposure)
     scope = simulated_scope(prof, size)
-    results: list[SRResult] = []
-    try:
+    frame_period_ms = exposure + scope.readout_ms
+    line = prof.defaults.laser_line
+    live = LiveSettings("fluctuation", line, exposure, {line: prof.defaults.power_mw})
+
+    def make_session(store: Path) -> LiveSession:
         hub = prof.roles.simulator_hub
         if hub and scope.core.hasProperty(hub, "Fluctuation"):
-            scope.core.setProperty(hub, "Fluctuation", "On")
-        frame_period_ms = exposure + scope.readout_ms
-        line = prof.defaults.laser_line
-        live = LiveSettings("fluctuation", line, exposure, {line: prof.defaults.power_mw})
-        with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
-            session = LiveSession(
-                scope,
-                live,
-                Path(tmp) / "b.zarr",
-                threads=threads,
-                reconstructions={"fluctuation": settings.method},
-                run_info={"benchmark": True},
-                inference=inference,
-                fluctuation=settings,
-            )
-            session.events.result.connect(results.append)
-            try:
-                session.start(None)
-                deadline = time.perf_counter() + WARMUP_S_MAX
-                while not results and time.perf_counter() < deadline:
-                    time.sleep(0.01)
-                if not results:
-                    raise RuntimeError("no SR window within 10 minutes")
-                start, frames0 = time.perf_counter(), session.engine.stats.frames_acquired
-                time.sleep(seconds)
-                end, frames1 = time.perf_counter(), session.engine.stats.frames_acquired
-                session.stop()
-                session.wait()
-            finally:
-                summary = session.close().to_dict()
-    finally:
-        scope.make_safe()
-        scope.core.unloadAllDevices()
+            scope.core.setProperty(hub, "Fluctuation", "On")  # the dyes blink
+        return LiveSession(
+            scope,
+            live,
+            store,
+            threads=threads,
+            reconstructions={"fluctuation": settings.method},
+            run_info={"benchmark": True},
+            inference=inference,
+            fluctuation=settings,
+        )
+
+    results, run, summary = stream_live(scope, make_session, seconds, "SR window")
+    start, end, frames0, frames1 = run.start, run.end, run.frames_start, run.frames_end
     measured = [r for r in results[1:] if r.stamps["result_ready"] <= end]
     to_result = [r.latency_ms["to_result"] for r in measured if "to_result" in r.latency_ms]
     recon_ms = [r.recon_ms for r in measured]

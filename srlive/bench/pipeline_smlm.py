@@ -12,21 +12,17 @@ ring made the camera wait, and the latency from a set's last exposure to its ren
 from __future__ import annotations
 
 import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from srlive.bench.common import pct, simulated_scope
-from srlive.bench.live import peak_rss_mb
+from srlive.bench.live import peak_rss_mb, stream_live
 from srlive.pipeline.session import LiveSession, LiveSettings
-from srlive.pipeline.stream import SRResult
 from srlive.pipeline.worker import default_threads
 from srlive.profiles import load_profile
 
-WARMUP_S_MAX = 600.0  # the first set (and the inference process) must come within this
 SMLM_LINE, SMLM_POWER_MW = 640, 140.0
 
 
@@ -51,40 +47,22 @@ def bench_pipeline_smlm(
     if activation is not None and activation != line:
         power[activation] = min(activation_mw, prof.limits.max_power_mw[activation])
     scope = simulated_scope(prof, size)
-    results: list[SRResult] = []
-    try:
-        frame_period_ms = scope.readout_ms + exposure_ms
-        with tempfile.TemporaryDirectory(prefix="srlive-bench-") as tmp:
-            session = LiveSession(
-                scope,
-                LiveSettings("smlm", line, exposure_ms, power),
-                Path(tmp) / "b.zarr",
-                threads=threads,
-                run_info={"benchmark": True},
-                inference=inference,
-                smlm_frames=set_frames,
-            )
-            session.events.result.connect(results.append)
-            try:
-                session.start(None)
-                deadline = time.perf_counter() + WARMUP_S_MAX
-                while not results and time.perf_counter() < deadline:
-                    time.sleep(0.01)
-                if not results:
-                    raise RuntimeError("no localised set within 10 minutes")
-                start, frames0 = time.perf_counter(), session.engine.stats.frames_acquired
-                n0 = len(results)
-                time.sleep(seconds)
-                end, frames1 = time.perf_counter(), session.engine.stats.frames_acquired
-                behind_sets = session.engine.stats.sets_completed - len(results)
-                session.stop()
-                session.wait()
-            finally:
-                summary = session.close().to_dict()
-    finally:
-        scope.make_safe()
-        scope.core.unloadAllDevices()
-    measured = results[n0:]
+    frame_period_ms = scope.readout_ms + exposure_ms
+
+    def make_session(store: Path) -> LiveSession:
+        return LiveSession(
+            scope,
+            LiveSettings("smlm", line, exposure_ms, power),
+            store,
+            threads=threads,
+            run_info={"benchmark": True},
+            inference=inference,
+            smlm_frames=set_frames,
+        )
+
+    results, run, summary = stream_live(scope, make_session, seconds, "localised set")
+    start, end, frames0, frames1 = run.start, run.end, run.frames_start, run.frames_end
+    measured = results[run.results_start :]
     recon_ms = [r.recon_ms for r in measured]
     to_result = [r.latency_ms["to_result"] for r in measured if "to_result" in r.latency_ms]
     camera_fps = (frames1 - frames0) / (end - start)
@@ -109,7 +87,7 @@ def bench_pipeline_smlm(
         "localised_over_camera": round(float(localise_fps) / camera_fps, 3) if camera_fps else None,
         "localised_over_nominal": round(float(localise_fps) * frame_period_ms / 1000.0, 3),
         "set_localise_ms": {"p50": pct(recon_ms, 50), "p99": pct(recon_ms, 99)},
-        "sets_behind_at_stop": behind_sets,
+        "sets_behind_at_stop": run.sets_behind,
         "latency_exposure_end_to_result_ms": {
             "p50": pct(to_result, 50),
             "p99": pct(to_result, 99),

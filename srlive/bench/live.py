@@ -196,3 +196,17 @@ def stream_live(
         scope.make_safe()
         scope.core.unloadAllDevices()
     return results, run, summary
+
+
+def stored_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """A live run's frame and SR counts, as the pipeline benchmarks report them."""
+    keys = ("raw_frames_acquired", "raw_frames_stored", "raw_frames_dropped")
+    return {k: summary[k] for k in (*keys, "sr_images", "sr_skipped")}
+
+
+def every_raw_frame_stored(summary: dict[str, Any]) -> bool:
+    """No raw frame dropped and every acquired frame in the store."""
+    return bool(
+        summary["raw_frames_dropped"] == 0
+        and summary["raw_frames_stored"] == summary["raw_frames_acquired"]
+    )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from srlive.bench.common import pct, simulated_scope
-from srlive.bench.live import peak_rss_mb, stream_live
+from srlive.bench.live import every_raw_frame_stored, peak_rss_mb, stored_counts, stream_live
 from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.pipeline.worker import default_threads
 from srlive.profiles import load_profile
@@ -89,14 +89,9 @@ def bench_pipeline_fluctuation(
             "max": round(max(to_result), 2) if to_result else None,
             "n": len(to_result),
         },
-        "raw_frames_acquired": summary["raw_frames_acquired"],
-        "raw_frames_stored": summary["raw_frames_stored"],
-        "raw_frames_dropped": summary["raw_frames_dropped"],
-        "sr_images": summary["sr_images"],
-        "sr_skipped": summary["sr_skipped"],
+        **stored_counts(summary),
         "targets": {
-            "every_raw_frame_stored": summary["raw_frames_dropped"] == 0
-            and summary["raw_frames_stored"] == summary["raw_frames_acquired"],
+            "every_raw_frame_stored": every_raw_frame_stored(summary),
             "sr_windows_produced": len(measured) > 0,
         },
         "ring": {k: summary["pipeline"][k] for k in ("ring_slots", "ring_mb", "ring_waits")},

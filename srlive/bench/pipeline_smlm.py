@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from srlive.bench.common import pct, simulated_scope
-from srlive.bench.live import peak_rss_mb, stream_live
+from srlive.bench.live import every_raw_frame_stored, peak_rss_mb, stored_counts, stream_live
 from srlive.pipeline.session import LiveSession, LiveSettings
 from srlive.pipeline.worker import default_threads
 from srlive.profiles import load_profile
@@ -99,14 +99,9 @@ def bench_pipeline_smlm(
             last.get("localizations", 0) / max(summary["raw_frames_stored"], 1), 2
         ),
         "precision_nm_last_set": last.get("precision_nm"),
-        "raw_frames_acquired": summary["raw_frames_acquired"],
-        "raw_frames_stored": summary["raw_frames_stored"],
-        "raw_frames_dropped": summary["raw_frames_dropped"],
-        "sr_images": summary["sr_images"],
-        "sr_skipped": summary["sr_skipped"],
+        **stored_counts(summary),
         "targets": {
-            "every_raw_frame_stored": summary["raw_frames_dropped"] == 0
-            and summary["raw_frames_stored"] == summary["raw_frames_acquired"],
+            "every_raw_frame_stored": every_raw_frame_stored(summary),
             "every_set_localised": summary["sr_skipped"] == 0
             and summary["sr_images"] == summary["sets_completed"],
             "keeps_up": bool(localise_fps >= camera_fps),
